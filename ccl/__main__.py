@@ -1,0 +1,5 @@
+import sys
+
+from ccl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,221 @@
+"""A PostgreSQL cluster of our own, for a plant PC without a database server and for tests.
+
+``initdb`` and ``postgres`` refuse to run as root, so as root every server command runs as
+the ``postgres`` user (``runuser``), on a data directory that user owns.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import attrs
+import psycopg2
+from psycopg2 import sql
+
+
+class LocalDatabaseError(RuntimeError):
+    """The local cluster could not be created, started or stopped; the message says why."""
+
+
+def find_bindir() -> Path:
+    explicit = os.environ.get("PG_BINDIR")
+    candidates = [explicit] if explicit else sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]), reverse=True
+    )
+    for candidate in candidates:
+        if candidate and Path(candidate, "initdb").exists():
+            return Path(candidate)
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    raise LocalDatabaseError("no PostgreSQL server binaries (initdb) found; install postgresql-15 or set PG_BINDIR")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _as_root() -> bool:
+    return os.geteuid() == 0
+
+
+@attrs.define
+class LocalCluster:
+    """A cluster in ``datadir`` listening on 127.0.0.1:``port``."""
+
+    datadir: Path
+    port: int
+    bindir: Path = attrs.field(factory=find_bindir)
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.datadir
+
+    @property
+    def logfile(self) -> Path:
+        return self.datadir.parent / f"{self.datadir.name}.log"
+
+    @property
+    def superuser_password_file(self) -> Path:
+        return self.datadir.parent / f"{self.datadir.name}.superuser"
+
+    def _server_command(self, argv: list[str]) -> list[str]:
+        if _as_root():
+            return ["runuser", "-u", "postgres", "--", *argv]
+        return argv
+
+    def _run(self, argv: list[str]) -> str:
+        result = subprocess.run(self._server_command(argv), capture_output=True, text=True)
+        if result.returncode != 0:
+            raise LocalDatabaseError(f"{Path(argv[0]).name} failed: {result.stderr.strip() or result.stdout.strip()}")
+        return result.stdout
+
+    def exists(self) -> bool:
+        return (self.datadir / "PG_VERSION").exists()
+
+    def init(self, *, trust: bool = False) -> None:
+        """Create the cluster. With ``trust`` (throw-away test clusters) loopback needs no password."""
+        if self.exists():
+            return
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.datadir, 0o700)
+        argv = [str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres", "-E", "UTF8",
+                "--locale=C.UTF-8" if _has_c_utf8() else "--locale=C"]
+        if trust:
+            argv += ["--auth=trust"]
+        else:
+            password = secrets.token_urlsafe(24)
+            self.superuser_password_file.write_text(password + "\n")
+            os.chmod(self.superuser_password_file, 0o600)
+            argv += ["--auth-local=peer", "--auth-host=scram-sha-256", f"--pwfile={self.superuser_password_file}"]
+        if _as_root():
+            postgres = pwd.getpwnam("postgres")
+            os.chown(self.datadir, postgres.pw_uid, postgres.pw_gid)
+            if self.superuser_password_file.exists():
+                os.chown(self.superuser_password_file, postgres.pw_uid, postgres.pw_gid)
+        self._run(argv)
+
+    def server_argv(self, *, fast: bool = False) -> list[str]:
+        """The foreground ``postgres`` command, as the orchestrator runs it."""
+        argv = [str(self.bindir / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
+                "-k", str(self.socket_dir), "-c", "listen_addresses=127.0.0.1"]
+        if fast:
+            argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        return self._server_command(argv)
+
+    def start(self, *, fast: bool = False) -> None:
+        if self.is_running():
+            return
+        if _as_root():
+            self.logfile.touch()
+            postgres = pwd.getpwnam("postgres")
+            os.chown(self.logfile, postgres.pw_uid, postgres.pw_gid)
+        options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1"
+        if fast:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", options,
+                   "-l", str(self.logfile), "-w", "-t", "60", "start"])
+
+    def stop(self, mode: str = "fast") -> None:
+        if not self.is_running():
+            return
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "-t", "60", "stop"])
+
+    def is_running(self) -> bool:
+        if not self.exists():
+            return False
+        result = subprocess.run(self._server_command([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "status"]),
+                                capture_output=True, text=True)
+        return result.returncode == 0
+
+    def destroy(self) -> None:
+        try:
+            self.stop("immediate")
+        finally:
+            shutil.rmtree(self.datadir, ignore_errors=True)
+            for leftover in (self.logfile, self.superuser_password_file):
+                leftover.unlink(missing_ok=True)
+
+    def superuser_dsn(self, dbname: str = "postgres") -> str:
+        parts = [f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"]
+        if self.superuser_password_file.exists():
+            parts.append(f"password={self.superuser_password_file.read_text().strip()}")
+        return " ".join(parts)
+
+    def create_database(self, name: str, *, owner_password: str | None = None, template: str | None = None) -> str:
+        """Create role and database ``name`` if missing; return a DSN for it."""
+        connection = psycopg2.connect(self.superuser_dsn())
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,))
+                if cursor.fetchone() is None:
+                    cursor.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+                if owner_password is not None:
+                    cursor.execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(sql.Identifier(name)), (owner_password,))
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cursor.fetchone() is None:
+                    statement = sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(name))
+                    if template:
+                        statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+                    cursor.execute(statement)
+        finally:
+            connection.close()
+        dsn = f"host=127.0.0.1 port={self.port} dbname={name} user={name}"
+        if owner_password is not None:
+            dsn += f" password={owner_password}"
+        return dsn
+
+
+def _has_c_utf8() -> bool:
+    result = subprocess.run(["locale", "-a"], capture_output=True, text=True)
+    return any(line.lower() in {"c.utf8", "c.utf-8"} for line in result.stdout.split())
+
+
+def local_cluster(config) -> LocalCluster:
+    """The cluster ``[paths] var``/pgdata that is used when ``[database] dsn`` is empty."""
+    return LocalCluster(config.get_path("paths", "var") / "pgdata", config.get_int("database", "local_port", 1, 65535))
+
+
+def dsn_file(config) -> Path:
+    return config.get_path("paths", "var") / "database.dsn"
+
+
+def resolve_dsn(config) -> str:
+    """The configured DSN, or the local database's one written by ``ccl localdb setup``."""
+    from ccl.config import ConfigError
+
+    dsn = config.get("database", "dsn")
+    if dsn:
+        return dsn
+    path = dsn_file(config)
+    if not path.exists():
+        raise ConfigError(
+            "[database] dsn is empty and there is no local database yet "
+            f"({path} is missing): run scripts/start-services.sh or `ccl localdb setup`"
+        )
+    return path.read_text().strip()
+
+
+def setup_local_database(config) -> str:
+    """Create (once) and start the local cluster and the ``ccl`` database; return its DSN."""
+    cluster = local_cluster(config)
+    cluster.init()
+    cluster.start()
+    path = dsn_file(config)
+    if path.exists():
+        return path.read_text().strip()
+    dsn = cluster.create_database("ccl", owner_password=secrets.token_urlsafe(24))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(dsn + "\n")
+    return dsn

@@ -1,0 +1,181 @@
+"""PostgreSQL through txpostgres, surviving server restarts.
+
+Every connection has a DeadConnectionDetector: when PostgreSQL goes away the first queries
+fail (ConnectionDead / OperationalError) and the connection reconnects in the background
+with capped back-off. Callers that must not lose work retry (``retrying``). LISTEN is
+re-issued after a reconnect, because the server forgets it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import psycopg2
+from twisted.internet import defer, task
+from twisted.logger import Logger
+from txpostgres import reconnection, retrying as txretrying, txpostgres
+
+log = Logger()
+
+#: Failures that mean "the database is unreachable right now; try again later".
+UNAVAILABLE = (reconnection.ConnectionDead, psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+def _backoff():
+    return txretrying.simpleBackoffIterator(initialDelay=0.5, maxDelay=5.0, factor=2.0, maxRetries=0, now=True)
+
+
+def _connection(reactor) -> txpostgres.Connection:
+    detector = reconnection.DeadConnectionDetector(reconnectionIterator=_backoff, reactor=reactor)
+    return txpostgres.Connection(reactor=reactor, detector=detector)
+
+
+class _Pool(txpostgres.ConnectionPool):
+    def __init__(self, reactor, dsn: str, size: int):
+        self.reactor = reactor
+        super().__init__(None, dsn, min=size)
+
+    def connectionFactory(self, reactor, cooperator):  # noqa: N802 (txpostgres' name)
+        return _connection(reactor)
+
+
+class Database:
+    """A pool of reconnecting connections plus LISTEN support.
+
+    ``start()`` never fails: a database that is down at start-up is connected to when it
+    comes up, and queries fail with one of ``UNAVAILABLE`` until then.
+    """
+
+    def __init__(self, reactor, dsn: str, size: int = 4):
+        self._reactor = reactor
+        self.dsn = dsn
+        self._pool = _Pool(reactor, dsn, size)
+        self._listener: txpostgres.Connection | None = None
+        self._channels: dict[str, list[Callable[[dict | str], None]]] = {}
+        self._ready = defer.Deferred()
+
+    def start(self) -> defer.Deferred:
+        """Connect every pooled connection; fires once all are up (maybe much later)."""
+        attempts = []
+        for connection in self._pool.connections:
+            attempt = connection.connect(self.dsn)
+            attempt.addErrback(self._retry_first_connect, connection)
+            attempts.append(attempt)
+        defer.gatherResults(attempts).addBoth(lambda _: self._ready.callback(self) if not self._ready.called else None)
+        return self.when_ready()
+
+    def _retry_first_connect(self, failure, connection):
+        log.warn("database not reachable yet ({error}); retrying in the background", error=failure.getErrorMessage())
+        connection.detector.checkForDeadConnection(failure)
+        recovered = defer.Deferred()
+        connection.detector.addRecoveryHandler(lambda: recovered.callback(None) if not recovered.called else None)
+        return recovered
+
+    def when_ready(self) -> defer.Deferred:
+        done = defer.Deferred()
+        self._ready.addBoth(lambda result: (done.callback(self), result)[1])
+        return done
+
+    def runQuery(self, *args, **kwargs) -> defer.Deferred:  # noqa: N802 (txpostgres' name)
+        return self._pool.runQuery(*args, **kwargs)
+
+    def runOperation(self, *args, **kwargs) -> defer.Deferred:  # noqa: N802
+        return self._pool.runOperation(*args, **kwargs)
+
+    def runInteraction(self, interaction, *args, **kwargs) -> defer.Deferred:  # noqa: N802
+        return self._pool.runInteraction(interaction, *args, **kwargs)
+
+    # LISTEN / NOTIFY ---------------------------------------------------------------------
+
+    def listen(self, channel: str, observer: Callable[[dict | str], None]) -> defer.Deferred:
+        """Call ``observer`` with each payload on ``channel`` (JSON decoded when it is JSON)."""
+        self._channels.setdefault(channel, []).append(observer)
+        if self._listener is None:
+            self._listener = _connection(self._reactor)
+            self._listener.addNotifyObserver(self._dispatch)
+            self._listener.detector.addRecoveryHandler(self._relisten)
+            connecting = self._listener.connect(self.dsn)
+            connecting.addErrback(self._retry_first_connect, self._listener)
+            return connecting.addCallback(lambda _: self._relisten())
+        if self._listener.detector.connectionIsDead:
+            return defer.succeed(None)
+        return self._listener.runOperation(f'LISTEN "{channel}"')
+
+    def _relisten(self) -> defer.Deferred:
+        return defer.gatherResults([self._listener.runOperation(f'LISTEN "{c}"') for c in self._channels])
+
+    def _dispatch(self, notify) -> None:
+        try:
+            payload: dict | str = json.loads(notify.payload)
+        except ValueError:
+            payload = notify.payload
+        for observer in self._channels.get(notify.channel, []):
+            try:
+                observer(payload)
+            except Exception:
+                log.failure("LISTEN observer for {channel} failed", channel=notify.channel)
+
+    def close(self) -> None:
+        for connection in list(self._pool.connections):
+            connection.detector.setReconnectable(_Closed())
+            try:
+                connection.close()
+            except Exception:
+                pass
+        if self._listener is not None:
+            self._listener.detector.setReconnectable(_Closed())
+            try:
+                self._listener.close()
+            except Exception:
+                pass
+
+
+class _Closed:
+    """Stands in for a closed connection so that a pending reconnect does nothing."""
+
+    def close(self) -> None:
+        pass
+
+    def connect(self, *args, **kwargs):
+        return defer.succeed(None)
+
+
+def retrying(reactor, operation: Callable[[], defer.Deferred], *, initial: float = 0.2, maximum: float = 5.0,
+             what: str = "database operation") -> defer.Deferred:
+    """Run ``operation`` until it succeeds, waiting between attempts while the database is unavailable.
+
+    Only UNAVAILABLE failures are retried; anything else (a constraint violated, bad SQL) fails
+    at once, because trying again would fail again.
+    """
+    delay = initial
+
+    @defer.inlineCallbacks
+    def attempt():
+        nonlocal delay
+        while True:
+            try:
+                result = yield operation()
+                return result
+            except UNAVAILABLE as error:
+                log.warn("{what} failed, database unavailable ({error}); retrying in {delay:.1f}s",
+                         what=what, error=str(error).strip() or type(error).__name__, delay=delay)
+                yield task.deferLater(reactor, delay, lambda: None)
+                delay = min(delay * 2, maximum)
+
+    return attempt()
+
+
+def notify_sql(channel: str = "ccl_events") -> str:
+    """SQL to send a JSON event in the current transaction: pass json.dumps(payload) as the one parameter."""
+    return f"SELECT pg_notify('{channel}', %s)"
+
+
+def audit(db: Database, *, actor: str, action: str, target: str | None, result: str,
+          details: dict[str, Any] | None = None, client_address: str | None = None) -> defer.Deferred:
+    """Append one row to audit_logs (every control and admin action lands there)."""
+    return db.runOperation(
+        "INSERT INTO audit_logs (actor, client_address, action, target, result, details) VALUES (%s, %s, %s, %s, %s, %s)",
+        (actor, client_address, action, target, result, json.dumps(details or {}, ensure_ascii=False)),
+    )

@@ -1,0 +1,49 @@
+"""``ccl``: the command line of the plant server.
+
+Each sub-command lives in its own module of this package with ``configure(parser)`` and
+``run(args) -> int``; this table is the only place that lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "migrate": ("ccl.cli.migrate", "apply the SQL migrations in schema/ to the database"),
+    "localdb": ("ccl.cli.localdb", "create, start and stop the local PostgreSQL cluster"),
+    "decode": ("ccl.cli.decode", "print the fields of a telegram given as hex or a file"),
+    "create-user": ("ccl.cli.create_user", "create a UI user (password from stdin or a prompt)"),
+}
+
+
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """Only the selected command's module is imported, so one command's imports never slow or break another."""
+    parser = argparse.ArgumentParser(prog="ccl", description="CCL surface-inspection plant server")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, summary) in COMMANDS.items():
+        sub = commands.add_parser(name, help=summary, description=summary)
+        sub.set_defaults(_module=module_name)
+        if name == selected:
+            importlib.import_module(module_name).configure(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ccl.config import ConfigError
+
+    argv = sys.argv[1:] if argv is None else argv
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(selected).parse_args(argv)
+    try:
+        return importlib.import_module(args._module).run(args)
+    except ConfigError as error:
+        sys.stderr.write(f"ccl {args.command}: configuration error: {error}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Debian packages the system and its tests need. Installs only what is missing (as root).
+set -euo pipefail
+needed=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || needed+=(postgresql)
+command -v runuser >/dev/null || needed+=(util-linux)
+[ ${#needed[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-system-packages: please install: ${needed[*]}" >&2; exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${needed[@]}" >/dev/null

@@ -1,0 +1,80 @@
+"""The txpostgres adapter against a real PostgreSQL that goes away and comes back."""
+
+import json
+
+import psycopg2
+
+from twisted.internet import defer, reactor, task
+from twisted.trial.unittest import TestCase
+
+from ccl.adapters.storage.postgres import UNAVAILABLE, Database, audit, retrying
+from tests.support.cluster import private_cluster
+from tests.support.database import fresh_database, query
+
+
+def wait_for(predicate, timeout=30.0, interval=0.05):
+    @defer.inlineCallbacks
+    def poll():
+        waited = 0.0
+        while not predicate():
+            if waited > timeout:
+                raise AssertionError("condition not reached in time")
+            yield task.deferLater(reactor, interval, lambda: None)
+            waited += interval
+
+    return poll()
+
+
+class DatabaseTests(TestCase):
+    @defer.inlineCallbacks
+    def test_query_and_audit(self):
+        dsn = fresh_database(self)
+        db = Database(reactor, dsn, size=2)
+        self.addCleanup(db.close)
+        yield db.start()
+        rows = yield db.runQuery("SELECT %s::text", ("한글",))
+        self.assertEqual(rows, [("한글",)])
+        yield audit(db, actor="tester", action="probe", target="x", result="ok", details={"k": "값"})
+        stored = query(dsn, "SELECT actor, action, target, result, details FROM audit_logs")
+        self.assertEqual(stored, [("tester", "probe", "x", "ok", {"k": "값"})])
+
+    @defer.inlineCallbacks
+    def test_survives_a_restart_and_keeps_listening(self):
+        cluster, dsn = private_cluster(self)
+        db = Database(reactor, dsn, size=2)
+        self.addCleanup(db.close)
+        yield db.start()
+        events = []
+        yield db.listen("ccl_events", events.append)
+        yield db.runQuery("SELECT pg_notify('ccl_events', %s)", (json.dumps({"n": 1}),))
+        yield wait_for(lambda: events == [{"n": 1}])
+
+        cluster.stop()
+        failure = yield self.assertFailure(db.runQuery("SELECT 1"), *UNAVAILABLE)
+        self.assertIsInstance(failure, UNAVAILABLE)
+        cluster.start(fast=True)
+        rows = yield retrying(reactor, lambda: db.runQuery("SELECT 2"), what="probe")
+        self.assertEqual(rows, [(2,)])
+
+        # LISTEN is re-issued after the listener reconnects.
+        def notify_and_check():
+            query(dsn, "SELECT pg_notify('ccl_events', '{\"n\": 2}')")
+            return {"n": 2} in events
+
+        yield wait_for(notify_and_check, interval=0.3)
+        # txpostgres lets the reactor log the server's disconnect of idle connections.
+        self.flushLoggedErrors(psycopg2.OperationalError)
+
+    @defer.inlineCallbacks
+    def test_start_while_database_down_connects_later(self):
+        cluster, dsn = private_cluster(self)
+        cluster.stop()
+        db = Database(reactor, dsn, size=1)
+        self.addCleanup(db.close)
+        ready = db.start()
+        self.assertFalse(ready.called)
+        yield task.deferLater(reactor, 0.5, lambda: None)
+        cluster.start(fast=True)
+        yield ready
+        rows = yield retrying(reactor, lambda: db.runQuery("SELECT 3"))
+        self.assertEqual(rows, [(3,)])
