@@ -196,15 +196,16 @@ class ChannelForwarder:
 
     # Sending -----------------------------------------------------------------------------
 
-    def _burst(self) -> int:
-        return max(self.settings.window, 1)
+    def _burst(self) -> float:
+        # Up to a tenth of a second's worth at once: pacing, not a stutter per telegram.
+        return max(float(self.settings.window), self.settings.drain_rate / 10)
 
     def _take_token(self) -> bool:
         now = self._clock.seconds()
         self._tokens = min(self._burst(), self._tokens + (now - self._refilled_at) * self.settings.drain_rate)
         self._refilled_at = now
-        if self._tokens >= 1:
-            self._tokens -= 1
+        if self._tokens >= 1 - 1e-9:  # float rounding must not starve the bucket
+            self._tokens = max(0.0, self._tokens - 1)
             return True
         return False
 
@@ -214,7 +215,7 @@ class ChannelForwarder:
                 break
             if not self._take_token():
                 if self._pacer is None or not self._pacer.active():
-                    wait = (1 - self._tokens) / self.settings.drain_rate
+                    wait = max((1 - self._tokens) / self.settings.drain_rate, 0.0005)
                     self._pacer = self._clock.callLater(wait, self._pump)
                 break
             self._transmit(self._queue.popleft())

@@ -109,6 +109,7 @@ class ForwardingService(service.MultiService):
         self._reactor = reactor
         self._layouts = layouts
         self.settings = settings
+        self._db = db
         self.store = PgOutboxStore(reactor, db)
         self.registry = registry if registry is not None else Registry()
         self._backlog: dict[str, tuple[int, float | None]] = {}
@@ -138,9 +139,14 @@ class ForwardingService(service.MultiService):
     # Life cycle --------------------------------------------------------------------------
 
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
-        for forwarder in self.forwarders.values():
-            forwarder.start()
         super().startService()
+
+        def start_forwarders(_):
+            # Reading the outbox before the pool is connected would only fail.
+            if self.running:
+                for forwarder in self.forwarders.values():
+                    forwarder.start()
+        self._db.when_ready().addCallback(start_forwarders)
 
     @defer.inlineCallbacks
     def stopService(self):  # noqa: N802
