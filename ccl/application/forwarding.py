@@ -165,6 +165,8 @@ class ChannelForwarder:
 
     def _load_failed(self, failure) -> None:
         self._fetching = None
+        if failure.check(defer.CancelledError):
+            return  # the store is closing
         log.failure("reading the {channel} outbox failed", failure, channel=self.channel)
 
     def rescan(self) -> defer.Deferred:

@@ -33,6 +33,7 @@ class AckProtocol(protocol.Protocol):
         self._peer = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
         log.info("고기원 ACK link: {peer} connected", peer=self._peer)
         self._factory.connections += 1
+        self._factory.live.add(self)
         self._factory.changed()
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
@@ -81,6 +82,7 @@ class AckProtocol(protocol.Protocol):
         for item in self._framer.flush(final=True):
             self._handle(item)
         self._factory.connections -= 1
+        self._factory.live.discard(self)
         log.info("고기원 ACK link: {peer} disconnected", peer=self._peer)
         self._factory.changed()
 
@@ -97,6 +99,11 @@ class AckFactory(protocol.Factory):
         self.changed = changed
         self.idle_timeout = idle_timeout
         self.connections = 0
+        self.live: set[AckProtocol] = set()
+
+    def close_all(self) -> None:
+        for connection in list(self.live):
+            connection.transport.loseConnection()
 
     def buildProtocol(self, addr):  # noqa: N802
         return AckProtocol(self)

@@ -94,6 +94,8 @@ class _Listening(service.Service):
 
     def stopService(self):  # noqa: N802
         super().stopService()
+        if self._factory is not None and hasattr(self._factory, "close_all"):
+            self._factory.close_all()
         if self.port is not None:
             port, self.port = self.port, None
             self.listening = defer.Deferred()
@@ -161,6 +163,7 @@ class ForwardingService(service.MultiService):
             yield flushed
         except Exception:
             log.warn("stopping with outbox updates unwritten; those entries will be sent again")
+        self.store.close()
         yield self._write_links(connected_override=False)
 
     # Hooks -------------------------------------------------------------------------------
@@ -260,7 +263,7 @@ class ForwardingService(service.MultiService):
 
     def _poll(self) -> defer.Deferred:
         for forwarder in self.forwarders.values():
-            forwarder.rescan().addErrback(lambda f: log.failure("outbox rescan failed", f))
+            forwarder.rescan().addErrback(_unless_cancelled, "outbox rescan failed")
 
         def got(backlog):
             self._backlog = backlog
@@ -289,6 +292,11 @@ class ForwardingService(service.MultiService):
                                              last_seen_at=self.peer_last_seen, alive_count=self.peer_alive_count,
                                              details={"listen": self.settings.ack_listen}))
         return defer.gatherResults(writes, consumeErrors=True).addErrback(lambda f: None)
+
+
+def _unless_cancelled(failure, what: str) -> None:
+    if not failure.check(defer.CancelledError):
+        log.failure(what, failure)
 
 
 def make_forwarding_service(reactor, config: Config, db: Database, layouts: Layouts,

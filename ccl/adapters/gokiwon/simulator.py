@@ -70,11 +70,18 @@ class _ChannelServer(protocol.Protocol):
 
 
 class _AckLink(protocol.Protocol):
+    def __init__(self, sim: "GokiwonSimulator") -> None:
+        self._sim = sim
+
     def connectionMade(self) -> None:  # noqa: N802
         try:
             self.transport.setTcpNoDelay(True)
         except (AttributeError, OSError):
             pass
+        self._sim.ack_link_up(self.transport)
+
+    def connectionLost(self, reason) -> None:  # noqa: N802
+        self._sim.ack_link_up(None)
 
 
 class GokiwonSimulator:
@@ -128,11 +135,10 @@ class GokiwonSimulator:
         """Connect (and keep reconnecting) to our ACK port; answers wait in memory while it is down."""
         if self._ack_service is None:
             endpoint = endpoints.HostnameEndpoint(self.reactor, ack_to[0], ack_to[1], timeout=5)
-            factory = protocol.Factory.forProtocol(_AckLink)
+            factory = protocol.Factory.forProtocol(lambda: _AckLink(self))
             self._ack_service = ClientService(endpoint, factory, clock=self.reactor,
                                               retryPolicy=backoffPolicy(initialDelay=0.1, maxDelay=2.0, factor=2.0,
-                                                                        jitter=lambda: 0.0),
-                                              prepareConnection=self._ack_connected)
+                                                                        jitter=lambda: 0.0))
             self._ack_service.startService()
         if not self._alive.running and self._alive_interval > 0:
             self._alive.start(self._alive_interval, now=False)
@@ -208,12 +214,12 @@ class GokiwonSimulator:
 
     # The ACK link ------------------------------------------------------------------------
 
-    def _ack_connected(self, link) -> None:
-        self._ack_transport = link.transport
-        link.connectionLost = lambda reason: setattr(self, "_ack_transport", None)
-        unsent, self._unsent = self._unsent, []
-        for data in unsent:
-            link.transport.write(data)
+    def ack_link_up(self, transport) -> None:
+        self._ack_transport = transport
+        if transport is not None:
+            unsent, self._unsent = self._unsent, []
+            for data in unsent:
+                transport.write(data)
 
     def _send(self, data: bytes) -> None:
         if self._ack_transport is None:

@@ -92,13 +92,26 @@ class PgOutboxStore:
         self._db = db
         self._next = _Pending()
         self._writing: defer.Deferred | None = None
+        self._running: set[defer.Deferred] = set()  # retrying operations, cancelled by close()
+        self._closed = False
+
+    def _track(self, operation: defer.Deferred) -> defer.Deferred:
+        self._running.add(operation)
+        return operation.addBoth(lambda result: (self._running.discard(operation), result)[1])
+
+    def close(self) -> None:
+        """Give up what still waits for the database (the service is stopping; the outbox keeps it)."""
+        self._closed = True
+        for operation in list(self._running):
+            operation.cancel()
 
     # Reads -------------------------------------------------------------------------------
 
     def fetch_pending(self, channel: str, after_id: int, limit: int, before_id: int | None = None,
                       exclude: list[int] | None = None) -> defer.Deferred:
         params = (channel, after_id, before_id or MAX_ID, list(exclude or []), limit)
-        found = retrying(self._reactor, lambda: self._db.runQuery(_FETCH, params), what=f"reading the {channel} outbox")
+        found = self._track(retrying(self._reactor, lambda: self._db.runQuery(_FETCH, params),
+                                     what=f"reading the {channel} outbox"))
         return found.addCallback(lambda rows: [
             OutboxEntry(id=r[0], channel=r[1], tc_code=r[2].strip(), sequence_no=r[3], raw=bytes(r[4]),
                         created_at=r[5], attempts=r[6]) for r in rows])
@@ -137,7 +150,8 @@ class PgOutboxStore:
 
     def _write(self) -> None:
         batch, self._next = self._next, _Pending()
-        written = retrying(self._reactor, lambda: self._db.runInteraction(_apply, batch), what="updating the outbox")
+        written = self._track(retrying(self._reactor, lambda: self._db.runInteraction(_apply, batch),
+                                       what="updating the outbox"))
 
         def finished(result):
             for waiter in batch.waiters:
@@ -146,7 +160,7 @@ class PgOutboxStore:
                 else:
                     waiter.callback(None)
             writing, self._writing = self._writing, None
-            if self._next:
+            if self._next and not self._closed:
                 self._writing = defer.Deferred()
                 self._write()
             writing.callback(None)
@@ -171,8 +185,8 @@ class PgOutboxStore:
                tc_code: str | None, sequence_no: int | None, raw: bytes) -> defer.Deferred:
         """Keep a refused telegram (or garbage) whole; retried until the database takes it."""
         params = (received_at, peer, listener, result_code, reason, tc_code, sequence_no, raw)
-        return retrying(self._reactor, lambda: self._db.runOperation(_REJECTED, params),
-                        what="keeping a rejected telegram")
+        return self._track(retrying(self._reactor, lambda: self._db.runOperation(_REJECTED, params),
+                                    what="keeping a rejected telegram"))
 
 
 @defer.inlineCallbacks
