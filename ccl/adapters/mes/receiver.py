@@ -38,6 +38,9 @@ log = Logger()
 #: Refused telegrams with no readable TC / sequence are NAKed with these (see replies.py).
 UNKNOWN_TC = "0000"
 UNKNOWN_SEQUENCE = 0
+#: A garbage run followed by this much silence is refused at once (NAK) instead of waiting
+#: for the next header, so a sender that waits for each reply is not kept waiting.
+GARBAGE_QUIET = 0.3
 #: Stop reading a connection whose replies wait for this many journal writes, until they drain.
 PAUSE_ABOVE = 20000
 RESUME_BELOW = 2000
@@ -89,6 +92,11 @@ class MesReceiver(protocol.Protocol):
         self._replies.clear()
         self.factory.closed(self)
         log.info("MES connection from {peer} closed", peer=self.peer)
+
+    def quiet(self) -> None:
+        """No data for a moment: refuse garbage that cannot start a telegram (keeps a plausible start)."""
+        for item in self.framer.flush(final=False):
+            self._reject(item.raw, item.code, item.reason, item.tc_code, item.sequence_no, reply=not item.continued)
 
     def idle_expired(self) -> None:
         """Half a telegram and silence for idle_timeout: refuse those bytes, then close."""
@@ -230,7 +238,7 @@ class MesReceiverFactory(protocol.Factory):
     def startFactory(self):  # noqa: N802
         self._sweeper = task.LoopingCall(self._sweep)
         self._sweeper.clock = self.clock
-        self._sweeper.start(max(0.05, min(1.0, self.idle_timeout / 4)), now=False)
+        self._sweeper.start(max(0.05, min(GARBAGE_QUIET / 2, self.idle_timeout / 4)), now=False)
 
     def stopFactory(self):  # noqa: N802
         if self._sweeper is not None and self._sweeper.running:
@@ -253,10 +261,14 @@ class MesReceiverFactory(protocol.Factory):
         self.links.closed(connection.host, connection.port)
 
     def _sweep(self) -> None:
-        deadline = self.clock.seconds() - self.idle_timeout
+        now = self.clock.seconds()
         for connection in list(self.connections):
-            if connection.framer.buffered and connection.last_data <= deadline and not connection._closing:
+            if not connection.framer.buffered or connection._closing:
+                continue
+            if connection.last_data <= now - self.idle_timeout:
                 connection.idle_expired()
+            elif connection.last_data <= now - GARBAGE_QUIET:
+                connection.quiet()
 
     def reply(self, acked_tc: str, acked_sequence: int, code: str) -> bytes:
         """A 4900 ACK (code 00) or 4901 NAK with our own running sequence number."""
