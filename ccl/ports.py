@@ -22,7 +22,8 @@ class IProcessStore(Interface):
         Fails with StoreUnavailable."""
 
     def apply(journal: str, rows: list, upto: int):
-        """Deferred[BatchOutcome]: store ProcessRow/RejectedRow items and record that the
+        """Deferred[BatchOutcome]: store ProcessRow/RejectedRow items (``rows`` is an iterable,
+        maybe lazy: iterate it once, off the reactor if the store has a worker) and record that the
         journal is applied up to ``upto``, all in ONE transaction. Rows whose number is not
         above the stored progress are skipped (a replay never doubles). Fails with
         StoreUnavailable or StoreRefused; on failure nothing of the batch is stored."""

@@ -54,7 +54,20 @@ class DatabaseOutageTests(TestCase):
         self.assertEqual(service.health()["status"], "ok")
         failures = [s for s in parse_text(service.registry.render()) if s[0] == "ccl_mes_pg_writes_total"]
         self.assertTrue(any(labels == {"result": "failed"} and value > 0 for _, labels, value in failures))
+        # The link-status connections (txpostgres) reconnect on their own; let them finish
+        # so that no reconnection timer outlives the test.
+        yield database_recovered(service.db, service.settings.pool_size)
         self.flushLoggedErrors(psycopg2.OperationalError)
+
+
+@defer.inlineCallbacks
+def database_recovered(db, size):
+    for _ in range(200):
+        try:
+            yield defer.gatherResults([db.runQuery("SELECT 1") for _ in range(size)], consumeErrors=True)
+            return
+        except defer.FirstError:
+            yield task.deferLater(reactor, 0.1, lambda: None)
 
 
 class _Output(protocol.ProcessProtocol):

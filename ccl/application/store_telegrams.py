@@ -72,6 +72,21 @@ def row_for(record: JournalRecord, layouts: Layouts) -> ProcessRow | RejectedRow
                       raw=record.raw, forward=layout.forward)
 
 
+class LazyRows:
+    """The rows of a batch, built when the store iterates them (in its worker thread, so
+    decoding replayed records never holds the reactor up)."""
+
+    def __init__(self, records: list[JournalRecord], layouts: Layouts):
+        self._records = records
+        self._layouts = layouts
+
+    def __iter__(self):
+        return (row_for(record, self._layouts) for record in self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
 class TelegramWriter:
     """Drains journal records into an IProcessStore.
 
@@ -208,10 +223,10 @@ class TelegramWriter:
 
     @defer.inlineCallbacks
     def _apply(self, batch: list[JournalRecord]):
-        rows = [row_for(record, self._layouts) for record in batch]
         upto = batch[-1].number
         try:
-            outcome = yield self._until_available(lambda: self._store.apply(self.journal, rows, upto),
+            outcome = yield self._until_available(
+                lambda: self._store.apply(self.journal, LazyRows(batch, self._layouts), upto),
                                                   f"storing records {batch[0].number}-{upto}")
             if outcome is not None:
                 self._writes.inc(result="ok")
@@ -221,7 +236,8 @@ class TelegramWriter:
             log.warn("database refused the batch {first}-{last} ({error}); storing it record by record",
                      first=batch[0].number, last=upto, error=error)
         total = BatchOutcome()
-        for record, row in zip(batch, rows):
+        for record in batch:
+            row = row_for(record, self._layouts)
             try:
                 outcome = yield self._until_available(
                     lambda row=row: self._store.apply(self.journal, [row], row.number), f"storing record {row.number}")

@@ -19,7 +19,6 @@ PostgreSQL plays no part here: the writer applies the journal independently.
 from __future__ import annotations
 
 import collections
-import datetime
 
 from twisted.internet import protocol, task
 from twisted.logger import Logger
@@ -28,9 +27,8 @@ from ccl.adapters.mes.links import LinkTracker
 from ccl.adapters.storage.journal import Journal
 from ccl.domain.journal_record import REJECTED, TELEGRAM
 from ccl.domain.metrics import Registry
-from ccl.domain.telegrams import (
-    ACCEPTED, PLANT_TZ, Frame, Garbage, Layouts, TelegramFramer, TelegramRejected, decode, encode_ack,
-)
+from ccl.domain.reply_builder import ReplyBuilder
+from ccl.domain.telegrams import ACCEPTED, Frame, Garbage, Layouts, TelegramFramer, TelegramRejected, decode
 from ccl.domain.telegrams.layout import ALIVE, PROCESS
 
 log = Logger()
@@ -71,6 +69,9 @@ class MesReceiver(protocol.Protocol):
         address = self.transport.getPeer()
         self.host, self.port = getattr(address, "host", "?"), getattr(address, "port", 0)
         self.peer = f"{self.host}:{self.port}"
+        if hasattr(self.transport, "setTcpNoDelay"):
+            # Replies are small and must leave at once, not wait for Nagle's algorithm.
+            self.transport.setTcpNoDelay(True)
         self.last_data = self.factory.clock.seconds()
         self.factory.opened(self)
         log.info("MES connection from {peer}", peer=self.peer)
@@ -224,7 +225,7 @@ class MesReceiverFactory(protocol.Factory):
         self.max_connections = max_connections
         self.tc_width = next(f.width for f in layouts.header if f.name == "tc_code")
         self.connections: set[MesReceiver] = set()
-        self._sequence = 0
+        self._replies = ReplyBuilder(layouts, line_code)
         self._sweeper: task.LoopingCall | None = None
         registry = registry or Registry()
         self.received = registry.counter(f"{listener}_telegrams_received_total",
@@ -272,7 +273,4 @@ class MesReceiverFactory(protocol.Factory):
 
     def reply(self, acked_tc: str, acked_sequence: int, code: str) -> bytes:
         """A 4900 ACK (code 00) or 4901 NAK with our own running sequence number."""
-        self._sequence = self._sequence % 999999 + 1
-        now = datetime.datetime.fromtimestamp(self.clock.seconds(), PLANT_TZ)
-        return encode_ack(self.layouts, acked_tc_code=acked_tc, acked_sequence_no=acked_sequence,
-                          result_code=code, line_code=self.line_code, sequence_no=self._sequence, sent_at=now)
+        return self._replies.build(acked_tc, acked_sequence, code, self.clock.seconds())

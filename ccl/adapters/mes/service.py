@@ -9,6 +9,7 @@ journal for the next start).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import attrs
@@ -113,7 +114,12 @@ class MesService(service.MultiService):
     def start_core(self) -> None:
         records = self.journal.open()  # synchronous: nothing listens yet
         self.journal.start()
-        self.writer = TelegramWriter(PostgresProcessStore(self.db), self.layouts, self.reactor,
+        # Short GIL switch interval: the store's worker thread formats big batches, and the
+        # reactor thread (ACKs) must get the GIL back within a millisecond, not five.
+        sys.setswitchinterval(0.001)
+        self.store = PostgresProcessStore(self.reactor, self.settings.dsn)
+        self.store.start()
+        self.writer = TelegramWriter(self.store, self.layouts, self.reactor,
                                      journal=self.journal.journal_id, release=self.journal.release,
                                      batch_size=self.settings.write_batch, registry=self.registry)
         self.writer.on_committed = self.on_committed  # one shared list: hooks added later count
@@ -134,6 +140,7 @@ class MesService(service.MultiService):
         yield self.journal.stop()
         if self.writer is not None:
             yield self.writer.stop()
+            self.store.stop()
         self.db.close()
 
     def health(self) -> dict:
