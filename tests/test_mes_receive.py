@@ -28,6 +28,8 @@ class ReceivePathTests(TestCase):
         events = []
         yield listener.listen("ccl_events", events.append)
         service = yield start_service(self, dsn)
+        committed = []
+        service.on_committed.append(committed.append)
         client = yield connect(self, service)
         stream = [schedule(1, "H477707", "이알텍㈜"), schedule(2, "H477708", "똠방각하"), wpd(3), speed(4, 118),
                   cut(5), alive(6, 7)]
@@ -80,6 +82,13 @@ class ReceivePathTests(TestCase):
         self.assertEqual(events[0]["id"], query(dsn, "SELECT min(id) FROM tc_4000_schedule")[0][0])
         progress = query(dsn, "SELECT journal, applied_upto FROM journal_progress")
         self.assertEqual(progress, [(service.journal.journal_id, 5)])
+        # The forwarders' wake-up hook heard of every channel that got outbox rows.
+        self.assertEqual(set().union(*committed), {"schedule", "wpd", "speed"})
+
+        # The link's state reaches link_status for the UI.
+        yield service.links.save()
+        link = query(dsn, "SELECT link, kind, connected, alive_count, last_seen_at IS NOT NULL FROM link_status")
+        self.assertEqual(link, [("mes:127.0.0.1", "mes", True, 7, True)])
 
     @defer.inlineCallbacks
     def test_retransmission_is_stored_once_and_acked_again(self):

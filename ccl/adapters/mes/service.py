@@ -31,6 +31,10 @@ from ccl.domain.telegrams import Layouts, load_layouts
 
 log = Logger()
 
+#: Seconds the writer waits to fill a batch: telegrams reach PostgreSQL at most this much
+#: later, in a few transactions per second instead of hundreds.
+WRITE_LINGER = 0.1
+
 
 @attrs.frozen
 class MesSettings:
@@ -121,7 +125,8 @@ class MesService(service.MultiService):
         self.store.start()
         self.writer = TelegramWriter(self.store, self.layouts, self.reactor,
                                      journal=self.journal.journal_id, release=self.journal.release,
-                                     batch_size=self.settings.write_batch, registry=self.registry)
+                                     batch_size=self.settings.write_batch, registry=self.registry,
+                                     linger=WRITE_LINGER)
         self.writer.on_committed = self.on_committed  # one shared list: hooks added later count
         self.writer.enqueue(records)
         self.journal.on_durable.append(self.writer.enqueue)
