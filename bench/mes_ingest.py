@@ -118,8 +118,15 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
+def cpu_seconds(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 @defer.inlineCallbacks
-def run(reactor, args, port: int, dsn: str):
+def run(reactor, args, port: int, dsn: str, service_pid: int):
     # 1. Throughput with several connections at full speed.
     per = args.total // args.connections
     batches = [telegrams(f"CC{c:02d}", per, seed=c + 1) for c in range(args.connections)]
@@ -130,10 +137,12 @@ def run(reactor, args, port: int, dsn: str):
     senders = [Sender(items, args.window) for items in batches]
     yield defer.gatherResults([connect(reactor, port, s) for s in senders])
     started = time.perf_counter()
+    cpu_before = cpu_seconds(service_pid)
     for sender in senders:
         sender.pump()
     yield defer.gatherResults([s.done for s in senders])
     elapsed = time.perf_counter() - started
+    cpu_used = cpu_seconds(service_pid) - cpu_before
     total = per * args.connections
     naks = sum(s.naks for s in senders)
     print(f"throughput: {total} telegrams over {args.connections} connections ACKed in {elapsed:.2f} s "
@@ -141,6 +150,9 @@ def run(reactor, args, port: int, dsn: str):
     acked_at = time.perf_counter()
     while stored(dsn) < total:
         yield task.deferLater(reactor, 0.05, lambda: None)
+    print(f"service CPU while receiving: {cpu_used:.2f} s = {cpu_used / total * 1e6:.0f} us per telegram "
+          f"(receive, journal, ACK and most of the PostgreSQL writing; the machine's load average "
+          f"was {os.getloadavg()[0]:.1f})")
     print(f"in PostgreSQL: all {total} stored {time.perf_counter() - acked_at:.2f} s after the last ACK "
           f"({total / (time.perf_counter() - started):,.0f} telegrams/s end to end)")
     for sender in senders:
@@ -216,7 +228,7 @@ def main() -> int:
                 time.sleep(0.05)
         print(f"MES service pid {service.pid} on port {port}; journal fsync "
               f"{'OFF' if args.no_fsync else 'ON'}; PostgreSQL fsync on; {os.cpu_count()} CPUs")
-        task.react(lambda reactor: run(reactor, args, port, dsn))
+        task.react(lambda reactor: run(reactor, args, port, dsn, service.pid))
     except SystemExit as done:
         return int(done.code or 0)
     finally:

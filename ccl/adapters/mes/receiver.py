@@ -64,6 +64,7 @@ class MesReceiver(protocol.Protocol):
         self._closing = False
         self._gone = False
         self._paused = False
+        self._flush_due = False
 
     def connectionMade(self):  # noqa: N802 (Twisted's name)
         address = self.transport.getPeer()
@@ -174,10 +175,16 @@ class MesReceiver(protocol.Protocol):
             return
         slot.data = self.factory.reply(acked_tc, acked_sequence, code)
         slot.ready = True
-        if self._replies and self._replies[0] is slot:
-            self._flush()
+        if not self._flush_due and self._replies and self._replies[0] is slot:
+            # The journal fires a whole batch of these in one go: write them out together,
+            # once, right after.
+            self._flush_due = True
+            self.factory.clock.callLater(0, self._flush)
 
     def _flush(self) -> None:
+        self._flush_due = False
+        if self._gone:
+            return
         replies = self._replies
         out = []
         while replies and replies[0].ready:

@@ -152,13 +152,15 @@ class MesService(service.MultiService):
         writer = self.writer
         backlog = writer.backlog if writer else 0
         database = "ok" if writer and writer.database_ok else "unavailable"
-        status = "ok" if database == "ok" else "degraded"
+        # Journal failing: nothing can be ACKed, the link is down. Database away: the link
+        # works and PostgreSQL catches up later.
+        status = "down" if self.journal.last_error else "ok" if database == "ok" else "degraded"
         return {
             "service": "mes-tcp-service",
             "status": status,
             "database": database,
             "database_error": None if database == "ok" else (writer.last_error if writer else None),
-            "journal": {"id": self.journal.journal_id, "backlog": backlog,
+            "journal": {"id": self.journal.journal_id, "backlog": backlog, "error": self.journal.last_error,
                         "last_durable": self.journal.last_durable,
                         "applied_upto": writer.applied_upto if writer else None,
                         "segments": self.journal.segment_count, "fsync": self.journal.fsync},

@@ -201,6 +201,8 @@ class Journal:
         self._idle: list[defer.Deferred] = []
         self._released = 0
         self.last_durable = 0
+        #: Why the last write failed, until a write succeeds again (for /health).
+        self.last_error: str | None = None
 
     # start-up ----------------------------------------------------------------------------
 
@@ -326,9 +328,11 @@ class Journal:
             # Numbers must stay gap-free on disk: later queued records are renumbered.
             self._renumber_after_failure(records[0].number)
             error = JournalError(f"journal write failed: {result.getErrorMessage()}")
+            self.last_error = str(error)
             for _, _, done in batch:
                 done.errback(error)
         else:
+            self.last_error = None
             if result is not None:
                 self._segments.append(result)
             self.last_durable = records[-1].number

@@ -123,6 +123,12 @@ class PostgresProcessStore:
             if self._connection is not None and not self._connection.closed:
                 self._connection.rollback()
             raise StoreRefused(str(error).strip().splitlines()[0]) from None
+        except Exception as error:
+            # A bug of ours on some record: refuse the batch, so that the writer goes record
+            # by record and only the one that triggers it is set aside (as rejected).
+            log.failure("unexpected error storing MES records")
+            self._close()
+            raise StoreRefused(f"internal error: {type(error).__name__}: {error}") from None
 
     def applied_upto(self, journal: str):
         return self._in_worker(_applied_upto, journal)
