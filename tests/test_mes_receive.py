@@ -111,3 +111,26 @@ class ReceivePathTests(TestCase):
         registry = service.registry.render()
         self.assertIn('ccl_mes_telegrams_duplicate_total{tc="4000"} 1', registry)
         self.assertIn('ccl_mes_telegrams_stored_total{tc="4000"} 1', registry)
+
+
+class AtomicityTests(TestCase):
+    @defer.inlineCallbacks
+    def test_row_and_outbox_share_one_transaction_and_a_refused_record_does_not_stop_the_rest(self):
+        dsn = fresh_database(self)
+        # Make PostgreSQL refuse outbox rows of one channel: the speed row must then not be
+        # stored either (same transaction), and the telegrams around it must be.
+        query(dsn, "ALTER TABLE forward_outbox ADD CONSTRAINT test_no_speed CHECK (channel <> 'speed')")
+        service = yield start_service(self, dsn)
+        client = yield connect(self, service)
+        client.transport.write(schedule(1) + speed(2) + cut(3) + wpd(4))
+        yield client.wait_replies(4)  # ACKed: the journal has them, whatever PostgreSQL says later
+        yield wait_for(lambda: service.writer.applied_upto == 4, what="batch applied")
+        self.assertEqual(count(dsn, "tc_4003_speed"), 0)
+        self.assertEqual(query(dsn, "SELECT channel FROM forward_outbox ORDER BY id"), [("schedule",), ("wpd",)])
+        self.assertEqual((count(dsn, "tc_4000_schedule"), count(dsn, "tc_4001_cut"), count(dsn, "tc_4002_wpd")),
+                         (1, 1, 1))
+        (kept,) = query(dsn, "SELECT result_code, reason, raw, tc_code, sequence_no FROM rejected_telegrams")
+        self.assertEqual(kept[0], "00")  # it was ACKed; only the database refused it
+        self.assertIn("database refused it", kept[1])
+        self.assertIn("test_no_speed", kept[1])
+        self.assertEqual((bytes(kept[2]), kept[3], kept[4]), (speed(2), "4003", 2))

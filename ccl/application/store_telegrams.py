@@ -18,12 +18,13 @@ import collections
 import datetime
 from collections.abc import Callable, Iterable
 
+import attrs
 import twisted.internet.defer as defer
 from twisted.logger import Logger
 
 from ccl.domain.journal_record import TELEGRAM, BatchOutcome, JournalRecord, ProcessRow, RejectedRow
 from ccl.domain.metrics import Registry
-from ccl.domain.telegrams import FORMAT_ERROR, Layouts, Telegram, TelegramRejected, decode
+from ccl.domain.telegrams import ACCEPTED, FORMAT_ERROR, Layouts, Telegram, TelegramRejected, decode
 from ccl.ports import IProcessStore, StoreRefused, StoreUnavailable
 
 log = Logger()
@@ -252,7 +253,10 @@ class TelegramWriter:
                 self._writes.inc(result="failed")
                 log.error("database refused journal record {number} ({error}); keeping it as a rejected telegram",
                           number=record.number, error=error)
-                fallback = rejected_row(record, FORMAT_ERROR, f"database refused it: {error}")
+                # Result code 00: it was ACKed (it is safe in the journal); only the database refused it.
+                fallback = rejected_row(record, ACCEPTED, f"ACKed, but the database refused it: {error}")
+                if isinstance(row, ProcessRow):
+                    fallback = attrs.evolve(fallback, tc_code=row.tc_code, sequence_no=row.sequence_no)
                 try:
                     outcome = yield self._until_available(
                         lambda: self._store.apply(self.journal, [fallback], record.number),
