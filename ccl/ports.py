@@ -31,6 +31,8 @@ class IProcessStore(Interface):
 
 
 # Forwarding to 고기원 ------------------------------------------------------------------
+
+
 @attrs.frozen
 class OutboxEntry:
     """One telegram waiting in ``forward_outbox`` to be forwarded to 고기원."""

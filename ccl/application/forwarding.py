@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 
 import attrs
-from twisted.internet import defer
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 
 from ccl.ports import IOutboxStore, OutboxEntry
@@ -90,7 +90,7 @@ class ChannelForwarder:
         self._settling: set[int] = set()  # answered, store not yet updated
         self._cursor = 0  # highest outbox id loaded
         self._more = True  # the store may hold entries beyond the cursor
-        self._fetching: defer.Deferred | None = None
+        self._fetching: Deferred | None = None
         self._send: Callable[[bytes], None] | None = None
         self._tokens = float(self._burst())
         self._refilled_at = clock.seconds()
@@ -165,11 +165,11 @@ class ChannelForwarder:
 
     def _load_failed(self, failure) -> None:
         self._fetching = None
-        if failure.check(defer.CancelledError):
+        if failure.check(CancelledError):
             return  # the store is closing
         log.failure("reading the {channel} outbox failed", failure, channel=self.channel)
 
-    def rescan(self) -> defer.Deferred:
+    def rescan(self) -> Deferred:
         """Safety net: pick up pending entries below the cursor that this process does not hold.
 
         Ids are handed out when a row is inserted but become visible at commit, so a

@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "localdb": ("ccl.cli.localdb", "create, start and stop the local PostgreSQL cluster"),
     "decode": ("ccl.cli.decode", "print the fields of a telegram given as hex or a file"),
     "create-user": ("ccl.cli.create_user", "create a UI user (password from stdin or a prompt)"),
-    "simulate": ("ccl.cli.simulate", "play a partner (mes: the Dongkuk MES) against our listeners"),
+    "simulate": ("ccl.cli.simulate", "play a partner (mes: the Dongkuk MES; gokiwon: the 고기원 server) against our service"),
 }
 
 

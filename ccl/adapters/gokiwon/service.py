@@ -72,30 +72,47 @@ class GokiwonSettings:
 
 
 class _Listening(service.Service):
-    """Listen on an endpoint string; ``listening`` fires with the port (tests read its number)."""
+    """Listen on an endpoint string; ``listening`` fires with the port (tests read its number).
 
-    def __init__(self, reactor, description: str, factory) -> None:
-        self._reactor, self._description, self._factory = reactor, description, factory
+    A port that cannot be had (another process holds 9306) is logged as an error and tried
+    again every ``retry`` seconds: the MES link must not die of it, and it heals by itself.
+    """
+
+    def __init__(self, reactor, description: str, factory, retry: float = 5.0) -> None:
+        self._reactor, self._description, self._factory, self._retry = reactor, description, factory, retry
         self.port = None
         self.listening: defer.Deferred = defer.Deferred()
+        self._again = None
 
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         super().startService()
+        self._listen()
+
+    def _listen(self) -> None:
+        self._again = None
+        if not self.running:
+            return
 
         def up(port):
+            if not self.running:
+                return port.stopListening()
             self.port = port
             log.info("고기원 ACK link listening on {address}", address=port.getHost())
             self.listening.callback(port)
-            return port
 
-        attempt = endpoints.serverFromString(self._reactor, self._description).listen(self._factory)
-        attempt.addCallbacks(up, lambda f: (log.failure("cannot listen on {d}", f, d=self._description),
-                                            self.listening.errback(f))[0])
+        def failed(failure):
+            log.error("cannot listen on {d} for 고기원's ACKs: {e}; trying again in {s}s",
+                      d=self._description, e=failure.getErrorMessage(), s=self._retry)
+            if self.running:
+                self._again = self._reactor.callLater(self._retry, self._listen)
+
+        endpoints.serverFromString(self._reactor, self._description).listen(self._factory).addCallbacks(up, failed)
 
     def stopService(self):  # noqa: N802
         super().stopService()
-        if self._factory is not None and hasattr(self._factory, "close_all"):
-            self._factory.close_all()
+        if self._again is not None and self._again.active():
+            self._again.cancel()
+        self._factory.close_all()
         if self.port is not None:
             port, self.port = self.port, None
             self.listening = defer.Deferred()
@@ -299,12 +316,17 @@ def _unless_cancelled(failure, what: str) -> None:
         log.failure(what, failure)
 
 
-def make_forwarding_service(reactor, config: Config, db: Database, layouts: Layouts,
-                            registry: Registry | None = None) -> ForwardingService | None:
-    """The forwarding child service of ccl-mes, or None when ``[gokiwon] enabled`` is off
-    (telegrams and their outbox entries are still stored; nothing is sent until it is on)."""
-    settings = GokiwonSettings.from_config(config, layouts)
+def attach_forwarding(mes, settings: GokiwonSettings) -> ForwardingService | None:
+    """Make forwarding a child of the ccl-mes service ``mes``: its database pool and metrics,
+    woken by the writer after each commit, its state in /health. None when ``[gokiwon] enabled``
+    is off (telegrams and their outbox entries are still stored; nothing is sent until it is on)."""
     if not settings.enabled:
         log.warn("forwarding to 고기원 is disabled ([gokiwon] enabled = false): outbox entries stay pending")
+        mes.health_parts["gokiwon"] = lambda: {"enabled": False}
         return None
-    return ForwardingService(reactor, db, layouts, settings, registry)
+    forwarding = ForwardingService(mes.reactor, mes.db, mes.layouts, settings, mes.registry)
+    # Added after the MES core, so it starts once the database pool is started and stops first.
+    forwarding.setServiceParent(mes)
+    mes.on_committed.append(forwarding.wake)
+    mes.health_parts["gokiwon"] = forwarding.health
+    return forwarding

@@ -109,6 +109,8 @@ class MesService(service.MultiService):
         #: got new forward_outbox rows (see TelegramWriter.on_committed). The forwarding
         #: senders append a callable here to wake up at once.
         self.on_committed: list = []
+        #: More blocks of /health, by name (the forwarding to 고기원 adds "gokiwon").
+        self.health_parts: dict = {}
         _Startup(self).setServiceParent(self)
         strports.service(settings.listen, self.factory, reactor=reactor).setServiceParent(self)
         site = server.Site(status_resource(self.registry, self.health))
@@ -166,4 +168,5 @@ class MesService(service.MultiService):
                         "segments": self.journal.segment_count, "fsync": self.journal.fsync},
             "last_commit_at": writer.last_commit_at if writer else None,
             **self.links.snapshot(),
+            **{name: part() for name, part in self.health_parts.items()},
         }
