@@ -132,6 +132,7 @@ class ForwardingService(service.MultiService):
         self.store = PgOutboxStore(reactor, db)
         self.registry = registry if registry is not None else Registry()
         self._backlog: dict[str, tuple[int, float | None]] = {}
+        self.stopped: defer.Deferred = defer.succeed(None)  # fires when the last stop is complete
         self.peer_last_seen: float | None = None
         self.peer_alive_count: int | None = None
         self._metrics()
@@ -167,8 +168,12 @@ class ForwardingService(service.MultiService):
                     forwarder.start()
         self._db.when_ready().addCallback(start_forwarders)
 
-    @defer.inlineCallbacks
     def stopService(self):  # noqa: N802
+        self.stopped = self._stop()
+        return self.stopped
+
+    @defer.inlineCallbacks
+    def _stop(self):
         for forwarder in self.forwarders.values():
             forwarder.stop()
         yield super().stopService()
@@ -328,5 +333,6 @@ def attach_forwarding(mes, settings: GokiwonSettings) -> ForwardingService | Non
     # Added after the MES core, so it starts once the database pool is started and stops first.
     forwarding.setServiceParent(mes)
     mes.on_committed.append(forwarding.wake)
+    mes.before_db_close.append(lambda: forwarding.stopped)
     mes.health_parts["gokiwon"] = forwarding.health
     return forwarding
