@@ -289,3 +289,41 @@ class DatabaseOutageTests(TestCase):
         got = h.received("speed")
         self.assertEqual(got, [raw for _, raw in rows + more])
         self.flushLoggedErrors(psycopg2.OperationalError)
+
+
+class SimulateCommandTests(TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_ccl_simulate_gokiwon_records_and_acks(self):
+        import json
+        import os
+        import sys
+        from pathlib import Path
+
+        from twisted.internet import utils
+
+        from ccl.adapters.storage.localdb import free_port
+
+        dsn = fresh_database(self)
+        h = Harness(self, dsn)
+        h.ports = {"schedule": free_port(), "wpd": free_port(), "speed": free_port()}
+        h.ack_port = free_port()
+        record = Path(self.mktemp())
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CCL_")}
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+        ran = utils.getProcessOutputAndValue(sys.executable, (
+            "-m", "ccl", "simulate", "gokiwon", "--schedule-port", str(h.ports["schedule"]),
+            "--wpd-port", str(h.ports["wpd"]), "--speed-port", str(h.ports["speed"]),
+            "--ack-to", f"127.0.0.1:{h.ack_port}", "--record", str(record), "--count", "4"), env=env)
+        yield h.start_service()
+        rows = insert(dsn, "speed", [1, 2, 3]) + insert(dsn, "schedule", [4])
+        h.service.wake(TC)
+        yield wait_until(lambda: states(dsn) == {"delivered": 4}, "ACKed by the command", timeout=30)
+        out, err, code = yield ran
+        self.assertEqual(code, 0, (out + err).decode())
+        self.assertIn("고기원 simulator listening", out.decode())
+        lines = [json.loads(line) for line in record.read_text().splitlines()]
+        self.assertEqual([bytes.fromhex(line["raw_hex"]) for line in lines if line["channel"] == "speed"],
+                         [raw for _, raw in rows[:3]])
+        self.assertEqual({line["answer"] for line in lines}, {"ack"})
