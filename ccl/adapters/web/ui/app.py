@@ -8,6 +8,7 @@ register their routes, see ``access.py``), wraps each route with the access guar
 from __future__ import annotations
 
 import importlib
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,11 +44,13 @@ def load_pages() -> None:
 
 
 def web_root(config: Config) -> Path:
-    """``[ui] web_root`` or, when empty, the ``web/`` folder of the checkout."""
-    text = config.get("ui", "web_root")
-    if text:
+    """``[ui] web_root``; when empty, the checkout's ``web/``, else the installed share/ccl/web."""
+    if config.get("ui", "web_root"):
         return config.get_path("ui", "web_root")
-    return Path(__file__).resolve().parents[4] / "web"
+    checkout = Path(__file__).resolve().parents[4] / "web"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "ccl" / "web"
 
 
 def policy(config: Config) -> Policy:
