@@ -335,3 +335,26 @@ class ProcessTests(TestCase):
         self.assertIn(await threads.deferToThread(process.wait, 30), (0, -signal.SIGTERM))
         log.seek(0)
         self.assertIn(b"Main loop terminated.", log.read())
+
+
+class UnknownPathTests(TestCase):
+    @d
+    async def test_unknown_paths_and_methods(self):
+        ui = await start_ui(self)
+        response, body = await ui.get("/api/nothing-here")
+        self.assertEqual(response.code, 404)
+        self.assertEqual(json_of(body), {"error": "not found"})
+        response, body = await ui.get("/nothing-here")
+        self.assertEqual(response.code, 404)
+        self.assertIn("페이지를 찾을 수 없습니다.", body.decode())
+        self.assertEqual(response.headers.getRawHeaders(b"x-frame-options"), [b"DENY"])
+        response, body = await ui.request("DELETE", "/api/whoami")
+        self.assertEqual(response.code, 405)
+
+    @d
+    async def test_next_is_only_a_local_path(self):
+        ui = await start_ui(self)
+        user = ui.add_user("kim", "operator", session=False)
+        for evil in ("//evil.example/x", "/\\evil.example", "/\t/evil.example", "https://evil.example/"):
+            response, _ = await submit_login(ui, "kim", user.password, next=evil)
+            self.assertEqual(response.headers.getRawHeaders(b"location"), [b"/"], evil)

@@ -15,10 +15,11 @@ from pathlib import Path
 import jinja2
 from klein import Klein
 from twisted.logger import Logger
+from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from ccl.adapters.web.ui import i18n
 from ccl.adapters.web.ui.orchestrator import OrchestratorClient
-from ccl.adapters.web.ui.routing import ROUTES, guarded
+from ccl.adapters.web.ui.routing import ROUTES, guarded, http_error_handler
 from ccl.adapters.web.ui.sessions import Policy, SessionStore
 from ccl.config import Config, ConfigError
 
@@ -101,6 +102,8 @@ class UI:
         for route_ in ROUTES:
             self.app.route(route_.path, methods=list(route_.methods), endpoint=route_.name,
                            branch=route_.branch)(guarded(self, route_))
+        self.app.handle_errors(NotFound)(http_error_handler(self, 404, "페이지를 찾을 수 없습니다.", "not found"))
+        self.app.handle_errors(MethodNotAllowed)(http_error_handler(self, 405, "허용되지 않는 요청 방식입니다.", "method not allowed"))
 
     def resource(self):
         return self.app.resource()
