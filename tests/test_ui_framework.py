@@ -408,3 +408,14 @@ class HousekeepingTests(TestCase):
                " WHERE user_id = (SELECT id FROM users WHERE username = 'old')")
         await ui.ui.sessions.purge_expired()
         self.assertEqual(ui.sql("SELECT u.username FROM sessions s JOIN users u ON u.id = s.user_id"), [("live",)])
+
+
+class LanguageLinkTests(TestCase):
+    @d
+    async def test_language_link_keeps_the_query(self):
+        ui = await start_ui(self)
+        admin = ui.add_user("boss", "admin")
+        response, body = await ui.get("/admin/audit?actor=kim&page=2", admin)
+        self.assertIn('href="/admin/audit?actor=kim&amp;page=2&amp;lang=en"', body.decode())
+        response, body = await ui.get("/admin/audit?actor=kim&lang=en", admin)
+        self.assertIn('href="/admin/audit?actor=kim&amp;lang=ko"', body.decode())
