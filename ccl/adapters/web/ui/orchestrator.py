@@ -99,7 +99,8 @@ class OrchestratorClient:
         headers = self._headers(actor)
         headers[b"accept"] = [b"text/event-stream"]
         try:
-            response = await self._http.request("GET", url, headers=headers, timeout=self._timeout)
+            # unbuffered: treq would otherwise keep every chunk of an endless stream in memory.
+            response = await self._http.request("GET", url, headers=headers, timeout=self._timeout, unbuffered=True)
         except Exception as error:
             raise OrchestratorUnavailable(f"{self.base_url}: {str(error).strip() or type(error).__name__}") from None
         if response.code >= 400:
