@@ -79,10 +79,12 @@ class Harness:
         self.service: ForwardingService | None = None
         self.db: Database | None = None
         self.ack_port = 0
+        self.sim_running = False
 
     @defer.inlineCallbacks
     def start_sim(self):
         self.ports = yield self.sim.listen({"schedule": 0, "wpd": 0, "speed": 0})
+        self.sim_running = True
         self.testcase.addCleanup(self.sim.shutdown)
 
     @defer.inlineCallbacks
@@ -99,7 +101,8 @@ class Harness:
         self.testcase.addCleanup(lambda: service.stopService() if service.running else None)
         port = yield self.service.ack_listener.listening
         self.ack_port = port.getHost().port
-        self.sim.start_acks(("127.0.0.1", self.ack_port))
+        if self.sim_running:
+            self.sim.start_acks(("127.0.0.1", self.ack_port))
 
     @defer.inlineCallbacks
     def stop_service(self):
