@@ -302,8 +302,12 @@ class ChannelForwarder:
             self._count("refused", self.channel)
             written = self._store.mark_refused(entry.id, result_code, now)
         written.addBoth(lambda result: (self._settling.discard(entry.id), result)[1])
-        written.addErrback(lambda f: log.failure("{channel}: recording outbox id {id} failed", f,
-                                                 channel=self.channel, id=entry.id))
+        written.addErrback(self._write_failed, entry.id)
+
+    def _write_failed(self, failure, entry_id: int) -> None:
+        if failure.check(CancelledError):
+            return  # stopping: the entry is still pending in the database and goes out again later
+        log.failure("{channel}: recording outbox id {id} failed", failure, channel=self.channel, id=entry_id)
 
     # Status ------------------------------------------------------------------------------
 

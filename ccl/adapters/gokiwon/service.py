@@ -133,6 +133,7 @@ class ForwardingService(service.MultiService):
         self.registry = registry if registry is not None else Registry()
         self._backlog: dict[str, tuple[int, float | None]] = {}
         self.stopped: defer.Deferred = defer.succeed(None)  # fires when the last stop is complete
+        self._ready = False  # the database pool is connected and the forwarders run
         self.peer_last_seen: float | None = None
         self.peer_alive_count: int | None = None
         self._metrics()
@@ -164,8 +165,10 @@ class ForwardingService(service.MultiService):
         def start_forwarders(_):
             # Reading the outbox before the pool is connected would only fail.
             if self.running:
+                self._ready = True
                 for forwarder in self.forwarders.values():
                     forwarder.start()
+                self._poll()
         self._db.when_ready().addCallback(start_forwarders)
 
     def stopService(self):  # noqa: N802
@@ -174,6 +177,7 @@ class ForwardingService(service.MultiService):
 
     @defer.inlineCallbacks
     def _stop(self):
+        self._ready = False
         for forwarder in self.forwarders.values():
             forwarder.stop()
         yield super().stopService()
@@ -216,7 +220,7 @@ class ForwardingService(service.MultiService):
                  n=len(raw), peer=peer, reason=reason, code=code)
         self.store.reject(received_at=now, peer=peer, listener=LISTENER, result_code=code, reason=reason,
                           tc_code=tc_code, sequence_no=sequence_no, raw=raw).addErrback(
-            lambda f: log.failure("keeping a rejected telegram failed", f))
+            _unless_cancelled, "keeping a rejected telegram failed")
 
     def _count(self, name: str, channel: str) -> None:
         self._counters[name].inc(channel=channel)
@@ -283,7 +287,9 @@ class ForwardingService(service.MultiService):
                 "ack_link": {"connections": self.acks.connections, "peer_last_seen": self.peer_last_seen,
                              "peer_alive_count": self.peer_alive_count}}
 
-    def _poll(self) -> defer.Deferred:
+    def _poll(self) -> defer.Deferred | None:
+        if not self._ready:
+            return None
         for forwarder in self.forwarders.values():
             forwarder.rescan().addErrback(_unless_cancelled, "outbox rescan failed")
 
@@ -293,7 +299,7 @@ class ForwardingService(service.MultiService):
         return refreshed.addCallback(lambda _: self._write_links())
 
     def _link_changed(self) -> None:
-        if self.running:
+        if self.running and self._ready:
             self._write_links()
 
     def _write_links(self, connected_override: bool | None = None) -> defer.Deferred:

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ccl.adapters.storage.postgres import UNAVAILABLE, Database, retrying
+from ccl.adapters.storage.postgres import UNAVAILABLE, Database
 from ccl.ports import IOutboxStore, OutboxEntry
 
 log = Logger()
@@ -92,26 +92,53 @@ class PgOutboxStore:
         self._db = db
         self._next = _Pending()
         self._writing: defer.Deferred | None = None
-        self._running: set[defer.Deferred] = set()  # retrying operations, cancelled by close()
+        self._sleeping: dict = {}  # IDelayedCall of a retry -> the Deferred it will serve
         self._closed = False
 
-    def _track(self, operation: defer.Deferred) -> defer.Deferred:
-        self._running.add(operation)
-        return operation.addBoth(lambda result: (self._running.discard(operation), result)[1])
+    def _retrying(self, operation, what: str) -> defer.Deferred:
+        """Run ``operation`` until the database answers, waiting 0.2 s doubling to 5 s between
+        attempts while it is unavailable. ``close()`` ends the waits (never a query under way)."""
+        result: defer.Deferred = defer.Deferred()
+        delay = 0.2
+
+        def attempt():
+            if self._closed:
+                result.errback(defer.CancelledError())
+                return
+            defer.maybeDeferred(operation).addCallbacks(result.callback, failed)
+
+        def failed(failure):
+            nonlocal delay
+            if self._closed:
+                result.errback(defer.CancelledError())
+            elif failure.check(*UNAVAILABLE):
+                log.warn("{what} failed, database unavailable ({error}); retrying in {delay:.1f}s",
+                         what=what, error=failure.getErrorMessage().strip() or failure.type.__name__, delay=delay)
+                call = self._reactor.callLater(delay, lambda: (self._sleeping.pop(call, None), attempt()))
+                self._sleeping[call] = result
+                delay = min(delay * 2, 5.0)
+            else:
+                result.errback(failure)
+
+        attempt()
+        return result
 
     def close(self) -> None:
-        """Give up what still waits for the database (the service is stopping; the outbox keeps it)."""
+        """Give up what still waits to retry (the service is stopping; the outbox keeps it)."""
         self._closed = True
-        for operation in list(self._running):
-            operation.cancel()
+        sleeping, self._sleeping = self._sleeping, {}
+        for call, result in sleeping.items():
+            if call.active():
+                call.cancel()
+            if not result.called:
+                result.errback(defer.CancelledError())
 
     # Reads -------------------------------------------------------------------------------
 
     def fetch_pending(self, channel: str, after_id: int, limit: int, before_id: int | None = None,
                       exclude: list[int] | None = None) -> defer.Deferred:
         params = (channel, after_id, before_id or MAX_ID, list(exclude or []), limit)
-        found = self._track(retrying(self._reactor, lambda: self._db.runQuery(_FETCH, params),
-                                     what=f"reading the {channel} outbox"))
+        found = self._retrying(lambda: self._db.runQuery(_FETCH, params), f"reading the {channel} outbox")
         return found.addCallback(lambda rows: [
             OutboxEntry(id=r[0], channel=r[1], tc_code=r[2].strip(), sequence_no=r[3], raw=bytes(r[4]),
                         created_at=r[5], attempts=r[6]) for r in rows])
@@ -150,8 +177,7 @@ class PgOutboxStore:
 
     def _write(self) -> None:
         batch, self._next = self._next, _Pending()
-        written = self._track(retrying(self._reactor, lambda: self._db.runInteraction(_apply, batch),
-                                       what="updating the outbox"))
+        written = self._retrying(lambda: self._db.runInteraction(_apply, batch), "updating the outbox")
 
         def finished(result):
             for waiter in batch.waiters:
@@ -185,8 +211,7 @@ class PgOutboxStore:
                tc_code: str | None, sequence_no: int | None, raw: bytes) -> defer.Deferred:
         """Keep a refused telegram (or garbage) whole; retried until the database takes it."""
         params = (received_at, peer, listener, result_code, reason, tc_code, sequence_no, raw)
-        return self._track(retrying(self._reactor, lambda: self._db.runOperation(_REJECTED, params),
-                                    what="keeping a rejected telegram"))
+        return self._retrying(lambda: self._db.runOperation(_REJECTED, params), "keeping a rejected telegram")
 
 
 @defer.inlineCallbacks
