@@ -212,6 +212,25 @@ class ForwarderTests(SynchronousTestCase):
         forwarder.wake()
         self.assertEqual(wire.frames, [b"4003#1", b"4003#2"])
 
+    def test_wake_during_a_read_reads_again(self):
+        self.store.add("speed", "4003", 1)
+        slow = defer.Deferred()
+        fetch = self.store.fetch_pending
+        calls = []
+
+        def first_one_slow(*args, **kwargs):
+            calls.append(args)
+            return slow if len(calls) == 1 else fetch(*args, **kwargs)
+
+        self.store.fetch_pending = first_one_slow
+        forwarder = self.forwarder(require_ack=False)
+        wire = Wire()
+        forwarder.attach(wire)
+        self.store.add("speed", "4003", 2)  # committed while the first read is under way
+        forwarder.wake()
+        slow.callback([self.store.rows[1]["entry"]])  # the read saw only the first
+        self.assertEqual(wire.frames, [b"4003#1", b"4003#2"])
+
     def test_rescan_finds_entry_committed_behind_cursor(self):
         self.store.add("speed", "4003", 2, entry_id=2)
         forwarder = self.forwarder(require_ack=False)

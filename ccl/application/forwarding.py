@@ -90,6 +90,7 @@ class ChannelForwarder:
         self._settling: set[int] = set()  # answered, store not yet updated
         self._cursor = 0  # highest outbox id loaded
         self._more = True  # the store may hold entries beyond the cursor
+        self._woken = False  # woken while a read was under way
         self._fetching: Deferred | None = None
         self._send: Callable[[bytes], None] | None = None
         self._tokens = float(self._burst())
@@ -140,8 +141,11 @@ class ChannelForwarder:
     # Reading the outbox ------------------------------------------------------------------
 
     def wake(self) -> None:
-        """New entries may have been committed: read them unless already reading."""
+        """New entries may have been committed: read them (again after a read under way, which
+        may have started before their commit)."""
         self._more = True
+        if self._fetching is not None:
+            self._woken = True
         self._fill()
 
     def _fill(self) -> None:
@@ -154,7 +158,8 @@ class ChannelForwarder:
 
     def _loaded(self, entries: list[OutboxEntry]) -> None:
         self._fetching = None
-        self._more = len(entries) >= self.settings.batch
+        self._more = len(entries) >= self.settings.batch or self._woken
+        self._woken = False
         for entry in entries:
             if entry.id > self._cursor:
                 self._cursor = entry.id
