@@ -1,0 +1,271 @@
+"""Defects and AI model scores in PostgreSQL.
+
+Two paths: a single defect is one statement on the txpostgres pool (insert, de-duplicate by
+event_id and NOTIFY at once); a batch (or the defects of an image pair) is one transaction on
+the blocking pool with COPY, the fastest way PostgreSQL takes many rows.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+import psycopg2
+from psycopg2 import errors as pg_errors
+
+from ccl.domain.ingest.defects import SCORES, Defect, Performance, Thresholds
+from ccl.domain.ingest.images import name_from_path
+
+EVENTS = "ccl_events"
+_COLUMNS = ("id", "event_id", "coil_number", "defect_type", "confidence_score", "severity", "needs_review",
+            "defect_position_x", "defect_position_y", "defect_size_width", "defect_size_height",
+            "defect_position_meter", "detection_time", "original_image_path", "labeled_image_path",
+            "original_image_id", "labeled_image_id", "model_id", "camera_id", "batch_info")
+_SINGLE_COLUMNS = _COLUMNS[1:]
+
+
+class UnknownModel(ValueError):
+    def __init__(self, model_ids: Sequence[int]):
+        super().__init__(", ".join(map(str, model_ids)))
+        self.model_ids = list(model_ids)
+
+
+@attrs.frozen
+class BatchResult:
+    stored: int
+    duplicates: list[str]
+    ids: list[int]
+
+
+def event_payload(row_id: int, defect: Defect) -> str:
+    """What the live UI needs to draw a defect without a query."""
+    return json.dumps({"table": "defect_detections", "id": row_id, "coil_number": defect.coil_number,
+                       "defect_type": defect.defect_type, "severity": defect.severity,
+                       "confidence_score": defect.confidence_score,
+                       "defect_position_meter": defect.defect_position_meter,
+                       "camera_id": defect.camera_id}, ensure_ascii=False)
+
+
+# Settings ----------------------------------------------------------------------------------
+
+def load_thresholds(db):
+    def build(rows):
+        values = {key: value for key, value in rows}
+        return Thresholds.from_settings(values.get("severity_thresholds"), values.get("review_threshold"))
+
+    return db.runQuery("SELECT key, value FROM system_settings WHERE key IN ('severity_thresholds', 'review_threshold')"
+                       ).addCallback(build)
+
+
+# One defect --------------------------------------------------------------------------------
+
+_INSERT_ONE = f"""
+WITH ins AS (
+    INSERT INTO defect_detections ({", ".join(_SINGLE_COLUMNS)})
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+            (SELECT id FROM images WHERE kind = 'original' AND filename = %s),
+            (SELECT id FROM images WHERE kind = 'labeled' AND filename = %s),
+            %s, %s, NULL)
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING *)
+SELECT row_to_json(ins)::text,
+       pg_notify('{EVENTS}', json_build_object(
+           'table', 'defect_detections', 'id', ins.id, 'coil_number', ins.coil_number,
+           'defect_type', ins.defect_type, 'severity', ins.severity,
+           'confidence_score', ins.confidence_score,
+           'defect_position_meter', ins.defect_position_meter, 'camera_id', ins.camera_id)::text)
+FROM ins
+"""
+
+
+def _single_params(d: Defect) -> tuple:
+    return (d.event_id, d.coil_number, d.defect_type, d.confidence_score, d.severity, d.needs_review,
+            d.defect_position_x, d.defect_position_y, d.defect_size_width, d.defect_size_height,
+            d.defect_position_meter, d.detection_time, d.original_image_path, d.labeled_image_path,
+            name_from_path(d.original_image_path), name_from_path(d.labeled_image_path), d.model_id, d.camera_id)
+
+
+def insert_single(db, defect: Defect):
+    """Fires with ``(row, created)``; a repeated event_id gives the stored row and False.
+
+    Fails with UnknownModel when model_id names no AI model.
+    """
+
+    def inserted(rows):
+        if rows:
+            return json.loads(rows[0][0]), True
+        return db.runQuery("SELECT row_to_json(d)::text FROM defect_detections d WHERE event_id = %s",
+                           (defect.event_id,)).addCallback(lambda found: (json.loads(found[0][0]), False))
+
+    def unknown_model(failure):
+        failure.trap(pg_errors.ForeignKeyViolation)
+        raise UnknownModel([defect.model_id])
+
+    return db.runQuery(_INSERT_ONE, _single_params(defect)).addCallbacks(inserted, unknown_model)
+
+
+# Many defects (blocking: run on the SyncPool) ----------------------------------------------
+
+def _csv(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = str(value)
+    return '"' + text.replace('"', '""') + '"'
+
+
+def store_many(connection, defects: Sequence[Defect], *, batch_info: Any = None,
+               image_ids: dict[str, int] | None = None) -> BatchResult:
+    """Store ``defects`` in the caller's transaction; skip (and report) event_ids already stored.
+
+    ``image_ids`` maps kind -> id of the images these defects belong to (an uploaded pair).
+    Raises UnknownModel naming the model ids that do not exist.
+    """
+    with connection.cursor() as cursor:
+        model_ids = sorted({d.model_id for d in defects if d.model_id is not None})
+        if model_ids:
+            cursor.execute("SELECT id FROM ai_models WHERE id = ANY(%s)", (model_ids,))
+            missing = set(model_ids) - {row[0] for row in cursor.fetchall()}
+            if missing:
+                raise UnknownModel(sorted(missing))
+
+        events = [d.event_id for d in defects if d.event_id is not None]
+        stored_events: set[str] = set()
+        if events:
+            cursor.execute("SELECT event_id::text FROM defect_detections WHERE event_id = ANY(%s::uuid[])", (events,))
+            stored_events = {row[0] for row in cursor.fetchall()}
+        fresh = [d for d in defects if d.event_id is None or d.event_id not in stored_events]
+
+        names = {}
+        if image_ids is None:
+            wanted = {name_from_path(p) for d in fresh for p in (d.original_image_path, d.labeled_image_path)} - {None}
+            if wanted:
+                cursor.execute("SELECT kind, filename, id FROM images WHERE filename = ANY(%s)", (sorted(wanted),))
+                names = {(kind, name): row_id for kind, name, row_id in cursor.fetchall()}
+
+        if not fresh:
+            return BatchResult(0, sorted(stored_events), [])
+        cursor.execute("SELECT nextval('defect_detections_id_seq') FROM generate_series(1, %s)", (len(fresh),))
+        ids = [row[0] for row in cursor.fetchall()]
+        info = None if batch_info is None else json.dumps(batch_info, ensure_ascii=False)
+        buffer = io.StringIO()
+        payloads = []
+        for row_id, d in zip(ids, fresh):
+            if image_ids is not None:
+                original_id, labeled_id = image_ids.get("original"), image_ids.get("labeled")
+            else:
+                original_id = names.get(("original", name_from_path(d.original_image_path)))
+                labeled_id = names.get(("labeled", name_from_path(d.labeled_image_path)))
+            values = (row_id, d.event_id, d.coil_number, d.defect_type, d.confidence_score, d.severity,
+                      d.needs_review, d.defect_position_x, d.defect_position_y, d.defect_size_width,
+                      d.defect_size_height, d.defect_position_meter, d.detection_time, d.original_image_path,
+                      d.labeled_image_path, original_id, labeled_id, d.model_id, d.camera_id, info)
+            buffer.write(",".join(map(_csv, values)))
+            buffer.write("\n")
+            payloads.append(event_payload(row_id, d))
+        buffer.seek(0)
+        cursor.copy_expert(f"COPY defect_detections ({', '.join(_COLUMNS)}) FROM STDIN WITH (FORMAT csv)", buffer)
+        cursor.execute(f"SELECT count(pg_notify('{EVENTS}', payload)) FROM unnest(%s::text[]) AS payload", (payloads,))
+        return BatchResult(len(fresh), sorted(stored_events), ids)
+
+
+def store_batch(connection, defects: Sequence[Defect], batch_info: Any = None) -> BatchResult:
+    """A whole batch in one transaction; a concurrent insert of the same event_id is retried once."""
+    for attempt in range(2):
+        try:
+            return store_many(connection, defects, batch_info=batch_info)
+        except pg_errors.UniqueViolation:
+            connection.rollback()
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+# AI models ---------------------------------------------------------------------------------
+
+def update_performance(connection, model_id: int, scores: Performance) -> dict | None:
+    """Update the model's current scores (absent ones kept) and append them to the history."""
+    values = attrs.asdict(scores)
+    with connection.cursor() as cursor:
+        assignments = ", ".join(f"{name} = COALESCE(%({name})s, {name})" for name in SCORES)
+        cursor.execute(f"UPDATE ai_models SET {assignments}, updated_at = now() WHERE id = %(id)s"
+                       f" RETURNING row_to_json(ai_models)::text", {**values, "id": model_id})
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        model = json.loads(row[0])
+        cursor.execute(f"INSERT INTO ai_model_metrics (model_id, {', '.join(SCORES)}) VALUES (%s, %s, %s, %s, %s)",
+                       (model_id, *(model[name] for name in SCORES)))
+        cursor.execute(f"SELECT pg_notify('{EVENTS}', %s)",
+                       (json.dumps({"table": "ai_models", "id": model_id, **{n: model[n] for n in SCORES}}),))
+        return model
+
+
+def performance_history(db, model_id: int, limit: int):
+    def shape(rows):
+        if not rows[0][0]:
+            return None
+        return {"model": json.loads(rows[0][0]), "history": json.loads(rows[0][1])}
+
+    return db.runQuery(
+        "SELECT (SELECT row_to_json(m)::text FROM ai_models m WHERE id = %(id)s),"
+        " (SELECT coalesce(json_agg(h ORDER BY h.recorded_at DESC), '[]')::text FROM"
+        "   (SELECT recorded_at, accuracy_score, precision_score, recall_score, f1_score FROM ai_model_metrics"
+        "    WHERE model_id = %(id)s ORDER BY recorded_at DESC LIMIT %(limit)s) h)",
+        {"id": model_id, "limit": limit}).addCallback(shape)
+
+
+# Reads -------------------------------------------------------------------------------------
+
+def defect_stats(db):
+    return db.runQuery("""
+        SELECT json_build_object(
+            'total', (SELECT count(*) FROM defect_detections),
+            'needs_review', (SELECT count(*) FROM defect_detections WHERE needs_review AND review_status = 'new'),
+            'average_confidence', (SELECT avg(confidence_score) FROM defect_detections),
+            'last_defect_time', (SELECT max(detection_time) FROM defect_detections),
+            'last_received_at', (SELECT max(received_at) FROM defect_detections),
+            'by_type', (SELECT coalesce(json_agg(t ORDER BY t.count DESC), '[]') FROM
+                (SELECT defect_type, count(*) AS count, avg(confidence_score) AS average_confidence
+                 FROM defect_detections GROUP BY defect_type) t),
+            'by_severity', (SELECT coalesce(json_object_agg(severity, n), '{}') FROM
+                (SELECT severity, count(*) AS n FROM defect_detections GROUP BY severity) s),
+            'by_coil', (SELECT coalesce(json_agg(c ORDER BY c.last_defect_time DESC), '[]') FROM
+                (SELECT coil_number, count(*) AS count, avg(confidence_score) AS average_confidence,
+                        max(detection_time) AS last_defect_time
+                 FROM defect_detections GROUP BY coil_number ORDER BY max(detection_time) DESC LIMIT 50) c)
+        )::text""").addCallback(lambda rows: json.loads(rows[0][0]))
+
+
+def recent_defects(db, *, limit: int, hours: float):
+    return db.runQuery("""
+        SELECT coalesce(json_agg(r ORDER BY r.detection_time DESC, r.id DESC), '[]')::text FROM (
+            SELECT d.id, d.event_id, d.coil_number, d.defect_type, d.confidence_score, d.severity,
+                   d.needs_review, d.defect_position_x, d.defect_position_y, d.defect_size_width,
+                   d.defect_size_height, d.defect_position_meter, d.detection_time, d.received_at,
+                   d.original_image_path, d.labeled_image_path, d.original_image_id, d.labeled_image_id,
+                   d.model_id, d.camera_id, d.review_status, s.customer_name, s.ccl_bom
+            FROM defect_detections d
+            LEFT JOIN LATERAL (SELECT customer_name, ccl_bom FROM tc_4000_schedule
+                               WHERE coil_number = d.coil_number ORDER BY received_at DESC LIMIT 1) s ON true
+            WHERE d.detection_time >= now() - make_interval(secs => %s)
+            ORDER BY d.detection_time DESC, d.id DESC LIMIT %s) r""",
+                       (hours * 3600.0, limit)).addCallback(lambda rows: json.loads(rows[0][0]))
+
+
+def known_unavailable(failure_value) -> bool:
+    return isinstance(failure_value, (psycopg2.OperationalError, psycopg2.InterfaceError))
+
+
+def chunks(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
