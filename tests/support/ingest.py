@@ -139,3 +139,13 @@ def _json(content: bytes):
         return json.loads(content)
     except ValueError:
         return None
+
+
+@defer.inlineCallbacks
+def wait_for(predicate, timeout=20.0, interval=0.05):
+    waited = 0.0
+    while not predicate():
+        if waited > timeout:
+            raise AssertionError("condition not reached in time")
+        yield task.deferLater(reactor, interval, lambda: None)
+        waited += interval
