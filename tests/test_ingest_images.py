@@ -1,7 +1,6 @@
 """ccl-images over real HTTP with real PostgreSQL and real files in a temp image root."""
 
 import hashlib
-import io
 import json
 import re
 import socket

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import attrs
-import psycopg2
 from psycopg2 import errors as pg_errors
 
 from ccl.domain.ingest.defects import SCORES, Defect, Performance, Thresholds
@@ -260,12 +259,3 @@ def recent_defects(db, *, limit: int, hours: float):
             WHERE d.detection_time >= now() - make_interval(secs => %s)
             ORDER BY d.detection_time DESC, d.id DESC LIMIT %s) r""",
                        (hours * 3600.0, limit)).addCallback(lambda rows: json.loads(rows[0][0]))
-
-
-def known_unavailable(failure_value) -> bool:
-    return isinstance(failure_value, (psycopg2.OperationalError, psycopg2.InterfaceError))
-
-
-def chunks(items: Sequence, size: int) -> Iterable[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -74,3 +74,31 @@ def run_retention(connection, store: ImageStore, policy: Policy, now: datetime |
                            " ('ccl-images', 'images.retention', %s, 'ok', %s)",
                            (str(store.root), json.dumps({"deleted": deleted, "freed_bytes": freed, "reasons": reasons})))
     return RunResult(deleted, freed, reasons)
+
+
+def sweep_orphans(connection, store: ImageStore, before: float, chunk: int = 1000) -> int:
+    """Remove image files that have no row (a crash between placing the files and committing).
+
+    Only files older than ``before`` (the service's start) are considered, so nothing of a
+    running upload is touched. Returns the number of files removed; each is logged.
+    """
+    removed = 0
+    for kind in ("original", "labeled"):
+        folder = store.folder(kind)
+        names = []
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_file() and entry.stat().st_mtime < before:
+                    names.append(entry.name)
+        for start in range(0, len(names), chunk):
+            part = names[start:start + chunk]
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT filename FROM images WHERE kind = %s AND filename = ANY(%s)", (kind, part))
+                known = {row[0] for row in cursor.fetchall()}
+            for name in part:
+                if name not in known:
+                    store.remove([folder / name, store.thumbnail_folder(kind) / (name.rsplit(".", 1)[0] + ".jpg")])
+                    log.warn("removed {kind} image {name}: no database row (an upload cut short by a crash)",
+                             kind=kind, name=name)
+                    removed += 1
+    return removed

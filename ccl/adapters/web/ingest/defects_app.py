@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 
 from klein import Klein
@@ -150,5 +149,3 @@ def _parse_batch(request, thresholds, maximum: int):
         raise HttpError(status, "invalid batch", invalid.details) from None
     return body, defects
 
-
-__all__ = ["DefectsApp", "json"]

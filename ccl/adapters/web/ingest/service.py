@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 from twisted.application import internet, service, strports
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python import usage
@@ -15,7 +13,7 @@ from ccl.adapters.storage.image_records import ImageRecord, IngestRecords
 from ccl.adapters.storage.image_store import ImageStore, StorageUnavailable, ThreadedImageFiles
 from ccl.adapters.storage.localdb import resolve_dsn
 from ccl.adapters.storage.postgres import Database
-from ccl.adapters.storage.retention import run_retention
+from ccl.adapters.storage.retention import run_retention, sweep_orphans
 from ccl.adapters.storage.sync_pool import SyncPool
 from ccl.adapters.web.ingest.common import Gate, limited_request
 from ccl.adapters.web.ingest.defects_app import DefectsApp
@@ -163,6 +161,16 @@ def build_images(config: Config, settings: dict):
 
         return pool.run(run_retention, store, settings["policy"]).addCallbacks(done, failed)
 
+    started = reactor.seconds()
+
+    def sweep():
+        # Once, when the database is reachable: files placed just before a crash, never committed.
+        def failed(failure):
+            log.warn("orphan sweep failed: {error}", error=failure.getErrorMessage())
+
+        return db.when_ready().addCallback(lambda _: pool.run(sweep_orphans, store, started)).addErrback(failed)
+
+    reactor.callWhenRunning(sweep)
     return db, pool, site, app, [(5.0, check), (settings["retention_interval"], retention)]
 
 
@@ -217,5 +225,3 @@ def make_defects_service(options) -> service.MultiService:
     log.info("ccl-defects listening on {listen}", listen=options.settings["listen"])
     return top
 
-
-__all__ = ["os", "task"]
