@@ -11,8 +11,8 @@ from zope.interface import Interface
 class IImageFiles(Interface):
     """The image file store (adapters/storage/image_store.py, threaded)."""
 
-    def inspect(path):
-        """Decode a received file: Deferred[Inspected]; fails with ImageRefused or StorageUnavailable."""
+    def inspect(paths):
+        """Check received files: Deferred[list[Inspected]]; fails with ImageRefused or StorageUnavailable."""
 
     def commit(coil_number, received_at_ms, files):
         """Give temp files their final names: Deferred[list[Stored]]; fails with StorageUnavailable."""
@@ -29,3 +29,10 @@ class IIngestRecords(Interface):
 
     def store_pair(records, defects):
         """Store the pair's rows and its defects in one transaction: Deferred[(ids by kind, BatchResult)]."""
+
+
+class IThumbnails(Interface):
+    """Makes the UI's thumbnails in the background."""
+
+    def request(image_id, kind, filename):
+        """Queue a thumbnail for a stored image; returns at once."""

@@ -85,8 +85,15 @@ class UploadTests(Base):
             self.assertEqual(info["path"], str(stored))
             self.assertEqual((info["size"], info["width"], info["height"]), (len(sent), 300, 200))
             self.assertEqual(info["sha256"], hashlib.sha256(sent).hexdigest())
-            thumbnail = Image.open(Path(self.svc.root, "thumbnails", kind, info["filename"].rsplit(".", 1)[0] + ".jpg"))
+        # Thumbnails follow in the background.
+        yield self.svc.app.thumbnailer.idle()
+        for kind in ("original", "labeled"):
+            info = data[f"{kind}_image"]
+            thumbnail_path = Path(self.svc.root, "thumbnails", kind, info["filename"].rsplit(".", 1)[0] + ".jpg")
+            thumbnail = Image.open(thumbnail_path)
             self.assertEqual((thumbnail.format, max(thumbnail.size) <= 320), ("JPEG", True))
+            self.assertEqual(query(self.svc.dsn, "SELECT thumbnail_path FROM images WHERE id = %s", (info["id"],)),
+                             [(str(thumbnail_path),)])
         # Both names share one stamp.
         self.assertEqual(data["original_image"]["filename"].split("_")[1], data["labeled_image"]["filename"].split("_")[1])
         rows = query(self.svc.dsn, "SELECT kind, bytes, width, height, format, sha256, camera_id, pair_id,"
@@ -97,6 +104,19 @@ class UploadTests(Base):
         self.assertEqual(rows[0][7], rows[1][7])
         self.assertTrue(rows[0][8])
         self.assertEqual(self.svc.files("temp"), [])
+
+    @defer.inlineCallbacks
+    def test_missing_thumbnails_are_made_by_the_catch_up_job(self):
+        code, body = yield post_parts(self.svc.url, pair_parts())
+        yield self.svc.app.thumbnailer.idle()
+        name = body["data"]["original_image"]["filename"]
+        thumbnail = Path(self.svc.root, "thumbnails", "original", name.rsplit(".", 1)[0] + ".jpg")
+        thumbnail.unlink()
+        query(self.svc.dsn, "UPDATE images SET thumbnail_path = NULL")
+        yield self.svc.jobs[2][1]()  # the catch-up job
+        yield self.svc.app.thumbnailer.idle()
+        self.assertTrue(thumbnail.exists())
+        self.assertEqual(query(self.svc.dsn, "SELECT count(*) FROM images WHERE thumbnail_path IS NULL"), [(0,)])
 
     @defer.inlineCallbacks
     def test_part_order_does_not_matter(self):
@@ -163,6 +183,14 @@ class BadInputTests(Base):
     def test_truncated_jpeg(self):
         whole = image_bytes("JPEG", (400, 300))
         return self.assertRefused(pair_parts(original=whole[: len(whole) // 2]), 422, "truncated")
+
+    def test_truncated_png(self):
+        whole = image_bytes("PNG", (400, 300))
+        return self.assertRefused(pair_parts(labeled=whole[:-30]), 422, "truncated")
+
+    def test_truncated_bmp(self):
+        whole = image_bytes("BMP", (400, 300))
+        return self.assertRefused(pair_parts(labeled=whole[: len(whole) - 1000]), 422, "truncated")
 
     def test_png_decompression_bomb(self):
         return self.assertRefused(pair_parts(labeled=png_bomb()), 413, "pixels")

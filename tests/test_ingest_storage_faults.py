@@ -87,6 +87,7 @@ class DatabaseDownTests(TestCase):
         svc = yield start_service(self, "images", dsn=dsn)
         code, _ = yield post_parts(svc.url, pair_parts())
         self.assertEqual(code, 201)
+        yield svc.app.thumbnailer.idle()
         before = svc.files()
         cluster.stop()
         code, body = yield post_parts(svc.url, pair_parts())

@@ -13,7 +13,7 @@ import attrs
 from twisted.internet import defer
 
 from ccl.domain.ingest.uploads import FILE_FIELDS, check_file_fields, validate_fields
-from ccl.ports import IImageFiles, IIngestRecords
+from ccl.ports import IImageFiles, IIngestRecords, IThumbnails
 
 
 @attrs.frozen
@@ -29,6 +29,7 @@ class PairIngestion:
     files: IImageFiles
     records: IIngestRecords
     record_type: type  # ImageRecord of the storage adapter
+    thumbnails: IThumbnails
     now: object = lambda: datetime.now(timezone.utc)
 
     @defer.inlineCallbacks
@@ -38,18 +39,11 @@ class PairIngestion:
         thresholds = yield self.records.thresholds()
         fields = validate_fields(texts, thresholds, now=received_at)
         by_field = {f.field: f for f in received}
-        inspected = {}
-        try:
-            for name in FILE_FIELDS:
-                inspected[name] = yield self.files.inspect(by_field[name].path)
-            kinds = {name: name.split("_")[0] for name in FILE_FIELDS}
-            stored = yield self.files.commit(
-                fields.coil_number, int(received_at.timestamp() * 1000),
-                {kinds[n]: (by_field[n].path, inspected[n].ext, inspected[n].thumbnail) for n in FILE_FIELDS})
-        except BaseException:
-            # Thumbnails made before the refusal (or the full disk) must not stay in temp/.
-            yield self.files.remove([info.thumbnail for info in inspected.values()])
-            raise
+        checked = yield self.files.inspect([by_field[name].path for name in FILE_FIELDS])
+        inspected = dict(zip(FILE_FIELDS, checked))
+        kinds = {name: name.split("_")[0] for name in FILE_FIELDS}
+        stored = yield self.files.commit(fields.coil_number, int(received_at.timestamp() * 1000),
+                                         {kinds[n]: (by_field[n].path, inspected[n].ext) for n in FILE_FIELDS})
         records = []
         for item in stored:
             field = f"{item.kind}_image"
@@ -57,13 +51,15 @@ class PairIngestion:
             records.append(self.record_type(
                 coil_number=fields.coil_number, kind=item.kind, filename=item.filename, path=str(item.path),
                 bytes=got.size, width=info.width, height=info.height, format=info.format, sha256=got.sha256,
-                captured_at=fields.captured_at, received_at=received_at, camera_id=fields.camera_id,
-                thumbnail_path=str(item.thumbnail_path)))
+                captured_at=fields.captured_at, received_at=received_at, camera_id=fields.camera_id))
         try:
             ids, defects = yield self.records.store_pair(records, fields.defects)
         except BaseException:
-            yield self.files.remove([p for item in stored for p in (item.path, item.thumbnail_path)])
+            yield self.files.remove([item.path for item in stored])
             raise
+        # Thumbnails are derived data: made after the reply, so they never slow the line down.
+        for record in records:
+            self.thumbnails.request(ids[record.kind], record.kind, record.filename)
         reply = {"coil_number": fields.coil_number, "defects_recorded": defects.stored,
                  "upload_time": received_at.isoformat(), "captured_at": fields.captured_at.isoformat(),
                  "camera_id": fields.camera_id}

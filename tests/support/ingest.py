@@ -51,6 +51,9 @@ def start_service(testcase, kind: str, *, allow: str = "127.0.0.1", root: str | 
     testcase.addCleanup(pool.stop)
     testcase.addCleanup(db.close)
     yield db.start()
+    if kind == "images":
+        # Registered last, so it runs first: background thumbnails finish before the database closes.
+        testcase.addCleanup(app.thumbnailer.idle)
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
     testcase.addCleanup(port.stopListening)
     url = f"http://127.0.0.1:{port.getHost().port}"

@@ -62,6 +62,12 @@ def load_thresholds(db):
 
 # One defect --------------------------------------------------------------------------------
 
+#: Batches up to this size go as one INSERT; larger ones by COPY.
+SMALL = 200
+_EVENT_SQL = ("json_build_object('table', 'defect_detections', 'id', ins.id, 'coil_number', ins.coil_number,"
+              " 'defect_type', ins.defect_type, 'severity', ins.severity, 'confidence_score', ins.confidence_score,"
+              " 'defect_position_meter', ins.defect_position_meter, 'camera_id', ins.camera_id)::text")
+
 _INSERT_ONE = f"""
 WITH ins AS (
     INSERT INTO defect_detections ({", ".join(_SINGLE_COLUMNS)})
@@ -71,13 +77,7 @@ WITH ins AS (
             %s, %s, NULL)
     ON CONFLICT (event_id) DO NOTHING
     RETURNING *)
-SELECT row_to_json(ins)::text,
-       pg_notify('{EVENTS}', json_build_object(
-           'table', 'defect_detections', 'id', ins.id, 'coil_number', ins.coil_number,
-           'defect_type', ins.defect_type, 'severity', ins.severity,
-           'confidence_score', ins.confidence_score,
-           'defect_position_meter', ins.defect_position_meter, 'camera_id', ins.camera_id)::text)
-FROM ins
+SELECT row_to_json(ins)::text, pg_notify('{EVENTS}', {_EVENT_SQL}) FROM ins
 """
 
 
@@ -153,22 +153,37 @@ def store_many(connection, defects: Sequence[Defect], *, batch_info: Any = None,
 
         if not fresh:
             return BatchResult(0, sorted(stored_events), [])
-        cursor.execute("SELECT nextval('defect_detections_id_seq') FROM generate_series(1, %s)", (len(fresh),))
-        ids = [row[0] for row in cursor.fetchall()]
         info = None if batch_info is None else json.dumps(batch_info, ensure_ascii=False)
-        buffer = io.StringIO()
-        payloads = []
-        for row_id, d in zip(ids, fresh):
+
+        def values(row_id, d):
             if image_ids is not None:
                 original_id, labeled_id = image_ids.get("original"), image_ids.get("labeled")
             else:
                 original_id = names.get(("original", name_from_path(d.original_image_path)))
                 labeled_id = names.get(("labeled", name_from_path(d.labeled_image_path)))
-            values = (row_id, d.event_id, d.coil_number, d.defect_type, d.confidence_score, d.severity,
-                      d.needs_review, d.defect_position_x, d.defect_position_y, d.defect_size_width,
-                      d.defect_size_height, d.defect_position_meter, d.detection_time, d.original_image_path,
-                      d.labeled_image_path, original_id, labeled_id, d.model_id, d.camera_id, info)
-            buffer.write(",".join(map(_csv, values)))
+            return (row_id, d.event_id, d.coil_number, d.defect_type, d.confidence_score, d.severity,
+                    d.needs_review, d.defect_position_x, d.defect_position_y, d.defect_size_width,
+                    d.defect_size_height, d.defect_position_meter, d.detection_time, d.original_image_path,
+                    d.labeled_image_path, original_id, labeled_id, d.model_id, d.camera_id, info)
+
+        if len(fresh) <= SMALL:
+            # A few rows: one multi-row INSERT that also sends the events (one round trip).
+            template = "(" + ", ".join(["%s"] * (len(_COLUMNS) - 1)) + ")"
+            rows = [values(None, d)[1:] for d in fresh]
+            cursor.execute(
+                f"WITH ins AS (INSERT INTO defect_detections ({', '.join(_COLUMNS[1:])}) VALUES"
+                f" {', '.join(cursor.mogrify(template, row).decode() for row in rows)} RETURNING *)"
+                f" SELECT ins.id, pg_notify('{EVENTS}', {_EVENT_SQL}) FROM ins ORDER BY ins.id")
+            ids = [row[0] for row in cursor.fetchall()]
+            return BatchResult(len(fresh), sorted(stored_events), ids)
+
+        # Many rows: ids first (so that the events can name them), then COPY, the fastest path.
+        cursor.execute("SELECT nextval('defect_detections_id_seq') FROM generate_series(1, %s)", (len(fresh),))
+        ids = [row[0] for row in cursor.fetchall()]
+        buffer = io.StringIO()
+        payloads = []
+        for row_id, d in zip(ids, fresh):
+            buffer.write(",".join(map(_csv, values(row_id, d))))
             buffer.write("\n")
             payloads.append(event_payload(row_id, d))
         buffer.seek(0)

@@ -30,7 +30,6 @@ class ImageRecord:
     captured_at: datetime
     received_at: datetime
     camera_id: str
-    thumbnail_path: str
 
 
 _PUBLIC = ("id, coil_number, kind, filename, path, bytes AS size, width, height, format, sha256, captured_at,"
@@ -38,23 +37,27 @@ _PUBLIC = ("id, coil_number, kind, filename, path, bytes AS size, width, height,
 
 
 def store_pair(connection, records: Sequence[ImageRecord], defects: Sequence[Defect]) -> tuple[dict[str, int], BatchResult]:
-    """Insert the pair's rows (pair_id = the original's id), its defects, and the events, in one transaction."""
-    ids: dict[str, int] = {}
+    """Insert the pair's rows (pair_id = the original's id), its defects, and the events, in one transaction.
+
+    Ids are taken first, so that rows, pair_id and events go in one round trip.
+    """
     with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval('images_id_seq') FROM generate_series(1, %s)", (len(records),))
+        ids = {record.kind: row[0] for record, row in zip(records, cursor.fetchall())}
+        pair_id = ids.get("original", next(iter(ids.values())))
+        rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(records))
+        params: list = []
+        events = []
         for record in records:
-            cursor.execute(
-                "INSERT INTO images (coil_number, kind, filename, path, bytes, width, height, format, sha256,"
-                " captured_at, received_at, camera_id, thumbnail_path) VALUES"
-                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                (record.coil_number, record.kind, record.filename, record.path, record.bytes, record.width,
-                 record.height, record.format, record.sha256, record.captured_at, record.received_at,
-                 record.camera_id, record.thumbnail_path))
-            ids[record.kind] = cursor.fetchone()[0]
-        cursor.execute("UPDATE images SET pair_id = %s WHERE id = ANY(%s)", (ids.get("original"), list(ids.values())))
-        for record in records:
-            cursor.execute(f"SELECT pg_notify('{EVENTS}', %s)", (json.dumps({
-                "table": "images", "id": ids[record.kind], "coil_number": record.coil_number,
-                "kind": record.kind, "filename": record.filename, "camera_id": record.camera_id}),))
+            params += [ids[record.kind], record.coil_number, record.kind, record.filename, record.path, record.bytes,
+                       record.width, record.height, record.format, record.sha256, record.captured_at,
+                       record.received_at, record.camera_id, pair_id]
+            events.append(json.dumps({"table": "images", "id": ids[record.kind], "coil_number": record.coil_number,
+                                      "kind": record.kind, "filename": record.filename, "camera_id": record.camera_id}))
+        cursor.execute(
+            "INSERT INTO images (id, coil_number, kind, filename, path, bytes, width, height, format, sha256,"
+            f" captured_at, received_at, camera_id, pair_id) VALUES {rows};"
+            f" SELECT count(pg_notify('{EVENTS}', e)) FROM unnest(%s::text[]) AS e", (*params, events))
     result = store_many(connection, defects, image_ids=ids) if defects else BatchResult(0, [], [])
     return ids, result
 

@@ -12,6 +12,7 @@ import errno
 import hashlib
 import os
 import shutil
+import struct
 import tempfile
 import threading
 import time
@@ -23,6 +24,7 @@ from PIL import Image, ImageFile
 from twisted.internet.threads import deferToThread
 from zope.interface import implementer
 
+from ccl.adapters.storage.image_check import Incomplete, check_complete
 from ccl.domain.ingest.images import FORMATS, KINDS, image_filename, next_stamp_ms, thumbnail_filename
 from ccl.domain.ingest.times import file_stamp
 from ccl.ports import IImageFiles
@@ -82,7 +84,6 @@ class Inspected:
     ext: str
     width: int
     height: int
-    thumbnail: Path  # temp file
 
 
 @attrs.frozen
@@ -90,7 +91,6 @@ class Stored:
     kind: str
     filename: str
     path: Path
-    thumbnail_path: Path
 
 
 class ImageStore:
@@ -129,7 +129,9 @@ class ImageStore:
         return TempFile(Path(name), os.fdopen(fd, "wb", buffering=1024 * 1024))
 
     def inspect(self, path: Path) -> Inspected:
-        """Decode the whole file (a truncated one fails here) and write its thumbnail under temp/."""
+        """Decide the type by decoding the header, check the pixel budget, and check that the
+        file is complete (image_check). Every pixel is decoded later, for the thumbnail, off
+        the request path: a full decode of both images would cost more than all the rest."""
         try:
             with Image.open(path) as image:
                 if image.format not in FORMATS:
@@ -137,42 +139,65 @@ class ImageStore:
                 width, height = image.size
                 if width * height > self.max_pixels:
                     raise ImageRefused(413, f"{width}x{height} pixels is over the budget of {self.max_pixels} pixels")
-                image_format = image.format
-                if image_format == "JPEG":
-                    # Decode at reduced scale: every byte is still read, so truncation is caught.
-                    image.draft("RGB", (self.thumbnail_size, self.thumbnail_size))
-                image.load()
-                thumb = image.convert("RGB") if image.mode not in ("RGB", "L") else image
-                thumb.thumbnail((self.thumbnail_size, self.thumbnail_size))
-                thumbnail = self._write_thumbnail(thumb)
+                image_format, tile = image.format, list(image.tile)
+            check_complete(path, image_format, tile)
         except ImageRefused:
             raise
         except Image.UnidentifiedImageError:
             raise ImageRefused(415, "not a JPEG, PNG or BMP image (decided by decoding the content)") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as error:
+        except Incomplete as error:
+            raise ImageRefused(422, f"the image data is truncated or corrupt: {error}") from None
+        except Image.DecompressionBombError as error:
+            raise ImageRefused(413, str(error)) from None
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
             if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
                 raise StorageUnavailable(str(error)) from error
             raise ImageRefused(422, f"the image data is truncated or corrupt ({error})") from None
-        except Image.DecompressionBombError as error:
-            raise ImageRefused(413, str(error)) from None
-        return Inspected(image_format, FORMATS[image_format], width, height, thumbnail)
+        return Inspected(image_format, FORMATS[image_format], width, height)
 
-    def _write_thumbnail(self, image) -> Path:
-        temp = self.new_temp()
+    def thumbnail_path(self, kind: str, filename: str) -> Path:
+        return self.thumbnail_folder(kind) / thumbnail_filename(filename)
+
+    def make_thumbnail(self, kind: str, filename: str) -> Path | None:
+        """Decode a stored image (at reduced scale for JPEG) and place its thumbnail; None when the
+        image is gone (purged). A corrupt image raises (the caller logs it)."""
+        source = self.folder(kind) / filename
+        final = self.thumbnail_path(kind, filename)
+        if final.exists():
+            return final
         try:
-            image.save(temp.handle, "JPEG", quality=80)
-            temp.close()
+            with Image.open(source) as image:
+                if image.format == "JPEG":
+                    image.draft("RGB", (self.thumbnail_size // 2, self.thumbnail_size // 2))
+                image.load()
+                thumb = image.convert("RGB") if image.mode not in ("RGB", "L") else image
+                thumb.thumbnail((self.thumbnail_size, self.thumbnail_size), Image.Resampling.BILINEAR)
+                temp = self.new_temp()
+                try:
+                    thumb.save(temp.handle, "JPEG", quality=80)
+                    # No fsync: a thumbnail can be made again, and four fsyncs per pair more
+                    # would halve the upload rate. A killed process still never shows half a
+                    # file (the page cache has it whole); only a power cut could.
+                    temp.handle.close()
+                    os.link(temp.path, final)
+                except FileExistsError:
+                    pass
+                finally:
+                    self.discard([temp.path])
+        except FileNotFoundError:
+            return None
         except OSError as error:
-            self.discard([temp.path])
-            raise StorageUnavailable(f"cannot write a thumbnail: {error.strerror or error}") from error
-        return temp.path
+            if error.errno in STORAGE_ERRNOS:
+                raise StorageUnavailable(str(error)) from error
+            raise
+        return final
 
     # Committing ----------------------------------------------------------------------------
 
     def commit(self, coil_number: str, received_at_ms: int, files: dict[str, tuple[Path, str, Path]]) -> list[Stored]:
         """Give the temp files of one upload their final names, with one stamp for all.
 
-        ``files``: kind -> (temp path, extension, thumbnail temp path). On any failure every
+        ``files``: kind -> (temp path, extension). On any failure every
         name made so far is removed again, and StorageUnavailable is raised.
         """
         for _attempt in range(1000):
@@ -180,15 +205,12 @@ class ImageStore:
             made: list[Path] = []
             try:
                 stored = []
-                for kind, (temp, ext, thumb) in files.items():
+                for kind, (temp, ext) in files.items():
                     name = image_filename(coil_number, file_stamp(_from_ms(stamp_ms)), kind, ext)
                     final = self.folder(kind) / name
                     os.link(temp, final)
                     made.append(final)
-                    thumb_final = self.thumbnail_folder(kind) / thumbnail_filename(name)
-                    os.link(thumb, thumb_final)
-                    made.append(thumb_final)
-                    stored.append(Stored(kind, name, final, thumb_final))
+                    stored.append(Stored(kind, name, final))
                 for folder in {p.parent for p in made}:
                     _fsync_dir(folder)
             except FileExistsError:
@@ -199,7 +221,7 @@ class ImageStore:
             except OSError as error:
                 self.remove(made)
                 raise StorageUnavailable(f"cannot store the image files: {error.strerror or error}") from error
-            self.discard([p for temp, _ext, thumb in files.values() for p in (temp, thumb)])
+            self.discard([temp for temp, _ext in files.values()])
             return stored
         raise StorageUnavailable("no free file name found")
 
@@ -279,8 +301,9 @@ class ThreadedImageFiles:
     def __init__(self, store: ImageStore):
         self.store = store
 
-    def inspect(self, path):
-        return deferToThread(self.store.inspect, path)
+    def inspect(self, paths):
+        # All files of a request in one thread hop: hops cost more than the checks.
+        return deferToThread(lambda: [self.store.inspect(path) for path in paths])
 
     def commit(self, coil_number, received_at_ms, files):
         return deferToThread(self.store.commit, coil_number, received_at_ms, files)

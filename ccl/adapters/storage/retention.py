@@ -48,8 +48,9 @@ def run_retention(connection, store: ImageStore, policy: Policy, now: datetime |
         by_id = {row[0].id: row for row in rows}
         ids = []
         for purge in purges:
-            candidate, kind, path, thumbnail = by_id[purge.candidate.id]
-            for victim in (path, thumbnail):
+            candidate, kind, path, _thumbnail = by_id[purge.candidate.id]
+            # The thumbnail's place is fixed by the name, even before its row records it.
+            for victim in (path, store.thumbnail_path(kind, os.path.basename(path))):
                 if victim:
                     try:
                         os.unlink(victim)
@@ -97,7 +98,7 @@ def sweep_orphans(connection, store: ImageStore, before: float, chunk: int = 100
                 known = {row[0] for row in cursor.fetchall()}
             for name in part:
                 if name not in known:
-                    store.remove([folder / name, store.thumbnail_folder(kind) / (name.rsplit(".", 1)[0] + ".jpg")])
+                    store.remove([folder / name, store.thumbnail_path(kind, name)])
                     log.warn("removed {kind} image {name}: no database row (an upload cut short by a crash)",
                              kind=kind, name=name)
                     removed += 1

@@ -27,9 +27,10 @@ log = Logger()
 class ImagesApp:
     app = Klein()
 
-    def __init__(self, *, db, store: ImageStore, ingestion: PairIngestion, gate, registry: Registry,
+    def __init__(self, *, db, store: ImageStore, ingestion: PairIngestion, thumbnailer, gate, registry: Registry,
                  max_file_bytes: int, status_resource):
         self.db = db
+        self.thumbnailer = thumbnailer
         self.store = store
         self.ingestion = ingestion
         self.gate = gate
@@ -63,13 +64,14 @@ class ImagesApp:
         try:
             received = [ReceivedFile(p.field, p.temp.path, p.temp.size, p.temp.sha256) for p in form.files]
             reply = await self.ingestion.ingest(form.texts, received)
-        except InvalidUpload as invalid:
-            raise HttpError(invalid.status, invalid.error, invalid.details) from None
-        except ImageRefused as refused:
-            raise HttpError(refused.status, refused.reason) from None
-        finally:
-            # Linked files have their own names now; what is left under temp/ goes.
+        except BaseException as error:
+            # Nothing of a refused request stays under temp/ (a stored one's temp names are gone).
             await deferToThread(self.store.discard, form.temp_paths())
+            if isinstance(error, InvalidUpload):
+                raise HttpError(error.status, error.error, error.details) from None
+            if isinstance(error, ImageRefused):
+                raise HttpError(error.status, error.reason) from None
+            raise
         self.pairs.inc()
         self.bytes_in.inc(reply["original_image"]["size"] + reply["labeled_image"]["size"])
         log.info("stored pair {original} + {labeled} of coil {coil} ({defects} defects) from {actor}",

@@ -7,7 +7,6 @@ from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.web import server
 
 from ccl.adapters.storage.image_records import ImageRecord, IngestRecords
 from ccl.adapters.storage.image_store import ImageStore, StorageUnavailable, ThreadedImageFiles
@@ -15,7 +14,8 @@ from ccl.adapters.storage.localdb import resolve_dsn
 from ccl.adapters.storage.postgres import Database
 from ccl.adapters.storage.retention import run_retention, sweep_orphans
 from ccl.adapters.storage.sync_pool import SyncPool
-from ccl.adapters.web.ingest.common import Gate, limited_request
+from ccl.adapters.storage.thumbnails import Thumbnailer
+from ccl.adapters.web.ingest.common import Gate, ingest_site
 from ccl.adapters.web.ingest.defects_app import DefectsApp
 from ccl.adapters.web.ingest.images_app import ImagesApp
 from ccl.adapters.web.status import status_resource
@@ -114,7 +114,8 @@ def build_images(config: Config, settings: dict):
     registry = Registry()
     checks = _Checks()
     records = IngestRecords(db, pool, reactor)
-    ingestion = PairIngestion(ThreadedImageFiles(store), records, ImageRecord)
+    thumbnailer = Thumbnailer(store, db)
+    ingestion = PairIngestion(ThreadedImageFiles(store), records, ImageRecord, thumbnailer)
 
     def health():
         status = "ok" if checks.database == "ok" and checks.storage == "ok" else "degraded"
@@ -128,12 +129,12 @@ def build_images(config: Config, settings: dict):
             return float("nan")
 
     registry.gauge("ingest_image_disk_free_bytes", "Free bytes on the image root's file system", read=disk_free)
+    registry.gauge("ingest_thumbnail_backlog", "Thumbnails waiting to be made", read=thumbnailer.backlog)
     refused = registry.counter("ingest_refused_too_large_total", "Requests refused for their size before reading")
-    app = ImagesApp(db=db, store=store, ingestion=ingestion, gate=Gate(db, settings["networks"], reactor),
+    app = ImagesApp(db=db, store=store, ingestion=ingestion, thumbnailer=thumbnailer, gate=Gate(db, settings["networks"], reactor),
                     registry=registry, max_file_bytes=settings["max_file_bytes"],
                     status_resource=status_resource(registry, health))
-    site = server.Site(app.resource(), requestFactory=limited_request(
-        2 * settings["max_file_bytes"] + MB, on_refused=refused.inc))
+    site = ingest_site(app.resource(), 2 * settings["max_file_bytes"] + MB, on_refused=refused.inc)
 
     def check():
         _check_database(db, checks)
@@ -171,7 +172,8 @@ def build_images(config: Config, settings: dict):
         return db.when_ready().addCallback(lambda _: pool.run(sweep_orphans, store, started)).addErrback(failed)
 
     reactor.callWhenRunning(sweep)
-    return db, pool, site, app, [(5.0, check), (settings["retention_interval"], retention)]
+    return db, pool, site, app, [(5.0, check), (settings["retention_interval"], retention),
+                                 (60.0, thumbnailer.catch_up)]
 
 
 def make_images_service(options) -> service.MultiService:
@@ -211,8 +213,7 @@ def build_defects(config: Config, settings: dict):
     app = DefectsApp(db=db, pool=pool, records=records, gate=Gate(db, settings["networks"], reactor),
                      registry=registry, max_batch=settings["max_batch"],
                      status_resource=status_resource(registry, health))
-    site = server.Site(app.resource(), requestFactory=limited_request(settings["max_body_bytes"],
-                                                                      on_refused=refused.inc))
+    site = ingest_site(app.resource(), settings["max_body_bytes"], on_refused=refused.inc)
     return db, pool, site, app, [(5.0, lambda: _check_database(db, checks))]
 
 
