@@ -14,7 +14,6 @@ import argparse
 import io
 import sys
 import uuid
-from pathlib import Path
 
 from _service import ROOT, Bench, percentile, run_clients
 

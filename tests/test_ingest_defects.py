@@ -80,6 +80,22 @@ class SingleTests(Base):
         self.assertEqual(self.count(), 1)
 
     @defer.inlineCallbacks
+    def test_concurrent_posts_each_answered_and_stored_once(self):
+        # Posts that arrive together are committed together; each still gets its own answer.
+        posts = [defect(defect_position_meter=float(i)) for i in range(44)]
+        posts += [defect(event_id=EVENT, defect_position_meter=99.0) for _ in range(5)]
+        posts.append(defect(model_id=999))
+        results = yield defer.gatherResults([post_json(self.svc.url, "/defect/single", p) for p in posts])
+        codes = [code for code, _ in results]
+        self.assertEqual(codes[:44], [201] * 44)
+        self.assertEqual(sorted(codes[44:49]), [200, 200, 200, 200, 201])
+        self.assertEqual(codes[49], 422)
+        self.assertEqual(len({body["data"]["id"] for _, body in results[44:49]}), 1)
+        self.assertEqual(sorted(body["data"]["defect_position_meter"] for _, body in results[:44]),
+                         [float(i) for i in range(44)])
+        self.assertEqual(self.count(), 45)
+
+    @defer.inlineCallbacks
     def test_image_links_and_model(self):
         query(self.svc.dsn, "INSERT INTO ai_models (id, name) VALUES (7, 'yolo')")
         query(self.svc.dsn, "INSERT INTO images (coil_number, kind, filename, path, bytes, width, height, format,"

@@ -7,6 +7,7 @@ the first, so a Jetson developer sees the whole story in one reply.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -18,6 +19,7 @@ from ccl.domain.ingest.coils import InvalidCoilNumber, check_coil_number
 from ccl.domain.ingest.times import parse_timestamp
 
 SEVERITIES = ("low", "medium", "high", "critical")
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAX_INT = 2**31 - 1
 _PIXEL_FIELDS = ("defect_position_x", "defect_position_y", "defect_size_width", "defect_size_height")
 
@@ -89,11 +91,18 @@ class Defect:
 
 
 def _is_number(value: object) -> bool:
+    kind = type(value)
+    if kind is int:
+        return True
+    if kind is float:
+        return math.isfinite(value)
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _whole(value: object) -> int | None:
     """An int, or a float without a fraction (12.0), else None."""
+    if type(value) is int:
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -116,21 +125,25 @@ def _text(item: Mapping[str, Any], name: str, errors: list, *, maximum: int, def
     return value
 
 
-def validate_defect(item: object, thresholds: Thresholds, *, now: datetime, coil_number: str | None = None) -> Defect:
+def validate_defect(item: object, thresholds: Thresholds, *, now: datetime, coil_number: str | None = None,
+                    coil_checked: bool = False) -> Defect:
     """Check one defect (a decoded JSON object) and decide its severity and review flag.
 
-    ``coil_number``, when given (a batch's top-level number), applies instead of the item's.
+    ``coil_number``, when given (a batch's top-level number), applies instead of the item's;
+    ``coil_checked`` says it was checked already (a batch checks it once, not per item).
     Unknown fields are ignored so that newer edge software keeps working.
+    Written for speed as well: a 10,000-item batch runs it 10,000 times.
     """
-    if not isinstance(item, Mapping):
+    if type(item) is not dict and not isinstance(item, Mapping):
         raise InvalidDefect([{"field": "(item)", "reason": "a defect must be a JSON object"}])
     errors: list[dict[str, str]] = []
 
-    coil = None
-    try:
-        coil = check_coil_number(coil_number if coil_number is not None else item.get("coil_number"))
-    except InvalidCoilNumber as error:
-        errors.append({"field": "coil_number", "reason": str(error)})
+    coil = coil_number
+    if not (coil_checked and coil_number is not None):
+        try:
+            coil = check_coil_number(coil_number if coil_number is not None else item.get("coil_number"))
+        except InvalidCoilNumber as error:
+            errors.append({"field": "coil_number", "reason": str(error)})
 
     defect_type = _text(item, "defect_type", errors, maximum=50)
     if defect_type is None and "defect_type" not in item:
@@ -147,8 +160,8 @@ def validate_defect(item: object, thresholds: Thresholds, *, now: datetime, coil
     pixels: dict[str, int | None] = {}
     for name in _PIXEL_FIELDS:
         value = item.get(name)
-        if value is None:
-            pixels[name] = None
+        if value is None or (type(value) is int and 0 <= value <= MAX_INT):
+            pixels[name] = value
             continue
         whole = _whole(value)
         if whole is None or not 0 <= whole <= MAX_INT:
@@ -178,7 +191,7 @@ def validate_defect(item: object, thresholds: Thresholds, *, now: datetime, coil
     camera_id = _text(item, "camera_id", errors, maximum=50, default="top")
 
     event_id = item.get("event_id")
-    if event_id is not None:
+    if event_id is not None and not (type(event_id) is str and _CANONICAL_UUID.fullmatch(event_id)):
         try:
             if not isinstance(event_id, str):
                 raise ValueError
@@ -218,7 +231,7 @@ def validate_batch(items: object, thresholds: Thresholds, *, now: datetime, coil
     seen_events: dict[str, int] = {}
     for index, item in enumerate(items):
         try:
-            defect = validate_defect(item, thresholds, now=now, coil_number=coil)
+            defect = validate_defect(item, thresholds, now=now, coil_number=coil, coil_checked=True)
         except InvalidDefect as error:
             problems.append({"index": index, "errors": error.errors})
             continue

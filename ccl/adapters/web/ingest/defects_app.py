@@ -29,6 +29,7 @@ class DefectsApp:
 
     def __init__(self, *, db, pool, records, gate, registry: Registry, max_batch: int, status_resource):
         self.db = db
+        self.writer = defect_store.SingleWriter(db)
         self.pool = pool
         self.records = records  # thresholds (cached)
         self.gate = gate
@@ -58,7 +59,7 @@ class DefectsApp:
         except InvalidDefect as invalid:
             raise HttpError(422, "invalid defect", invalid.errors) from None
         try:
-            row, created = await defect_store.insert_single(self.db, defect)
+            row, created = await self.writer.submit(defect)
         except UnknownModel as unknown:
             raise HttpError(422, "invalid defect", [{"field": "model_id", "reason":
                                                      f"no AI model with id {unknown.model_ids[0]}"}]) from None
