@@ -2,10 +2,15 @@
 
 import json
 import uuid
+from datetime import datetime, timezone
+
+import attrs
 
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
+from ccl.adapters.storage.defect_store import event_text
+from ccl.domain.ingest.defects import Thresholds, validate_defect
 from tests.support.database import query
 from tests.support.ingest import get, post_json, start_service, wait_for
 
@@ -270,3 +275,13 @@ class ModelAndReadTests(Base):
         yield post_json(self.svc.url, "/defect/single", defect())
         code, _, raw, _ = yield get(self.svc.url, "/metrics")
         self.assertIn(b'ccl_ingest_defects_total{path="single"} 1', raw)
+
+
+class EventTextTests(TestCase):
+    def test_event_text_is_the_json_of_the_defect(self):
+        defect = validate_defect({"coil_number": "C-1", "defect_type": '스크래치 "x"\n', "confidence_score": 0.25,
+                                  "defect_position_meter": 12.5, "camera_id": "top"}, Thresholds(), now=datetime.now(timezone.utc))
+        self.assertEqual(json.loads(event_text(7, defect)), {
+            "table": "defect_detections", "id": 7, "coil_number": "C-1", "defect_type": '스크래치 "x"\n',
+            "severity": "low", "confidence_score": 0.25, "defect_position_meter": 12.5, "camera_id": "top"})
+        self.assertIsNone(json.loads(event_text(8, attrs.evolve(defect, defect_position_meter=None)))["defect_position_meter"])

@@ -229,3 +229,4 @@ class RetentionPlanTests(SynchronousTestCase):
                       Policy(max_store_bytes=900, high_percent=90, low_percent=80), NOW)
         # until store <= 900 * 80 / 90 = 800
         self.assertEqual(len(chosen), 2)
+
