@@ -48,6 +48,25 @@ def multipart(fields: list[tuple[str, str | None, bytes]]) -> tuple[bytes, str]:
     return b"".join(out), f"multipart/form-data; boundary={boundary}"
 
 
+def drain_thumbnails(port: int, limit: float = 120.0) -> float:
+    """Seconds until the background thumbnail queue is empty (it trails the uploads)."""
+    import http.client
+    import time
+
+    from ccl.domain.metrics import parse_text
+
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/metrics")
+        samples = parse_text(connection.getresponse().read().decode())
+        backlog = [value for name, _, value in samples if name == "ccl_ingest_thumbnail_backlog"]
+        if backlog and backlog[0] == 0:
+            break
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per concurrency level")
@@ -85,6 +104,8 @@ def main() -> int:
                   f" {cpu * 1000:>9.1f}")
             if failures:
                 print(f"     first failures: {failures[:3]}")
+            waited = drain_thumbnails(bench.port)
+            print(f"     thumbnails caught up {waited:.1f} s after the last upload")
         print(TARGET)
     finally:
         bench.close()

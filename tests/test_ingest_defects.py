@@ -5,7 +5,6 @@ import uuid
 from datetime import datetime, timezone
 
 import attrs
-
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 

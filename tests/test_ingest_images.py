@@ -6,10 +6,9 @@ import re
 import socket
 import struct
 import zlib
-
-import treq
 from pathlib import Path
 
+import treq
 from PIL import Image
 from twisted.internet import defer, threads
 from twisted.trial.unittest import TestCase
@@ -91,7 +90,7 @@ class UploadTests(Base):
             info = data[f"{kind}_image"]
             thumbnail_path = Path(self.svc.root, "thumbnails", kind, info["filename"].rsplit(".", 1)[0] + ".jpg")
             thumbnail = Image.open(thumbnail_path)
-            self.assertEqual((thumbnail.format, max(thumbnail.size) <= 320), ("JPEG", True))
+            self.assertEqual((thumbnail.format, max(thumbnail.size) <= 160), ("JPEG", True))
             self.assertEqual(query(self.svc.dsn, "SELECT thumbnail_path FROM images WHERE id = %s", (info["id"],)),
                              [(str(thumbnail_path),)])
         # Both names share one stamp.

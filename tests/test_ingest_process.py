@@ -1,8 +1,8 @@
 """The real twistd service in a subprocess: killed with SIGKILL mid-upload, it leaves no partial file."""
 
 import hashlib
-import io
 import http.client
+import io
 import os
 import signal
 import subprocess

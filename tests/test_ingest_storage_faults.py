@@ -8,11 +8,10 @@ import os
 import random
 import subprocess
 
+import psycopg2
 from PIL import Image
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import SkipTest, TestCase
-
-import psycopg2
 
 from tests.support.cluster import private_cluster
 from tests.support.database import query

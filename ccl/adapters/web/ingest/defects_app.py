@@ -11,7 +11,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from ccl.adapters.storage import defect_store
 from ccl.adapters.storage.defect_store import UnknownModel
-from ccl.adapters.web.ingest.common import HttpError, endpoint, int_arg, json_reply, read_json
+from ccl.adapters.web.ingest.common import HttpError, RawJSON, endpoint, int_arg, json_reply, read_json
 from ccl.domain.ingest.defects import (
     InvalidBatch,
     InvalidDefect,
@@ -64,9 +64,9 @@ class DefectsApp:
             raise HttpError(422, "invalid defect", [{"field": "model_id", "reason":
                                                      f"no AI model with id {unknown.model_ids[0]}"}]) from None
         if not created:
-            return 200, {"success": True, "duplicate": True, "data": row}
+            return 200, {"success": True, "duplicate": True, "data": RawJSON(row)}
         self.stored.inc(path="single")
-        return 201, {"success": True, "data": row}
+        return 201, {"success": True, "data": RawJSON(row)}
 
     @app.route("/defect/batch", methods=["POST"])
     @endpoint("defect_batch")
