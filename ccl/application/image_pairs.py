@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import attrs
-from twisted.internet import defer
+from twisted.internet.defer import inlineCallbacks
 
 from ccl.domain.ingest.uploads import FILE_FIELDS, check_file_fields, validate_fields
 from ccl.ports import IImageFiles, IIngestRecords, IThumbnails
@@ -32,7 +32,7 @@ class PairIngestion:
     thumbnails: IThumbnails
     now: object = lambda: datetime.now(timezone.utc)
 
-    @defer.inlineCallbacks
+    @inlineCallbacks
     def ingest(self, texts: dict[str, str], received: list[ReceivedFile]):
         received_at = self.now()
         check_file_fields([f.field for f in received])
