@@ -7,6 +7,8 @@ the blocking pool with COPY, the fastest way PostgreSQL takes many rows.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Sequence
 from json.encoder import encode_basestring_ascii as _quote
@@ -61,15 +63,6 @@ def event_text(row_id: int, d: Defect) -> str:
             f' "defect_type": {_quote(d.defect_type)}, "severity": "{d.severity}",'
             f' "confidence_score": {d.confidence_score!r}, "defect_position_meter": {meter},'
             f' "camera_id": {_quote(d.camera_id)}}}')
-
-
-_BULK_SQL = f"""
-WITH ins AS (
-    INSERT INTO defect_detections ({", ".join(_COLUMNS[1:])})
-    SELECT {", ".join("r." + c for c in _COLUMNS[1:-1])}, %s::jsonb
-    FROM json_populate_recordset(NULL::defect_detections, %s::json) AS r
-    RETURNING *)
-SELECT ins.id, pg_notify('{EVENTS}', {_EVENT_SQL}) FROM ins ORDER BY ins.id"""
 
 
 # Settings ----------------------------------------------------------------------------------
@@ -247,30 +240,27 @@ def store_many(connection, defects: Sequence[Defect], *, batch_info: Any = None,
             ids = [row[0] for row in cursor.fetchall()]
             return BatchResult(len(fresh), sorted(stored_events), ids)
 
-        # Many rows: one JSON document, expanded, inserted and announced by PostgreSQL. It does
-        # that work in C on its own CPU; here only one json.dumps (C as well) is left.
-        stamps: dict = {}
-        records = []
-        for d in fresh:
-            stamp = stamps.get(d.detection_time)
-            if stamp is None:  # most defects of a batch share one detection time
-                stamp = stamps[d.detection_time] = d.detection_time.isoformat()
-            if image_ids is not None:
-                original_id, labeled_id = image_ids.get("original"), image_ids.get("labeled")
-            else:
-                original_id = names.get(("original", name_from_path(d.original_image_path)))
-                labeled_id = names.get(("labeled", name_from_path(d.labeled_image_path)))
-            records.append({
-                "event_id": d.event_id, "coil_number": d.coil_number, "defect_type": d.defect_type,
-                "confidence_score": d.confidence_score, "severity": d.severity, "needs_review": d.needs_review,
-                "defect_position_x": d.defect_position_x, "defect_position_y": d.defect_position_y,
-                "defect_size_width": d.defect_size_width, "defect_size_height": d.defect_size_height,
-                "defect_position_meter": d.defect_position_meter, "detection_time": stamp,
-                "original_image_path": d.original_image_path, "labeled_image_path": d.labeled_image_path,
-                "original_image_id": original_id, "labeled_image_id": labeled_id, "model_id": d.model_id,
-                "camera_id": d.camera_id})
-        cursor.execute(_BULK_SQL, (info, json.dumps(records)))
+        # Many rows: ids first (so that the events can name them), then COPY, the fastest path.
+        # csv.writer is C: None becomes an empty (NULL) field; validated texts are never empty.
+        cursor.execute("SELECT nextval('defect_detections_id_seq') FROM generate_series(1, %s)", (len(fresh),))
         ids = [row[0] for row in cursor.fetchall()]
+        buffer = io.StringIO()
+        # Most defects of a batch share one detection time: format each distinct time once.
+        times: dict = {}
+
+        def row(row_id, d):
+            line = values(row_id, d)
+            stamp = times.get(d.detection_time)
+            if stamp is None:
+                stamp = times[d.detection_time] = d.detection_time.isoformat()
+            return line[:12] + (stamp,) + line[13:]
+
+        csv.writer(buffer, lineterminator="\n").writerows(row(row_id, d) for row_id, d in zip(ids, fresh))
+        buffer.seek(0)
+        cursor.copy_expert(f"COPY defect_detections ({', '.join(_COLUMNS)}) FROM STDIN WITH (FORMAT csv)", buffer)
+        # Events built here and sent in one statement (measured faster than building them in SQL).
+        payloads = [event_text(row_id, d) for row_id, d in zip(ids, fresh)]
+        cursor.execute(f"SELECT count(pg_notify('{EVENTS}', p)) FROM unnest(%s::text[]) AS p", (payloads,))
         return BatchResult(len(fresh), sorted(stored_events), ids)
 
 
