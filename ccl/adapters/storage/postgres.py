@@ -15,8 +15,7 @@ from typing import Any
 import psycopg2
 from twisted.internet import defer, task
 from twisted.logger import Logger
-from txpostgres import reconnection, txpostgres
-from txpostgres import retrying as txretrying
+from txpostgres import reconnection, retrying as txretrying, txpostgres
 
 log = Logger()
 
