@@ -284,3 +284,45 @@ class EventTextTests(TestCase):
             "table": "defect_detections", "id": 7, "coil_number": "C-1", "defect_type": '스크래치 "x"\n',
             "severity": "low", "confidence_score": 0.25, "defect_position_meter": 12.5, "camera_id": "top"})
         self.assertIsNone(json.loads(event_text(8, attrs.evolve(defect, defect_position_meter=None)))["defect_position_meter"])
+
+
+class BodyLimitTests(TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_chunked_body_over_the_limit_is_refused_while_streaming(self):
+        import socket
+
+        from twisted.internet import threads
+
+        svc = yield start_service(self, "defects", env={"CCL_DEFECTS_MAX_BODY_MB": "1"})
+        port = int(svc.url.rsplit(":", 1)[1])
+
+        def exchange():
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"POST /defect/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n")
+                chunk = b"x" * 65536
+                reply = b""
+                try:
+                    for _ in range(40):  # 2.5 MB, no Content-Length to refuse early
+                        sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                except OSError:
+                    pass
+                sock.settimeout(5)
+                try:
+                    while not (b"\r\n\r\n" in reply and reply.rstrip().endswith(b"}")):
+                        data = sock.recv(4096)
+                        if not data:
+                            break
+                        reply += data
+                except OSError:
+                    pass
+                return reply
+
+        reply = yield threads.deferToThread(exchange)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 413"), reply[:200])
+        self.assertEqual(json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"], "request too large")
+        self.assertEqual(query(svc.dsn, "SELECT count(*) FROM defect_detections")[0][0], 0)
+        code, _ = yield post_json(svc.url, "/defect/single", defect())
+        self.assertEqual(code, 201)
