@@ -203,6 +203,7 @@ class Journal:
         self.last_durable = 0
         #: Why the last write failed, until a write succeeds again (for /health).
         self.last_error: str | None = None
+        self._closed = False
 
     # start-up ----------------------------------------------------------------------------
 
@@ -290,6 +291,8 @@ class Journal:
                sequence_no: int | None = None, decoded: object | None = None) -> defer.Deferred:
         """Queue one record; the Deferred fires with the JournalRecord once it is on disk
         (or fails with JournalError, in which case nothing may be acknowledged)."""
+        if self._closed:
+            return defer.fail(JournalError("journal is closed (service stopping)"))
         record = JournalRecord(number=self._next, kind=kind, received_at=received_at, peer=peer,
                                listener=listener, raw=bytes(raw), code=code, reason=reason,
                                tc_code=tc_code, sequence_no=sequence_no, decoded=decoded)
@@ -404,6 +407,7 @@ class Journal:
     @defer.inlineCallbacks
     def stop(self):
         yield self.when_idle()
+        self._closed = True
         if self._pool.started:
             # Let queued deletions finish; stop() joins the worker thread.
             yield threads.deferToThreadPool(self._reactor, self._pool, lambda: None)
