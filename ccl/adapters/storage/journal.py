@@ -29,10 +29,12 @@ started afresh (numbers from 1 again) can never be mistaken for one already appl
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import secrets
 import struct
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -204,6 +206,9 @@ class Journal:
         #: Why the last write failed, until a write succeeds again (for /health).
         self.last_error: str | None = None
         self._closed = False
+        #: Durations of the recent batch writes (write + fsync) and their sizes, for /health.
+        self.write_seconds: collections.deque[float] = collections.deque(maxlen=4000)
+        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=4000)
 
     # start-up ----------------------------------------------------------------------------
 
@@ -312,15 +317,18 @@ class Journal:
         writing = threads.deferToThreadPool(self._reactor, self._pool, self._write_batch, blob, last)
         writing.addBoth(self._written, batch)
 
-    def _write_batch(self, blob: bytes, last: int) -> int | None:
-        """Worker thread: one write and one fdatasync for the whole batch; rotate when full."""
+    def _write_batch(self, blob: bytes, last: int) -> tuple[int | None, float]:
+        """Worker thread: one write and one fdatasync for the whole batch; rotate when full.
+        Returns (first number of a new segment or None, seconds the write + fsync took)."""
         assert self._file is not None
+        started = time.perf_counter()
         self._file.append(blob)
+        took = time.perf_counter() - started
         if self._file.size < self.segment_bytes:
-            return None
+            return None, took
         self._file.close()
         self._file = _SegmentFile(self.directory, last + 1, self.fsync, create=True)
-        return last + 1
+        return last + 1, took
 
     def _written(self, result, batch) -> None:
         self._writing = False
@@ -336,8 +344,11 @@ class Journal:
                 done.errback(error)
         else:
             self.last_error = None
-            if result is not None:
-                self._segments.append(result)
+            new_segment, took = result
+            self.write_seconds.append(took)
+            self.batch_sizes.append(len(records))
+            if new_segment is not None:
+                self._segments.append(new_segment)
             self.last_durable = records[-1].number
             for observer in list(self.on_durable):
                 try:
