@@ -1,7 +1,6 @@
 """The durable journal on real files: group commit, order, torn tails, rotation."""
 
 import os
-import tempfile
 from pathlib import Path
 
 from twisted.internet import defer, reactor
@@ -18,7 +17,7 @@ def segments(directory: Path) -> list[Path]:
 
 class JournalTests(TestCase):
     def setUp(self):
-        self.dir = Path(tempfile.mkdtemp(prefix="ccl-journal-")) / "journal"
+        self.dir = Path(self.mktemp()).absolute() / "journal"
 
     def open(self, **kwargs) -> tuple[Journal, list]:
         journal = Journal(reactor, self.dir, **kwargs)
