@@ -142,6 +142,7 @@ class _SegmentFile:
         self.path = directory / _segment_name(first)
         self.first = first
         self._fsync = fsync
+        self.broken: str | None = None
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o640)
         self.size = os.lseek(self._fd, 0, os.SEEK_END)
         if create and self.size == 0:
@@ -157,18 +158,22 @@ class _SegmentFile:
             view = view[written:]
 
     def append(self, data: bytes) -> None:
+        if self.broken:
+            raise OSError(f"journal segment {self.path} is unusable after a failed write: {self.broken}")
         start = self.size
         try:
             self._write_all(data)
             if self._fsync:
                 os.fdatasync(self._fd)
-        except OSError:
+        except OSError as error:
             # Leave no partial batch behind: the next batch must follow whole records.
             try:
                 os.ftruncate(self._fd, start)
                 os.lseek(self._fd, start, os.SEEK_SET)
-            except OSError:
-                pass
+            except OSError as again:
+                # Writing after those bytes would put acknowledged records behind a broken
+                # one; refuse everything until a restart cuts the tail.
+                self.broken = f"{error}; truncating back failed: {again}"
             raise
         self.size = start + len(data)
 
@@ -326,8 +331,19 @@ class Journal:
         took = time.perf_counter() - started
         if self._file.size < self.segment_bytes:
             return None, took
-        self._file.close()
-        self._file = _SegmentFile(self.directory, last + 1, self.fsync, create=True)
+        try:
+            fresh = _SegmentFile(self.directory, last + 1, self.fsync, create=True)
+        except OSError as error:
+            # The batch itself is on disk: never fail it for this. Keep appending to the
+            # full segment and try again after the next batch.
+            log.error("journal: cannot start a new segment ({error}); continuing in {path}",
+                      error=str(error), path=str(self._file.path))
+            return None, took
+        full, self._file = self._file, fresh
+        try:
+            full.close()
+        except OSError as error:  # its records were fdatasync'd already
+            log.error("journal: closing {path} failed: {error}", path=str(full.path), error=str(error))
         return last + 1, took
 
     def _written(self, result, batch) -> None:
