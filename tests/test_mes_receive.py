@@ -2,9 +2,8 @@
 
 import datetime
 import decimal
-import json
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
 from ccl.adapters.storage.postgres import Database
