@@ -184,3 +184,26 @@ class ReplayTests(TestCase):
         yield client.wait_replies(1)
         yield wait_for(lambda: service.writer.applied_upto == 4, what="new telegram numbered after the replay")
         self.assertEqual(count(dsn, "tc_4003_speed"), 2)
+
+
+class WireTests(TestCase):
+    @defer.inlineCallbacks
+    def test_ack_and_nak_bytes_on_the_wire(self):
+        from ccl.domain.telegrams import decode, encode_ack
+
+        from tests.support.mes import LAYOUTS
+
+        dsn = fresh_database(self)
+        service = yield start_service(self, dsn)
+        client = yield connect(self, service)
+        client.transport.write(schedule(41) + b"\x01\x02junk" + cut(42))
+        yield client.wait_replies(3)
+        self.assertEqual(len(client.raw), 3 * 60)
+        expected = [("4000", 41, "00"), ("0000", 0, "13"), ("4001", 42, "00")]
+        for index, ((tc, seq, code), reply) in enumerate(zip(expected, client.replies), start=1):
+            sent_at = decode(reply.raw, LAYOUTS).sent_at
+            self.assertEqual(reply.raw, encode_ack(LAYOUTS, acked_tc_code=tc, acked_sequence_no=seq, result_code=code,
+                                                   line_code="CCL1", sequence_no=index, sent_at=sent_at))
+        self.assertEqual(client.raw[:20], b"4900CCL1000001000060")
+        self.assertEqual(client.raw[60:80], b"4901CCL1000002000060")
+        self.assertEqual(client.raw[100:112], b"000000000013")
