@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import itertools
 import os
 import shutil
 import signal
@@ -181,6 +180,14 @@ def run(reactor, args, port: int, dsn: str, service_pid: int):
           f"ACK p50 {statistics.median(latencies):.2f} ms, p99 {percentile(latencies, 99):.2f} ms, "
           f"max {max(latencies):.2f} ms")
     sender.transport.loseConnection()
+    import json
+    import urllib.request
+
+    health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{args.status_port}/health").read())
+    writes = health["journal_writes"]
+    print(f"journal write+fdatasync during the latency run (last {writes['count']} batches): p50 "
+          f"{writes['p50_ms']} ms, p99 {writes['p99_ms']} ms, max {writes['max_ms']} ms, "
+          f"{writes['records_per_batch']} records per batch")
     grand = total + count
     while stored(dsn) < grand:
         yield task.deferLater(reactor, 0.05, lambda: None)
@@ -207,6 +214,7 @@ def main() -> int:
         dsn = cluster.superuser_dsn("postgres")
         migrate(dsn)
         port, status = free_port(), free_port()
+        args.status_port = status
         env = {k: v for k, v in os.environ.items() if not k.startswith("CCL_")}
         env.update(PYTHONPATH=str(ROOT), CCL_DATABASE_DSN=dsn, CCL_PATHS_VAR=str(work / "var"),
                    CCL_MES_LISTEN=f"tcp:{port}:interface=127.0.0.1",

@@ -1,7 +1,6 @@
 """The durable journal on real files: group commit, order, torn tails, rotation."""
 
 import os
-import tempfile
 from pathlib import Path
 
 from twisted.internet import defer, reactor
@@ -18,7 +17,7 @@ def segments(directory: Path) -> list[Path]:
 
 class JournalTests(TestCase):
     def setUp(self):
-        self.dir = Path(tempfile.mkdtemp(prefix="ccl-journal-")) / "journal"
+        self.dir = Path(self.mktemp()).absolute() / "journal"
 
     def open(self, **kwargs) -> tuple[Journal, list]:
         journal = Journal(reactor, self.dir, **kwargs)
@@ -182,3 +181,33 @@ class JournalTests(TestCase):
         records = Journal(reactor, self.dir).open()
         self.assertEqual([(r.number, r.raw) for r in records][-2:], [(3, b"telegram 00002 \xc0\xcc\xbe\xcb\xc5\xd8"),
                                                                      (4, b"kept")])
+
+    @defer.inlineCallbacks
+    def test_a_failed_write_that_cannot_be_undone_stops_all_appends_until_restart(self):
+        journal, _ = self.open()
+        yield self.append_many(journal, 3)
+        real_write = os.write
+
+        def failing_write(fd, data):
+            real_write(fd, bytes(data)[:7])
+            raise OSError(5, "Input/output error")
+
+        def failing_truncate(fd, size):
+            raise OSError(5, "Input/output error")
+
+        self.patch(journal_module.os, "write", failing_write)
+        self.patch(journal_module.os, "ftruncate", failing_truncate)
+        yield self.assertFailure(journal.append(TELEGRAM, received_at=1.0, peer="p", listener="mes", raw=b"a"),
+                                 JournalError)
+        self.patch(journal_module.os, "write", real_write)
+        # Even with the disk back, nothing more is accepted behind the broken bytes.
+        yield self.assertFailure(journal.append(TELEGRAM, received_at=1.0, peer="p", listener="mes", raw=b"b"),
+                                 JournalError)
+        self.assertIsNotNone(journal.last_error)
+        self.flushLoggedErrors(OSError)
+        yield journal.stop()
+        # A restart cuts the partial bytes and goes on from record 4.
+        again, records = self.open()
+        self.assertEqual([r.number for r in records], [1, 2, 3])
+        record = yield again.append(TELEGRAM, received_at=1.0, peer="p", listener="mes", raw=b"c")
+        self.assertEqual(record.number, 4)

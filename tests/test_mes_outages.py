@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 import psycopg2
@@ -126,7 +125,8 @@ class ServiceProcessTests(TestCase):
     @defer.inlineCallbacks
     def test_killed_with_sigkill_after_acks_and_restarted_loses_and_doubles_nothing(self):
         dsn = fresh_database(self)
-        var = Path(tempfile.mkdtemp(prefix="ccl-mes-proc-"))
+        var = Path(self.mktemp()).absolute()
+        var.mkdir(parents=True)
         self.port, self.status_port = free_port(), free_port()
         env = self.environment(dsn, var)
         process, output = self.spawn(env)
@@ -183,7 +183,8 @@ class ServiceProcessTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_wrong_setting_stops_start_up_with_a_message_naming_it(self):
-        var = Path(tempfile.mkdtemp(prefix="ccl-mes-proc-"))
+        var = Path(self.mktemp()).absolute()
+        var.mkdir(parents=True)
         self.port, self.status_port = free_port(), free_port()
         env = self.environment("dbname=x", var, CCL_MES_MAX_CONNECTIONS="lots")
         process, output = self.spawn(env)

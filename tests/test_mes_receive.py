@@ -2,9 +2,8 @@
 
 import datetime
 import decimal
-import json
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
 from ccl.adapters.storage.postgres import Database
@@ -134,3 +133,77 @@ class AtomicityTests(TestCase):
         self.assertIn("database refused it", kept[1])
         self.assertIn("test_no_speed", kept[1])
         self.assertEqual((bytes(kept[2]), kept[3], kept[4]), (speed(2), "4003", 2))
+
+
+class JournalHousekeepingTests(TestCase):
+    @defer.inlineCallbacks
+    def test_fully_applied_segments_are_deleted(self):
+        dsn = fresh_database(self)
+        service = yield start_service(self, dsn, journal_segment_bytes=4096)
+        client = yield connect(self, service)
+        for start in range(1, 201, 20):
+            client.transport.write(b"".join(speed(n) for n in range(start, start + 20)))
+            yield client.wait_replies(start + 19)
+        yield wait_for(lambda: service.writer.applied_upto == 200, what="all applied")
+        directory = service.journal.directory
+        # 200 records of ~150 bytes made several 4 KB segments; all but the newest are deleted.
+        yield wait_for(lambda: len(list(directory.glob("*.jnl"))) == 1, what="applied segments deleted")
+        (segment,) = directory.glob("*.jnl")
+        self.assertGreater(int(segment.stem), 100)
+        self.assertEqual(count(dsn, "tc_4003_speed"), 200)
+
+
+class ReplayTests(TestCase):
+    @defer.inlineCallbacks
+    def test_start_up_replays_the_journal_after_cutting_a_torn_tail(self):
+        from pathlib import Path
+
+        from ccl.adapters.storage.journal import Journal
+
+        dsn = fresh_database(self)
+        var = Path(self.mktemp()).absolute()
+        var.mkdir(parents=True)
+        # A previous run journaled (and ACKed) three telegrams, then died writing a fourth.
+        journal = Journal(reactor, var / "journal")
+        journal.open()
+        journal.start()
+        for raw in (schedule(1), cut(2), speed(3)):
+            yield journal.append("telegram", received_at=1751524146.0, peer="10.1.1.1:4000", listener="mes", raw=raw)
+        yield journal.stop()
+        (segment,) = (var / "journal").glob("*.jnl")
+        with open(segment, "ab") as handle:
+            handle.write(b"\x00\x00\x01\x00\x12\x34")  # the start of a record header, nothing more
+
+        service = yield start_service(self, dsn, var=var)
+        yield wait_for(lambda: service.writer.applied_upto == 3, what="replayed")
+        self.assertEqual(query(dsn, "SELECT peer, sequence_no FROM tc_4000_schedule"), [("10.1.1.1:4000", 1)])
+        self.assertEqual((count(dsn, "tc_4001_cut"), count(dsn, "tc_4003_speed"), count(dsn, "rejected_telegrams")),
+                         (1, 1, 0))
+        client = yield connect(self, service)
+        client.transport.write(speed(4))
+        yield client.wait_replies(1)
+        yield wait_for(lambda: service.writer.applied_upto == 4, what="new telegram numbered after the replay")
+        self.assertEqual(count(dsn, "tc_4003_speed"), 2)
+
+
+class WireTests(TestCase):
+    @defer.inlineCallbacks
+    def test_ack_and_nak_bytes_on_the_wire(self):
+        from ccl.domain.telegrams import decode, encode_ack
+
+        from tests.support.mes import LAYOUTS
+
+        dsn = fresh_database(self)
+        service = yield start_service(self, dsn)
+        client = yield connect(self, service)
+        client.transport.write(schedule(41) + b"\x01\x02junk" + cut(42))
+        yield client.wait_replies(3)
+        self.assertEqual(len(client.raw), 3 * 60)
+        expected = [("4000", 41, "00"), ("0000", 0, "13"), ("4001", 42, "00")]
+        for index, ((tc, seq, code), reply) in enumerate(zip(expected, client.replies), start=1):
+            sent_at = decode(reply.raw, LAYOUTS).sent_at
+            self.assertEqual(reply.raw, encode_ack(LAYOUTS, acked_tc_code=tc, acked_sequence_no=seq, result_code=code,
+                                                   line_code="CCL1", sequence_no=index, sent_at=sent_at))
+        self.assertEqual(client.raw[:20], b"4900CCL1000001000060")
+        self.assertEqual(client.raw[60:80], b"4901CCL1000002000060")
+        self.assertEqual(client.raw[100:112], b"000000000013")

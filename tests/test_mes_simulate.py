@@ -4,7 +4,7 @@ import os
 import sys
 from pathlib import Path
 
-from twisted.internet import defer, reactor, utils
+from twisted.internet import defer, utils
 from twisted.trial.unittest import TestCase
 
 from ccl.adapters.storage.localdb import free_port

@@ -51,5 +51,28 @@ class FastPathTests(SynchronousTestCase):
         self.assertGreater(accepted, 200)
         self.assertGreater(refused, 100)
 
+    def test_header_verdicts_are_the_same_with_and_without_the_quick_check(self):
+        from ccl.domain.telegrams import header
+
+        rng = random.Random(5)
+        heads = []
+        for raw in VECTORS + [schedule(1), speed(2), alive(3), cut(4)]:
+            heads.append(raw[:40])
+            for _ in range(200):
+                mutated = bytearray(raw[:40])
+                mutated[rng.randrange(20)] = rng.choice(b" 0123456789AZ\x00\xff")
+                heads.append(bytes(mutated))
+            heads.append(raw[:12])  # too short to judge
+        valid = 0
+        for head in heads:
+            quick = header.judge_header(head, LAYOUTS)
+            self.patch(header, "_quick_valid", lambda head, layouts: None)
+            general = header.judge_header(head, LAYOUTS)
+            self.patch(header, "_quick_valid", QUICK)
+            self.assertEqual(quick, general, head)
+            valid += general.code is None
+        self.assertGreater(valid, 50)
+
 
 FAST = codec.fast_fields
+QUICK = __import__("ccl.domain.telegrams.header", fromlist=["_quick_valid"])._quick_valid

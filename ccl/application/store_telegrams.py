@@ -29,6 +29,9 @@ from ccl.ports import IProcessStore, StoreRefused, StoreUnavailable
 
 log = Logger()
 
+#: Records waiting beyond this many are kept without their decoded telegram.
+KEEP_DECODED = 20000
+
 #: Header columns every tc table has (besides id and raw), in this order.
 HEADER_COLUMNS = ("tc_code", "line_code", "sequence_no", "sent_at", "received_at", "peer")
 
@@ -135,6 +138,10 @@ class TelegramWriter:
 
     def enqueue(self, records: Iterable[JournalRecord]) -> None:
         """Hand over durable records (in journal order)."""
+        if len(self._queue) > KEEP_DECODED:
+            # A long outage: keep only the bytes of what waits (decoded again when applied),
+            # so memory grows by the raw telegrams, not by their decoded copies.
+            records = [attrs.evolve(r, decoded=None) if r.decoded is not None else r for r in records]
         self._queue.extend(records)
         if self._wake is not None and self._queue:
             wake, self._wake = self._wake, None

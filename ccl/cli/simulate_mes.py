@@ -42,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from twisted.internet import defer, error, task
 
-    from ccl.adapters.mes.simulate_mes import report, simulate
+    from ccl.adapters.mes.simulate_mes import Tally, report, simulate
     from ccl.config import load_config
     from ccl.domain.telegrams import LayoutError, load_layouts
 
@@ -57,16 +57,26 @@ def run(args: argparse.Namespace) -> int:
     def out(line: str) -> None:
         print(line, flush=True)
 
+    tally = Tally()
+
+    def interrupted():
+        if "done" not in result:  # Ctrl-C in the middle of a run: still say how it went
+            out("interrupted")
+            result["code"] = report(tally, out)
+
     @defer.inlineCallbacks
     def main(reactor):
+        reactor.addSystemEventTrigger("before", "shutdown", interrupted)
         try:
-            tally = yield simulate(reactor, layouts, host, port, count=args.count, speedup=args.speedup,
-                                   rate=args.rate, seed=args.seed, timeout=args.timeout, out=out,
-                                   verbose=args.verbose)
+            yield simulate(reactor, layouts, host, port, count=args.count, speedup=args.speedup,
+                           rate=args.rate, seed=args.seed, timeout=args.timeout, out=out,
+                           verbose=args.verbose, tally=tally)
         except error.ConnectError as problem:
             sys.stderr.write(f"ccl simulate mes: cannot connect to {host}:{port}: {problem}\n")
             result["code"] = 2
+            result["done"] = True
             return
+        result["done"] = True
         result["code"] = report(tally, out)
 
     try:

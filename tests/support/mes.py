@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import tempfile
 from pathlib import Path
 
 import attrs
@@ -56,8 +55,7 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02, what: str
     return poll()
 
 
-def settings(dsn: str, var: Path | None = None, **overrides) -> MesSettings:
-    var = var or Path(tempfile.mkdtemp(prefix="ccl-mes-"))
+def settings(dsn: str, var: Path, **overrides) -> MesSettings:
     values = dict(dsn=dsn, pool_size=2, journal_dir=var / "journal",
                   listen=f"tcp:{free_port()}:interface=127.0.0.1",
                   status_listen=f"tcp:{free_port()}:interface=127.0.0.1", reply_ack=True, line_code="CCL1",
@@ -72,9 +70,12 @@ def port_of(endpoint: str) -> int:
 
 
 @defer.inlineCallbacks
-def start_service(testcase, dsn: str, **overrides):
+def start_service(testcase, dsn: str, var: Path | None = None, **overrides):
     """An in-process MES service on free loopback ports, stopped at clean-up."""
-    service = MesService(reactor, settings(dsn, **overrides), LAYOUTS)
+    if var is None:
+        var = Path(testcase.mktemp()).absolute()
+        var.mkdir(parents=True)
+    service = MesService(reactor, settings(dsn, var, **overrides), LAYOUTS)
     service.startService()
     testcase.addCleanup(service.stopService)
     # strports listens synchronously for tcp; make sure the port is there.

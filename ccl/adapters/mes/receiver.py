@@ -175,6 +175,7 @@ class MesReceiver(protocol.Protocol):
             return
         slot.data = self.factory.reply(acked_tc, acked_sequence, code)
         slot.ready = True
+        self.factory.replies.inc(result=code)
         if not self._flush_due and self._replies and self._replies[0] is slot:
             # The journal fires a whole batch of these in one go: write them out together,
             # once, right after.
@@ -199,7 +200,6 @@ class MesReceiver(protocol.Protocol):
             out.append(slot.data)
         if out:
             self.transport.write(b"".join(out))
-            self.factory.replies.inc(len(out))
         if self._paused and len(replies) < RESUME_BELOW:
             self._paused = False
             self.transport.resumeProducing()
@@ -239,7 +239,7 @@ class MesReceiverFactory(protocol.Factory):
                                          "Telegrams received and decoded, by TC (alive included)")
         self.rejected = registry.counter(f"{listener}_telegrams_rejected_total",
                                          "Telegrams or garbage refused, by TC (when readable) and result code")
-        self.replies = registry.counter(f"{listener}_replies_sent_total", "ACK/NAK telegrams written back")
+        self.replies = registry.counter(f"{listener}_replies_sent_total", "ACK (result 00) and NAK telegrams sent back, by result code")
         self.refused_connections = registry.counter(f"{listener}_connections_refused_total",
                                                     "Connections closed at once because max_connections were open")
 

@@ -170,7 +170,21 @@ class MesService(service.MultiService):
                         "last_durable": self.journal.last_durable,
                         "applied_upto": writer.applied_upto if writer else None,
                         "segments": self.journal.segment_count, "fsync": self.journal.fsync},
+            "journal_writes": _recent(self.journal.write_seconds, self.journal.batch_sizes),
             "last_commit_at": writer.last_commit_at if writer else None,
             **self.links.snapshot(),
             **{name: part() for name, part in self.health_parts.items()},
         }
+
+
+def _recent(seconds, sizes) -> dict:
+    """Recent journal batch writes: how long write + fsync took (ms) and records per batch."""
+    if not seconds:
+        return {"count": 0}
+    ordered = sorted(seconds)
+
+    def at(p):
+        return round(ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000, 3)
+
+    return {"count": len(ordered), "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": round(ordered[-1] * 1000, 3),
+            "records_per_batch": round(sum(sizes) / len(sizes), 1)}

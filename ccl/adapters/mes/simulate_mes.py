@@ -79,9 +79,9 @@ class _Client(protocol.Protocol):
 @defer.inlineCallbacks
 def simulate(reactor, layouts: Layouts, host: str, port: int, *, count: int | None, speedup: float = 1.0,
              rate: float | None = None, seed: int = 1, line_code: str = "CCL1", timeout: float = 10.0,
-             out: Callable[[str], None] = print, verbose: bool = False):
+             out: Callable[[str], None], verbose: bool = False, tally: Tally | None = None):
     """Play the run; returns the Tally (``missing``/``naked`` tell whether all went well)."""
-    tally = Tally()
+    tally = tally if tally is not None else Tally()
     endpoint = endpoints.TCP4ClientEndpoint(reactor, host, port, timeout=10)
     client = yield endpoints.connectProtocol(endpoint, _Client(layouts, tally, out, verbose))
     out(f"connected to {host}:{port}; playing the production run "

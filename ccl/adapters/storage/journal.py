@@ -29,10 +29,12 @@ started afresh (numbers from 1 again) can never be mistaken for one already appl
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import secrets
 import struct
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -140,6 +142,7 @@ class _SegmentFile:
         self.path = directory / _segment_name(first)
         self.first = first
         self._fsync = fsync
+        self.broken: str | None = None
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o640)
         self.size = os.lseek(self._fd, 0, os.SEEK_END)
         if create and self.size == 0:
@@ -155,18 +158,22 @@ class _SegmentFile:
             view = view[written:]
 
     def append(self, data: bytes) -> None:
+        if self.broken:
+            raise OSError(f"journal segment {self.path} is unusable after a failed write: {self.broken}")
         start = self.size
         try:
             self._write_all(data)
             if self._fsync:
                 os.fdatasync(self._fd)
-        except OSError:
+        except OSError as error:
             # Leave no partial batch behind: the next batch must follow whole records.
             try:
                 os.ftruncate(self._fd, start)
                 os.lseek(self._fd, start, os.SEEK_SET)
-            except OSError:
-                pass
+            except OSError as again:
+                # Writing after those bytes would put acknowledged records behind a broken
+                # one; refuse everything until a restart cuts the tail.
+                self.broken = f"{error}; truncating back failed: {again}"
             raise
         self.size = start + len(data)
 
@@ -203,6 +210,10 @@ class Journal:
         self.last_durable = 0
         #: Why the last write failed, until a write succeeds again (for /health).
         self.last_error: str | None = None
+        self._closed = False
+        #: Durations of the recent batch writes (write + fsync) and their sizes, for /health.
+        self.write_seconds: collections.deque[float] = collections.deque(maxlen=4000)
+        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=4000)
 
     # start-up ----------------------------------------------------------------------------
 
@@ -290,6 +301,8 @@ class Journal:
                sequence_no: int | None = None, decoded: object | None = None) -> defer.Deferred:
         """Queue one record; the Deferred fires with the JournalRecord once it is on disk
         (or fails with JournalError, in which case nothing may be acknowledged)."""
+        if self._closed:
+            return defer.fail(JournalError("journal is closed (service stopping)"))
         record = JournalRecord(number=self._next, kind=kind, received_at=received_at, peer=peer,
                                listener=listener, raw=bytes(raw), code=code, reason=reason,
                                tc_code=tc_code, sequence_no=sequence_no, decoded=decoded)
@@ -309,15 +322,29 @@ class Journal:
         writing = threads.deferToThreadPool(self._reactor, self._pool, self._write_batch, blob, last)
         writing.addBoth(self._written, batch)
 
-    def _write_batch(self, blob: bytes, last: int) -> int | None:
-        """Worker thread: one write and one fdatasync for the whole batch; rotate when full."""
+    def _write_batch(self, blob: bytes, last: int) -> tuple[int | None, float]:
+        """Worker thread: one write and one fdatasync for the whole batch; rotate when full.
+        Returns (first number of a new segment or None, seconds the write + fsync took)."""
         assert self._file is not None
+        started = time.perf_counter()
         self._file.append(blob)
+        took = time.perf_counter() - started
         if self._file.size < self.segment_bytes:
-            return None
-        self._file.close()
-        self._file = _SegmentFile(self.directory, last + 1, self.fsync, create=True)
-        return last + 1
+            return None, took
+        try:
+            fresh = _SegmentFile(self.directory, last + 1, self.fsync, create=True)
+        except OSError as error:
+            # The batch itself is on disk: never fail it for this. Keep appending to the
+            # full segment and try again after the next batch.
+            log.error("journal: cannot start a new segment ({error}); continuing in {path}",
+                      error=str(error), path=str(self._file.path))
+            return None, took
+        full, self._file = self._file, fresh
+        try:
+            full.close()
+        except OSError as error:  # its records were fdatasync'd already
+            log.error("journal: closing {path} failed: {error}", path=str(full.path), error=str(error))
+        return last + 1, took
 
     def _written(self, result, batch) -> None:
         self._writing = False
@@ -333,8 +360,11 @@ class Journal:
                 done.errback(error)
         else:
             self.last_error = None
-            if result is not None:
-                self._segments.append(result)
+            new_segment, took = result
+            self.write_seconds.append(took)
+            self.batch_sizes.append(len(records))
+            if new_segment is not None:
+                self._segments.append(new_segment)
             self.last_durable = records[-1].number
             for observer in list(self.on_durable):
                 try:
@@ -404,6 +434,7 @@ class Journal:
     @defer.inlineCallbacks
     def stop(self):
         yield self.when_idle()
+        self._closed = True
         if self._pool.started:
             # Let queued deletions finish; stop() joins the worker thread.
             yield threads.deferToThreadPool(self._reactor, self._pool, lambda: None)

@@ -55,10 +55,10 @@ def decode(raw: bytes, layouts: Layouts) -> Telegram:
     raw = bytes(raw)
     quick = fast_fields(raw, layouts)
     if quick is not None:
-        layout, header, body = quick
+        layout, header, body, moments = quick
         return Telegram(tc_code=header["tc_code"], line_code=header["line_code"],
                         sequence_no=header["sequence_no"], length=layout.length,
-                        sent_at=fast_sent_at(header["date"], header["time"], PLANT_TZ),
+                        sent_at=fast_sent_at(moments, PLANT_TZ),
                         date=header["date"], time=header["time"], fields=body, raw=raw, layout=layout)
     verdict = judge_header(raw, layouts)
     if verdict.code is not None:

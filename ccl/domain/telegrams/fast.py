@@ -14,13 +14,13 @@ from __future__ import annotations
 import datetime
 
 from ccl.domain.telegrams.fields import (
-    DIGITS, INT, SPARE, TEXT, WIRE_ENCODING, FieldFormatError, decode_field, parse_date, parse_time,
+    DATE, DIGITS, INT, SPARE, TEXT, TIME, WIRE_ENCODING, FieldFormatError, decode_field,
 )
 from ccl.domain.telegrams.layout import Layouts, TelegramLayout
 
 _PAD = b" \x00"
-_TEXT, _DIGITS, _INT, _OTHER = range(4)
-_KIND = {TEXT: _TEXT, DIGITS: _DIGITS, INT: _INT}
+_TEXT, _DIGITS, _INT, _DATE, _TIME, _OTHER = range(6)
+_KIND = {TEXT: _TEXT, DIGITS: _DIGITS, INT: _INT, DATE: _DATE, TIME: _TIME}
 
 # id(layouts) -> (layouts, header plan, {tc: (layout, body plan)}, spans)
 _PLANS: dict[int, tuple] = {}
@@ -50,7 +50,7 @@ def _compile(layouts: Layouts) -> tuple:
     return entry
 
 
-def _read(plan: tuple, raw: bytes, into: dict) -> bool:
+def _read(plan: tuple, raw: bytes, into: dict, moments: dict) -> bool:
     for name, begin, end, kind, spec in plan:
         data = raw[begin:end]
         if kind == _TEXT:
@@ -70,6 +70,20 @@ def _read(plan: tuple, raw: bytes, into: dict) -> bool:
             if not data.isdigit():
                 return False
             value = data.decode("ascii")
+        elif kind == _DATE or kind == _TIME:
+            # Only 8 / 6 digits forming a real date / time; blanks and the rest: general path.
+            if len(data) != (8 if kind == _DATE else 6) or not data.isdigit():
+                return False
+            try:
+                if kind == _DATE:
+                    moment = datetime.date(int(data[0:4]), int(data[4:6]), int(data[6:8]))
+                else:
+                    moment = datetime.time(int(data[0:2]), int(data[2:4]), int(data[4:6]))
+            except ValueError:
+                return False
+            value = data.decode("ascii")
+            if name is not None:
+                moments[name] = moment
         else:
             try:
                 value = decode_field(spec, data)
@@ -80,8 +94,9 @@ def _read(plan: tuple, raw: bytes, into: dict) -> bool:
     return True
 
 
-def fast_fields(raw: bytes, layouts: Layouts) -> tuple[TelegramLayout, dict, dict] | None:
-    """(layout, header values, body values) of a valid telegram, or None: ask the general decoder."""
+def fast_fields(raw: bytes, layouts: Layouts) -> tuple[TelegramLayout, dict, dict, dict] | None:
+    """(layout, header values, body values, parsed header date/time) of a valid telegram, or
+    None: ask the general decoder."""
     _, header_plan, by_tc, (tc_start, tc_end), _ = _compile(layouts)
     found = by_tc.get(raw[tc_start:tc_end].decode("ascii", "replace"))
     if found is None:
@@ -91,14 +106,16 @@ def fast_fields(raw: bytes, layouts: Layouts) -> tuple[TelegramLayout, dict, dic
         return None
     header: dict = {}
     body: dict = {}
-    if not _read(header_plan, raw, header) or not _read(body_plan, raw, body):
+    moments: dict = {}
+    if not _read(header_plan, raw, header, moments) or not _read(body_plan, raw, body, {}):
         return None
     if header.get("length") != layout.length or header.get("sequence_no") is None:
         return None
     if header.get("date") is None or header.get("time") is None:
         return None
-    return layout, header, body
+    return layout, header, body, moments
 
 
-def sent_at(date: str, time: str, tz) -> datetime.datetime:
-    return datetime.datetime.combine(parse_date(date), parse_time(time), tzinfo=tz)
+def sent_at(moments: dict, tz) -> datetime.datetime:
+    """The header's send time from the date and time ``fast_fields`` parsed."""
+    return datetime.datetime.combine(moments["date"], moments["time"], tzinfo=tz)
