@@ -238,10 +238,13 @@ class ForwardingTests(TestCase):
         peer.transport.write(b"JUNKJUNK" * 10 + unknown + alive + cut)
         yield wait_until(lambda: self.h.service.peer_alive_count == 77, "alive seen")
         yield wait_until(lambda: len(query(self.dsn, "SELECT 1 FROM rejected_telegrams")) == 2, "rejections kept")
-        rejected = query(self.dsn, "SELECT listener, result_code, tc_code, raw FROM rejected_telegrams ORDER BY id")
-        self.assertEqual([(r[0], r[1]) for r in rejected], [("gokiwon-ack", "13"), ("gokiwon-ack", "10")])
-        self.assertEqual(bytes(rejected[0][3]), b"JUNKJUNK" * 10)
-        self.assertEqual(bytes(rejected[1][3]), cut)
+        # (Written concurrently: ordered here by result code, not by arrival.)
+        rejected = query(self.dsn, "SELECT listener, result_code, tc_code, raw FROM rejected_telegrams"
+                                   " ORDER BY result_code")
+        self.assertEqual([(r[0], r[1]) for r in rejected], [("gokiwon-ack", "10"), ("gokiwon-ack", "13")])
+        self.assertEqual(bytes(rejected[0][3]), cut)
+        self.assertEqual(rejected[0][2], "4001")
+        self.assertEqual(bytes(rejected[1][3]), b"JUNKJUNK" * 10)
         metrics = {n: v for n, _, v in parse_text(self.h.service.registry.render())}
         self.assertEqual(metrics["ccl_gokiwon_ack_unknown_total"], 1)
         self.assertEqual(metrics["ccl_gokiwon_ack_rejected_total"], 2)
