@@ -218,6 +218,21 @@ class ForwardingTests(TestCase):
         self.assertEqual(got[:4], [raw for _, raw in rows[:4]])
 
     @defer.inlineCallbacks
+    def test_partner_hanging_up_and_losing_telegrams_loses_nothing(self):
+        # 고기원 hangs up after every 7 telegrams (what was behind them in the same read is
+        # lost) and loses one in five outright: reconnects and ACK timeouts make up for it all.
+        yield self.h.start_service(ack_timeout=0.3)
+        self.h.sim.disconnect_every = 7
+        self.h.sim.drop_rate = 0.2
+        rows = insert(self.dsn, "speed", range(1, 61))
+        self.h.service.wake(["speed"])
+        yield wait_until(lambda: states(self.dsn) == {"delivered": 60}, "all delivered", timeout=40)
+        taken = [r for r in self.h.sim.received if r.channel == "speed" and r.answer == "ack"]
+        self.assertEqual({r.raw for r in taken}, {raw for _, raw in rows})
+        self.assertTrue(any(r.answer == "dropped" for r in self.h.sim.received))
+        self.assertGreater(self.h.service.forwarders["speed"].stats.resent, 0)
+
+    @defer.inlineCallbacks
     def test_require_ack_off_counts_written_entries_delivered(self):
         yield self.h.start_service(require_ack=False)
         self.h.sim.acking = False
