@@ -1,0 +1,1 @@
+"""reviews pages (being written)."""

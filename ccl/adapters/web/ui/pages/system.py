@@ -1,0 +1,1 @@
+"""system pages (being written)."""

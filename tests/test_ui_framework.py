@@ -1,0 +1,259 @@
+"""The UI framework: login, logout, sessions, cookies, CSRF, lock-out, expiry, audit rows."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+from twisted.internet import defer, threads
+from twisted.trial.unittest import TestCase
+
+from tests.support.ui import json_of, set_cookies, start_ui
+
+
+def d(coroutine_function):
+    """Run an async test method as a Deferred (trial waits for it)."""
+    def run(self):
+        return defer.ensureDeferred(coroutine_function(self))
+    run.__name__ = coroutine_function.__name__
+    return run
+
+
+async def login_form(ui):
+    """GET /login: the pre-session CSRF cookie and the form's hidden value."""
+    response, body = await ui.get("/login")
+    cookies = set_cookies(response)
+    token = re.search(rb'name="csrf_token" value="([^"]+)"', body).group(1).decode()
+    return cookies["ccl_login_csrf"]["value"], token
+
+
+async def submit_login(ui, username, password, **extra):
+    cookie, token = await login_form(ui)
+    data = {"username": username, "password": password, "csrf_token": token}
+    data.update(extra)
+    return await ui.post("/login", data=data, cookies={"ccl_login_csrf": cookie})
+
+
+class LoginTests(TestCase):
+    @d
+    async def test_login_sets_a_strict_httponly_cookie_and_stores_only_a_digest(self):
+        ui = await start_ui(self)
+        user = ui.add_user("kim", "operator", session=False)
+        response, _ = await submit_login(ui, "kim", user.password, next="/system")
+        self.assertEqual(response.code, 303)
+        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"/system"])
+        cookie = set_cookies(response)["ccl_session"]
+        self.assertTrue(cookie["httponly"])
+        self.assertEqual(cookie["samesite"].lower(), "strict")
+        self.assertEqual(cookie["path"], "/")
+        self.assertNotIn("secure", cookie)  # plain HTTP here; under TLS it is set
+        stored = ui.sql("SELECT token_hash, csrf_token FROM sessions")
+        self.assertEqual(len(stored), 1)
+        self.assertNotEqual(bytes(stored[0][0]), cookie["value"].encode())
+        self.assertEqual(len(bytes(stored[0][0])), 32)
+        # The cookie opens pages.
+        response, body = await ui.get("/api/whoami", cookies={"ccl_session": cookie["value"]})
+        self.assertEqual(response.code, 200)
+        self.assertEqual(json_of(body)["username"], "kim")
+        self.assertEqual(json_of(body)["csrf_token"], stored[0][1])
+        audit = ui.sql("SELECT actor, action, target, result, client_address FROM audit_logs")
+        self.assertEqual(audit, [("kim", "ui.login", "kim", "ok", "127.0.0.1")])
+
+    @d
+    async def test_secure_cookie_when_configured_always(self):
+        ui = await start_ui(self, env={"CCL_UI_SECURE_COOKIE": "always"})
+        user = ui.add_user("kim", "viewer", session=False)
+        response, _ = await submit_login(ui, "kim", user.password)
+        self.assertTrue(set_cookies(response)["ccl_session"]["secure"])
+
+    @d
+    async def test_wrong_password_and_unknown_user_are_refused_and_audited(self):
+        ui = await start_ui(self)
+        ui.add_user("kim", "operator", session=False)
+        response, body = await submit_login(ui, "kim", "wrong password!")
+        self.assertEqual(response.code, 401)
+        self.assertIn("아이디 또는 비밀번호가 올바르지 않습니다.", body.decode())
+        self.assertNotIn("ccl_session", set_cookies(response))
+        response, body = await submit_login(ui, "nobody", "whatever password")
+        self.assertEqual(response.code, 401)
+        self.assertEqual(ui.sql("SELECT count(*) FROM sessions"), [(0,)])
+        self.assertEqual(ui.sql("SELECT actor, action, result FROM audit_logs ORDER BY id"),
+                         [("kim", "ui.login", "failure"), ("nobody", "ui.login", "failure")])
+
+    @d
+    async def test_login_without_its_csrf_value_is_refused(self):
+        ui = await start_ui(self)
+        user = ui.add_user("kim", "operator", session=False)
+        response, _ = await ui.post("/login", data={"username": "kim", "password": user.password})
+        self.assertEqual(response.code, 403)
+        cookie, token = await login_form(ui)
+        response, _ = await ui.post("/login", data={"username": "kim", "password": user.password, "csrf_token": token})
+        self.assertEqual(response.code, 403)  # form value without its cookie
+        self.assertEqual(ui.sql("SELECT count(*) FROM sessions"), [(0,)])
+
+    @d
+    async def test_lockout_after_repeated_failures(self):
+        ui = await start_ui(self, env={"CCL_UI_LOCKOUT_FAILURES": "3"})
+        user = ui.add_user("kim", "operator", session=False)
+        for _ in range(2):
+            response, _ = await submit_login(ui, "kim", "wrong password!")
+            self.assertEqual(response.code, 401)
+        response, body = await submit_login(ui, "kim", "wrong password!")
+        self.assertIn("잠겼습니다", body.decode())
+        # Even the right password is refused while locked.
+        response, body = await submit_login(ui, "kim", user.password)
+        self.assertEqual(response.code, 401)
+        self.assertIn("잠겼습니다", body.decode())
+        self.assertEqual(ui.sql("SELECT count(*) FROM sessions"), [(0,)])
+        self.assertEqual([r[0] for r in ui.sql("SELECT result FROM audit_logs ORDER BY id")],
+                         ["failure", "failure", "locked", "locked"])
+        # The lock ends (moved into the past here), then the right password works and resets the count.
+        ui.sql("UPDATE users SET locked_until = now() - interval '1 second'")
+        response, _ = await submit_login(ui, "kim", user.password)
+        self.assertEqual(response.code, 303)
+        self.assertEqual(ui.sql("SELECT failed_logins, locked_until FROM users"), [(0, None)])
+
+    @d
+    async def test_disabled_user_cannot_log_in_and_its_sessions_stop_working(self):
+        ui = await start_ui(self)
+        user = ui.add_user("kim", "operator")
+        ui.sql("UPDATE users SET disabled = true")
+        response, _ = await ui.get("/api/whoami", user)
+        self.assertEqual(response.code, 401)
+        response, body = await submit_login(ui, "kim", user.password)
+        self.assertEqual(response.code, 401)
+        self.assertIn("사용이 중지된 계정입니다.", body.decode())
+
+    @d
+    async def test_open_redirect_refused(self):
+        ui = await start_ui(self)
+        user = ui.add_user("kim", "operator", session=False)
+        response, _ = await submit_login(ui, "kim", user.password, next="//evil.example/x")
+        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"/"])
+
+
+class SessionTests(TestCase):
+    @d
+    async def test_idle_expiry(self):
+        ui = await start_ui(self, env={"CCL_UI_SESSION_IDLE_MINUTES": "5"})
+        user = ui.add_user("kim", "viewer")
+        response, _ = await ui.get("/api/whoami", user)
+        self.assertEqual(response.code, 200)
+        ui.sql("UPDATE sessions SET last_seen_at = now() - interval '6 minutes'")
+        response, body = await ui.get("/api/whoami", user)
+        self.assertEqual(response.code, 401)
+        self.assertEqual(json_of(body)["error"], "login required")
+
+    @d
+    async def test_use_extends_the_idle_time(self):
+        ui = await start_ui(self, env={"CCL_UI_SESSION_IDLE_MINUTES": "5"})
+        user = ui.add_user("kim", "viewer")
+        ui.sql("UPDATE sessions SET last_seen_at = now() - interval '4 minutes'")
+        response, _ = await ui.get("/api/whoami", user)
+        self.assertEqual(response.code, 200)
+        (recent,) = ui.sql("SELECT last_seen_at > now() - interval '1 minute' FROM sessions")[0]
+        self.assertTrue(recent)
+
+    @d
+    async def test_absolute_expiry(self):
+        ui = await start_ui(self)
+        user = ui.add_user("kim", "viewer")
+        ui.sql("UPDATE sessions SET expires_at = now() - interval '1 second'")
+        response, _ = await ui.get("/api/whoami", user)
+        self.assertEqual(response.code, 401)
+
+    @d
+    async def test_absolute_expiry_set_from_config_at_login(self):
+        ui = await start_ui(self, env={"CCL_UI_SESSION_MAX_HOURS": "2"})
+        user = ui.add_user("kim", "viewer", session=False)
+        await submit_login(ui, "kim", user.password)
+        (hours,) = ui.sql("SELECT round(extract(epoch FROM expires_at - created_at) / 3600) FROM sessions")[0]
+        self.assertEqual(hours, 2)
+
+    @d
+    async def test_page_without_session_redirects_to_login_with_next(self):
+        ui = await start_ui(self)
+        response, _ = await ui.get("/?x=1")
+        self.assertEqual(response.code, 303)
+        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"/login?next=%2F%3Fx%3D1"])
+
+    @d
+    async def test_logout_needs_csrf_ends_the_session_and_is_audited(self):
+        ui = await start_ui(self)
+        user = ui.add_user("kim", "operator")
+        response, _ = await ui.post("/logout", user, csrf=False)
+        self.assertEqual(response.code, 403)
+        self.assertEqual(ui.sql("SELECT count(*) FROM sessions"), [(1,)])
+        response, _ = await ui.post("/logout", user, data={"csrf_token": user.csrf})
+        self.assertEqual(response.code, 303)
+        self.assertEqual(set_cookies(response)["ccl_session"]["max-age"], "0")
+        self.assertEqual(ui.sql("SELECT count(*) FROM sessions"), [(0,)])
+        response, _ = await ui.get("/api/whoami", user)
+        self.assertEqual(response.code, 401)
+        self.assertEqual(ui.sql("SELECT actor, action, result FROM audit_logs"), [("kim", "ui.logout", "ok")])
+
+    @d
+    async def test_wrong_csrf_header_is_refused_with_json(self):
+        ui = await start_ui(self)
+        user = ui.add_user("kim", "operator")
+        response, body = await ui.post("/logout", user, csrf=False, headers={"X-CSRF-Token": "not-the-token"})
+        self.assertEqual(response.code, 403)
+        self.assertEqual(ui.sql("SELECT count(*) FROM sessions"), [(1,)])
+
+
+class FrameworkTests(TestCase):
+    @d
+    async def test_health(self):
+        ui = await start_ui(self)
+        response, body = await ui.get("/health")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(json_of(body)["status"], "ok")
+
+    @d
+    async def test_static_files_served_without_session_and_without_listing(self):
+        ui = await start_ui(self)
+        response, body = await ui.get("/static/js/ccl.js")
+        self.assertEqual(response.code, 200)
+        self.assertIn(b"X-CSRF-Token", body)
+        response, _ = await ui.get("/static/js/")
+        self.assertEqual(response.code, 403)
+        response, _ = await ui.get("/static/../../ccl/config.py")
+        self.assertNotEqual(response.code, 200)
+
+    @d
+    async def test_korean_first_and_english_toggle_remembered(self):
+        ui = await start_ui(self)
+        user = ui.add_user("kim", "admin")
+        response, body = await ui.get("/", user)
+        text = body.decode()
+        for label in ("실시간 모니터링", "로그아웃"):
+            self.assertIn(label, text)
+        response, body = await ui.get("/?lang=en", user)
+        self.assertIn("Log out", body.decode())
+        self.assertEqual(set_cookies(response)["ccl_lang"]["value"], "en")
+        response, body = await ui.get("/", user, cookies={"ccl_lang": "en"})
+        self.assertIn("Live monitoring", body.decode())
+
+    @d
+    async def test_security_headers(self):
+        ui = await start_ui(self)
+        response, _ = await ui.get("/login")
+        self.assertIn(b"script-src 'self'", response.headers.getRawHeaders(b"content-security-policy")[0])
+        self.assertEqual(response.headers.getRawHeaders(b"x-frame-options"), [b"DENY"])
+
+    @d
+    async def test_oversized_body_refused(self):
+        ui = await start_ui(self)
+        user = ui.add_user("kim", "operator")
+        host, port = ui.base.rsplit(":", 1)[0][len("http://"):], int(ui.base.rsplit(":", 1)[1])
+
+        def send_headers_only():
+            # Announce 2 MiB and send none of it: the answer must come before the body.
+            with socket.create_connection((host, port), timeout=10) as conn:
+                conn.sendall(b"POST /logout HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n"
+                             b"Cookie: ccl_session=" + user.token.encode() + b"\r\n\r\n")
+                return conn.recv(4096)
+
+        answer = await threads.deferToThread(send_headers_only)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413"), answer)
+        self.assertEqual(ui.sql("SELECT count(*) FROM sessions"), [(1,)])
