@@ -106,7 +106,7 @@ def measure_queries(reactor, dsn: str, rounds: int):
 
 def run_measurements(dsn: str, base: Path, args) -> None:
     """Everything that needs the reactor, in one reactor run (it cannot be restarted)."""
-    from twisted.internet import defer, task
+    from twisted.internet import defer, task, threads
 
     @defer.inlineCallbacks
     def main(reactor):
@@ -116,7 +116,7 @@ def run_measurements(dsn: str, base: Path, args) -> None:
             import ui_http
 
             print("-- over HTTP against ccl-ui")
-            yield ui_http.measure(reactor, dsn, base, args.rounds)
+            yield threads.deferToThread(ui_http.measure, dsn, base, args.rounds)
 
     try:
         task.react(main)

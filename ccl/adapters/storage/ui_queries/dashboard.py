@@ -25,11 +25,13 @@ def current_coil(db) -> defer.Deferred:
         {_LATEST_SCHEDULE}""")
 
 
-def line_speed(db, minutes: int = 30) -> defer.Deferred:
-    """Line speed points (received_at, line_speed) of the last ``minutes``, oldest first."""
+def line_speed(db, minutes: int = 30, after_id: int | None = None) -> defer.Deferred:
+    """Line speed points {id, t (received_at), v (line_speed)} of the last ``minutes``, oldest
+    first; with ``after_id`` only the points stored after that one."""
     return rows(db, """
         SELECT id, received_at AS t, line_speed AS v FROM tc_4003_speed
-        WHERE received_at > now() - make_interval(mins => %s) ORDER BY received_at, id""", (minutes,))
+        WHERE received_at > now() - make_interval(mins => %s) AND id > %s ORDER BY received_at, id""",
+        (minutes, after_id or 0))
 
 
 _IMAGE_COLUMNS = "id, coil_number, kind, filename, width, height, format, captured_at, camera_id, pair_id"
