@@ -61,7 +61,7 @@
   /* Map: length along x, width across y; one marker per defect. */
   function map(el, coil, defects, onPick) {
     el.textContent = "";
-    var w = Math.max(300, el.clientWidth || 900), h = 240, x0 = 50, x1 = w - 20, y0 = 12, y1 = h - 40;
+    var w = Math.max(300, el.clientWidth || 900), h = 240, x0 = 72, x1 = w - 24, y0 = 12, y1 = h - 40;
     var root = svg("svg", {width: w, height: h, viewBox: "0 0 " + w + " " + h, role: "img", "class": "coilmap-svg"});
     root.appendChild(svg("rect", {x: x0, y: y0, width: x1 - x0, height: y1 - y0, fill: "#eef1f4", stroke: "#8c959f"}));
     [["0", y0 + 10], [coil && coil.width ? coil.width + " mm" : "1", y1 - 2]].forEach(function (p) {
@@ -71,13 +71,16 @@
     var length = coilLength(coil, defects);
     defects.forEach(function (d, i) {
       if (d.defect_position_meter === null || d.defect_position_meter === undefined) { return; }
-      var across = d.across !== null && d.across !== undefined ? d.across : ((i * 0.618) % 1);
+      // Where across the strip is known only from the defect's image; without one the marker
+      // sits on the centre line, hollow.
+      var known = d.across !== null && d.across !== undefined;
       var cx = x0 + (x1 - x0) * d.defect_position_meter / length;
-      var cy = y0 + 4 + (y1 - y0 - 8) * across;
+      var cy = y0 + 4 + (y1 - y0 - 8) * (known ? d.across : 0.5);
       var r = cclFormat.severitySize(d.severity);
-      var mark = svg("circle", {cx: cx, cy: cy, r: r, fill: cclFormat.typeColour(d.defect_type), "fill-opacity": 0.75,
-                                stroke: d.severity === "critical" ? "#000" : "#fff", "stroke-width": 1,
-                                "data-defect": d.id, "class": "marker"});
+      var colour = cclFormat.typeColour(d.defect_type);
+      var mark = svg("circle", {cx: cx, cy: cy, r: r, fill: known ? colour : "none", "fill-opacity": 0.75,
+                                stroke: known ? (d.severity === "critical" ? "#000" : "#fff") : colour,
+                                "stroke-width": known ? 1 : 2, "data-defect": d.id, "class": "marker"});
       title(mark, d);
       if (onPick) { mark.addEventListener("click", function () { onPick(d); }); mark.style.cursor = "pointer"; }
       root.appendChild(mark);

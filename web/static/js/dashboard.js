@@ -123,12 +123,13 @@
     });
   }
 
+  var ALERT = {info: "정보", warning: "경고", critical: "위험"};
   function paintAlerts(alerts) {
     var list = $("alerts");
     list.textContent = "";
     alerts.forEach(function (a) {
       list.appendChild(ccl.el("li", {className: "alert-" + a.severity}, [
-        ccl.el("span", {className: "state state-" + a.severity, text: a.severity}),
+        ccl.el("span", {className: "state state-" + a.severity, text: t(ALERT[a.severity] || a.severity, a.severity)}),
         ccl.el("span", {text: " " + a.message + " "}), ccl.el("span", {className: "muted small", text: F.when(a.raised_at)})]));
     });
     if (!alerts.length) { list.appendChild(ccl.el("li", {className: "muted", text: t("없음", "none")})); }

@@ -14,12 +14,9 @@
     card.appendChild(chart);
     grid.appendChild(card);
     if (!points.length) { chart.appendChild(ccl.el("p", {className: "muted", text: t("없음", "none")})); return; }
-    var data = [points.map(function (p) { return Date.parse(p.recorded_at) / 1000; })];
-    METRICS.forEach(function (k) { data.push(points.map(function (p) { return p[k[0]]; })); });
-    new uPlot({width: Math.max(300, chart.clientWidth || 400), height: 220, scales: {x: {time: true}, y: {range: [0, 1]}},
-      series: [{}].concat(METRICS.map(function (k) { return {label: t(k[1], k[2]), stroke: k[3], width: 1.5, points: {show: false}}; })),
-      axes: [{stroke: "#5d6670"}, {stroke: "#5d6670", size: 45}],
-      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Asia/Seoul"); }}, data, chart);
+    cclCharts.timeLines(chart, points.map(function (p) { return Date.parse(p.recorded_at) / 1000; }),
+      METRICS.map(function (k) { return {label: t(k[1], k[2]), colour: k[3], values: points.map(function (p) { return p[k[0]]; })}; }),
+      {range: [0, 1]});
   });
 
   var message = document.getElementById("model-message");

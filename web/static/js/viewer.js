@@ -117,6 +117,7 @@
       label.setAttribute("x", d.defect_position_x * sx); label.setAttribute("y", Math.max(14, d.defect_position_y * sy - 4));
       label.setAttribute("fill", cclFormat.typeColour(d.defect_type));
       label.setAttribute("class", "defect-label");
+      label.setAttribute("font-size", Math.max(12, Math.round(state.natural.w / 45)));
       label.textContent = d.defect_type + " " + Math.round(d.confidence_score * 100) + "%";
       o.appendChild(label);
     });

@@ -127,15 +127,20 @@ def hub(ui) -> EventHub:
 
 
 async def serve(ctx, hello: dict | None = None) -> bytes:
-    """Answer ``ctx.request`` with the live event stream until the browser goes away."""
+    """Answer ``ctx.request`` with the live event stream until the browser goes away
+    (``?once=1``: only the ``hello`` event, sent once the LISTEN is in place, then the end)."""
     request = ctx.request
-    live = hub(ctx.ui)
-    await live.start()
     request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
     request.setHeader(b"cache-control", b"no-store")
     request.setHeader(b"x-accel-buffering", b"no")
+    if request.method == b"HEAD":
+        return b""
+    live = hub(ctx.ui)
+    await live.start()
     request.write(f"retry: {RETRY_MS}\n\n".encode("ascii"))
     request.write(frame("hello", hello or {}))
+    if request.args.get(b"once"):  # a probe (monitoring, tests): the stream is up, that is all
+        return b""
 
     def write(data: bytes) -> None:
         if not request.finished and not request._disconnected:

@@ -23,7 +23,7 @@ log = Logger()
 
 THUMB_SIZE = (320, 240)
 _CACHE_ENTRIES = 512
-_TYPES = {"jpeg": b"image/jpeg", "jpg": b"image/jpeg", "png": b"image/png", "bmp": b"image/bmp"}
+_TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "bmp": "image/bmp"}
 
 
 def image_root(config) -> Path:
@@ -95,8 +95,10 @@ async def image_file(ctx, image_id):
         log.warn("image {id}: file {path} missing or outside the image root", id=image_id, path=record["path"])
         raise HTTPError(404, "image file not available", {"id": image_id, "purged": bool(record["purged_at"])})
     ctx.request.setHeader(b"cache-control", b"private, max-age=86400")
-    resource = File(str(path), defaultType=_TYPES.get(str(record["format"]).lower(), b"application/octet-stream"))
+    # File streams the file with a producer (no whole image in memory) and answers Range requests.
+    resource = File(str(path), defaultType="application/octet-stream")
     resource.type = _TYPES.get(str(record["format"]).lower(), resource.type)
+    resource.encoding = None
     return resource
 
 

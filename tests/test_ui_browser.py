@@ -1,0 +1,194 @@
+"""The real browser test: Debian's Chromium driven by selenium against a real ccl-ui process.
+
+Log in, watch the dashboard receive a new defect and a speed point live after they are
+stored and announced (INSERT + NOTIFY ccl_events, as the services do), open a coil, open an
+image in the viewer, look at every page, log out. Screenshots of each page go to
+test-artifacts/screenshots/ at the project root (see README, "Web UI").
+
+scripts/install-system-packages.sh installs chromium, chromium-driver and a Korean font;
+selenium comes from setup.cfg's [test] extra and is given both paths (SE_OFFLINE: it
+downloads nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import psycopg2
+from twisted.trial.unittest import SkipTest, TestCase
+
+from ccl.domain.accounts import hash_password
+from ccl.adapters.web.ui.app import load_pages
+from ccl.adapters.web.ui.routing import ROUTES
+from tests.support.database import fresh_database
+from tests.support.ui_data import CURRENT, notify, seed_line
+from tests.support.ui_process import ROOT, start_ui_process
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+WAIT = 30
+PASSWORD = "Browser-test-pw-7"
+load_pages()
+
+
+class BrowserTests(TestCase):
+    timeout = 300
+
+    def sql(self, statement, params=()):
+        connection = psycopg2.connect(self.dsn)
+        try:
+            with connection, connection.cursor() as cursor:
+                cursor.execute(statement, params)
+                return cursor.fetchall() if cursor.description else []
+        finally:
+            connection.close()
+
+    def setUp(self):
+        if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+            raise SkipTest("chromium/chromium-driver missing: scripts/install-system-packages.sh installs them")
+        self.dsn = fresh_database(self)
+        self.tmp = Path(tempfile.mkdtemp(prefix="ccl-browser-"))
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        (self.tmp / "var").mkdir()
+        self.images = self.tmp / "images"
+        self.seeded = seed_line(self.sql, self.images)
+        self.sql("INSERT INTO users (username, display_name, password_hash, role) VALUES ('kim', '김반장', %s, 'admin')",
+                 (hash_password(PASSWORD),))
+        self.base = start_ui_process(self, self.dsn, self.tmp / "var", self.images)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.driver = self.browser()
+
+    def browser(self):
+        os.environ["SE_OFFLINE"] = "true"
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1500,1100",
+                     "--lang=ko-KR", f"--user-data-dir={self.tmp / 'chromium-profile'}"):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+        self.addCleanup(driver.quit)
+        driver.set_page_load_timeout(WAIT)
+        return driver
+
+    def shot(self, name: str) -> None:
+        """The whole page, not only the window (Chromium's DevTools protocol)."""
+        import base64
+
+        try:
+            image = self.driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+            (SCREENSHOTS / f"{name}.png").write_bytes(base64.b64decode(image["data"]))
+        except Exception:
+            self.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+    def wait(self, condition, message: str):
+        from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        try:
+            return WebDriverWait(self.driver, WAIT, poll_frequency=0.1).until(condition, message)
+        except TimeoutException:
+            # leave what the browser showed and what the UI logged next to the screenshots
+            self.shot("failed")
+            shutil.copy(self.tmp / "var" / "ui.log", SCREENSHOTS / "failed-ui.log")
+            logs = "\n".join(str(entry) for entry in self.driver.get_log("browser"))
+            (SCREENSHOTS / "failed-console.log").write_text(logs)
+            raise
+
+    def by_css(self, selector: str):
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.CSS_SELECTOR, selector)
+
+    def test_login_live_dashboard_coil_viewer_logout(self):
+        from selenium.webdriver.common.by import By
+
+        driver = self.driver
+        driver.get(self.base + "/")
+        self.wait(lambda d: "/login" in d.current_url, "not sent to the login page")
+        self.shot("01-login")
+        self.by_css("input[name=username]").send_keys("kim")
+        self.by_css("input[name=password]").send_keys(PASSWORD)
+        self.by_css("form[action='/login'] button[type=submit]").click()
+
+        # 실시간 모니터링: painted from the database, then live
+        self.wait(lambda d: d.find_elements(By.ID, "live-state")
+                  and "live" in d.find_element(By.ID, "live-state").get_attribute("class").split(), "SSE not live")
+        self.assertEqual(self.by_css("#coil-number").text, CURRENT)
+        self.assertIn("삼성전자", self.by_css("#coil-customer").text)
+        self.wait(lambda d: d.execute_script(
+            "var i = document.getElementById('latest-original'); return i.complete && i.naturalWidth > 0;"),
+            "latest original image not shown")
+        feed_before = len(driver.find_elements(By.CSS_SELECTOR, "#feed tbody tr"))
+        points_before = int(self.by_css("#speed-chart").get_attribute("data-points"))
+        self.shot("02-dashboard")
+
+        # a new defect on the current coil and a new speed point, stored and announced as the services do
+        (defect,) = self.sql(
+            """INSERT INTO defect_detections (coil_number, defect_type, confidence_score, severity,
+                   defect_position_meter, detection_time) VALUES (%s, 'roll_mark', 0.96, 'critical', 1750.0, now())
+               RETURNING id""", (CURRENT,))[0]
+        notify(self.sql, {"table": "defect_detections", "id": defect, "coil_number": CURRENT})
+        (speed,) = self.sql("""INSERT INTO tc_4003_speed (line_code, sequence_no, sent_at, received_at, line_speed, raw)
+                               VALUES ('CCL1', 9999, now(), now(), 137, '\\x02') RETURNING id""")[0]
+        notify(self.sql, {"table": "tc_4003_speed", "id": speed, "tc_code": "4003"})
+
+        self.wait(lambda d: d.find_elements(By.CSS_SELECTOR, f'#feed tr[data-defect="{defect}"]'),
+                  "the new defect did not reach the live feed")
+        self.wait(lambda d: "137" in d.find_element(By.ID, "speed-now").text, "the new speed point was not shown")
+        self.assertEqual(int(self.by_css("#speed-chart").get_attribute("data-points")), points_before + 1)
+        self.assertEqual(len(driver.find_elements(By.CSS_SELECTOR, "#feed tbody tr")), feed_before + 1)
+        self.wait(lambda d: d.find_elements(By.CSS_SELECTOR, f'#coil-bar [data-defect="{defect}"]'),
+                  "the coil bar did not mark the new defect")
+        self.assertIn("roll_mark", self.by_css("#today").text)
+        self.shot("03-dashboard-live")
+
+        # open the coil from the live feed
+        self.by_css(f'#feed tr[data-defect="{defect}"] a').click()
+        self.wait(lambda d: d.current_url.endswith(f"/coils/{CURRENT}"), "coil detail not opened")
+        self.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#coil-map circle.marker"), "no coil map markers")
+        self.assertIn("삼성전자", self.by_css("#schedule").text)
+        self.assertTrue(driver.find_elements(By.CSS_SELECTOR, f'#defects tr[data-defect="{defect}"]'))
+        self.shot("04-coil-detail")
+
+        # open an image in the viewer: original shown, defect boxes drawn, labeled toggle
+        self.by_css("#gallery a.open-image").click()
+        self.wait(lambda d: d.execute_script(
+            "var i = document.getElementById('viewer-image'); return i && i.complete && i.naturalWidth > 0"
+            " && !document.querySelector('.viewer').hidden;"), "viewer did not show the image")
+        self.wait(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".viewer rect.defect-box")) >= 2, "no defect boxes")
+        self.by_css("#viewer-labeled").click()
+        self.wait(lambda d: d.find_element(By.ID, "viewer-image").get_attribute("src").endswith(
+            f"/images/{self.seeded['images']['labeled']}"), "labeled image not shown")
+        self.by_css(".viewer button[data-action=zoomin]").click()
+        self.shot("05-image-viewer")
+        self.by_css("#viewer-close").click()
+
+        registered = {r.name for r in ROUTES}
+        for name, route, path, check in (("06-coil-history", "coils", "/coils", "#coil-table tbody tr[data-coil]"),
+                                         ("07-statistics", "statistics", "/statistics", "#pareto canvas"),
+                                         ("08-ai-models", "models", "/models", "#history canvas"),
+                                         ("09-system", "system", "/system", "main h1"),
+                                         ("10-admin-users", "admin_users", "/admin/users", "main h1"),
+                                         ("11-admin-audit", "admin_audit", "/admin/audit", "main h1"),
+                                         ("12-admin-settings", "admin_settings", "/admin/settings", "main h1")):
+            if route not in registered:  # pages of the other half of the UI, when present
+                continue
+            driver.get(self.base + path)
+            self.wait(lambda d, check=check: d.find_elements(By.CSS_SELECTOR, check), f"{path}: {check} missing")
+            self.shot(name)
+
+        self.by_css("form[action='/logout'] button").click()
+        self.wait(lambda d: "/login" in d.current_url and "logged_out" in d.current_url, "not logged out")
+        self.shot("13-logged-out")
+        driver.get(self.base + "/coils")
+        self.wait(lambda d: "/login" in d.current_url, "a logged-out browser still sees the pages")
+        self.assertEqual(self.sql("SELECT action, result FROM audit_logs WHERE actor = 'kim' ORDER BY id"),
+                         [("ui.login", "ok"), ("ui.logout", "ok")])
