@@ -163,8 +163,6 @@ class RouteTableTests(TestCase):
     def test_every_table_entry_is_registered(self):
         self.assertEqual(sorted(set(ACCESS) - {r.name for r in ROUTES}), [])
 
-    test_every_table_entry_is_registered.todo = "system, admin and review pages come in the next commits"
-
 
 class RouteAccessTests(TestCase):
     """Filled below: test_<route>__<role|no_session> and test_<route>__without_csrf_refused."""

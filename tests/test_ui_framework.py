@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 
-from twisted.internet import defer, threads
+from twisted.internet import defer, reactor, task, threads
 from twisted.trial.unittest import TestCase
 
 from tests.support.ui import json_of, set_cookies, start_ui
@@ -257,3 +261,100 @@ class FrameworkTests(TestCase):
         answer = await threads.deferToThread(send_headers_only)
         self.assertTrue(answer.startswith(b"HTTP/1.1 413"), answer)
         self.assertEqual(ui.sql("SELECT count(*) FROM sessions"), [(1,)])
+
+
+class NavigationTests(TestCase):
+    @d
+    async def test_navigation_follows_the_role(self):
+        ui = await start_ui(self)
+        viewer = ui.add_user("lee", "viewer")
+        response, body = await ui.get("/", viewer)
+        self.assertEqual(response.code, 200)
+        self.assertIn('href="/system"', body.decode())
+        self.assertNotIn('href="/admin/users"', body.decode())
+        admin = ui.add_user("park", "admin")
+        response, body = await ui.get("/system", admin)
+        text = body.decode()
+        self.assertIn('href="/admin/users"', text)
+        self.assertIn('<a href="/system" class="active" aria-current="page">시스템</a>', text)
+
+    @d
+    async def test_login_page_sends_a_logged_in_user_on(self):
+        ui = await start_ui(self)
+        response, _ = await ui.get("/login?next=/system", ui.add_user("lee", "viewer"))
+        self.assertEqual(response.code, 303)
+        self.assertEqual(response.headers.getRawHeaders(b"location"), [b"/system"])
+
+
+class ProcessTests(TestCase):
+    """twistd ccl-ui as a real process: starts, answers /health, refuses bad settings cleanly."""
+
+    def _env(self, **extra):
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CCL_") or k.startswith("CCL_TEST_")}
+        env.update(PYTHONPATH=root, **extra)
+        return env
+
+    def test_bad_setting_stops_start_up_with_a_message(self):
+        result = subprocess.run(
+            [sys.executable, "-m", "twisted", "--log-file=-", "ccl-ui"], capture_output=True, text=True, timeout=60,
+            env=self._env(CCL_DATABASE_DSN="host=127.0.0.1 dbname=x", CCL_UI_LOCKOUT_FAILURES="many"))
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("CCL_UI_LOCKOUT_FAILURES", result.stderr + result.stdout)
+        self.assertNotIn("Traceback", result.stderr + result.stdout)
+
+    @d
+    async def test_serves_health(self):
+        from ccl.adapters.storage.localdb import free_port
+        from tests.support.database import fresh_database
+        import treq
+
+        dsn = fresh_database(self)
+        port = free_port()
+        log = open(self.mktemp(), "w+b")
+        self.addCleanup(log.close)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "twisted", "--log-file=-", "--log-format=text", "ccl-ui"], stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self._env(CCL_DATABASE_DSN=dsn, CCL_UI_LISTEN=f"tcp:{port}:interface=127.0.0.1",
+                          CCL_PATHS_VAR=self.mktemp()))
+        self.addCleanup(lambda: (process.poll() is None and process.kill(), process.wait()))
+        body = None
+        for _ in range(200):
+            try:
+                response = await treq.get(f"http://127.0.0.1:{port}/health", persistent=False)
+                body = await response.json()
+                if body.get("status") == "ok":
+                    break
+            except Exception:
+                pass
+            await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(body, {"status": "ok", "service": "ui-service", "database": "ok"})
+        process.terminate()
+        # Twisted ends a process stopped by a signal with that signal, after a clean shutdown.
+        self.assertIn(await threads.deferToThread(process.wait, 30), (0, -signal.SIGTERM))
+        log.seek(0)
+        self.assertIn(b"Main loop terminated.", log.read())
+
+
+class UnknownPathTests(TestCase):
+    @d
+    async def test_unknown_paths_and_methods(self):
+        ui = await start_ui(self)
+        response, body = await ui.get("/api/nothing-here")
+        self.assertEqual(response.code, 404)
+        self.assertEqual(json_of(body), {"error": "not found"})
+        response, body = await ui.get("/nothing-here")
+        self.assertEqual(response.code, 404)
+        self.assertIn("페이지를 찾을 수 없습니다.", body.decode())
+        self.assertEqual(response.headers.getRawHeaders(b"x-frame-options"), [b"DENY"])
+        response, body = await ui.request("DELETE", "/api/whoami")
+        self.assertEqual(response.code, 405)
+
+    @d
+    async def test_next_is_only_a_local_path(self):
+        ui = await start_ui(self)
+        user = ui.add_user("kim", "operator", session=False)
+        for evil in ("//evil.example/x", "/\\evil.example", "/\t/evil.example", "https://evil.example/"):
+            response, _ = await submit_login(ui, "kim", user.password, next=evil)
+            self.assertEqual(response.headers.getRawHeaders(b"location"), [b"/"], evil)

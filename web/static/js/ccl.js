@@ -55,5 +55,11 @@
   /* Pick the label of the current language: ccl.t("확인", "Acknowledge"). */
   function t(korean, english) { return lang === "en" && english ? english : korean; }
 
+  /* <form data-confirm="..."> asks before it is sent (no inline script: the CSP forbids it). */
+  document.addEventListener("submit", function (event) {
+    var message = event.target.getAttribute && event.target.getAttribute("data-confirm");
+    if (message && !window.confirm(message)) { event.preventDefault(); }
+  });
+
   window.ccl = {api: api, el: el, t: t, csrf: csrf, lang: lang};
 })();

@@ -8,16 +8,18 @@ register their routes, see ``access.py``), wraps each route with the access guar
 from __future__ import annotations
 
 import importlib
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 import jinja2
 from klein import Klein
 from twisted.logger import Logger
+from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from ccl.adapters.web.ui import i18n
 from ccl.adapters.web.ui.orchestrator import OrchestratorClient
-from ccl.adapters.web.ui.routing import ROUTES, guarded
+from ccl.adapters.web.ui.routing import ROUTES, guarded, http_error_handler
 from ccl.adapters.web.ui.sessions import Policy, SessionStore
 from ccl.config import Config, ConfigError
 
@@ -47,11 +49,13 @@ def load_pages() -> None:
 
 
 def web_root(config: Config) -> Path:
-    """``[ui] web_root`` or, when empty, the ``web/`` folder of the checkout."""
-    text = config.get("ui", "web_root")
-    if text:
+    """``[ui] web_root``; when empty, the checkout's ``web/``, else the installed share/ccl/web."""
+    if config.get("ui", "web_root"):
         return config.get_path("ui", "web_root")
-    return Path(__file__).resolve().parents[4] / "web"
+    checkout = Path(__file__).resolve().parents[4] / "web"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "ccl" / "web"
 
 
 def policy(config: Config) -> Policy:
@@ -102,6 +106,8 @@ class UI:
         for route_ in ROUTES:
             self.app.route(route_.path, methods=list(route_.methods), endpoint=route_.name,
                            branch=route_.branch)(guarded(self, route_))
+        self.app.handle_errors(NotFound)(http_error_handler(self, 404, "페이지를 찾을 수 없습니다.", "not found"))
+        self.app.handle_errors(MethodNotAllowed)(http_error_handler(self, 405, "허용되지 않는 요청 방식입니다.", "method not allowed"))
 
     def resource(self):
         return self.app.resource()

@@ -41,6 +41,7 @@ ENGLISH: dict[str, str] = {
     "요청을 확인할 수 없습니다 (CSRF). 페이지를 새로 고친 뒤 다시 시도하세요.":
         "The request could not be verified (CSRF). Reload the page and try again.",
     "페이지를 찾을 수 없습니다.": "Page not found.",
+    "허용되지 않는 요청 방식입니다.": "Method not allowed.",
     "데이터베이스에 연결할 수 없습니다. 잠시 후 다시 시도하세요.":
         "The database cannot be reached. Try again shortly.",
     "내부 오류가 발생했습니다.": "An internal error occurred.",

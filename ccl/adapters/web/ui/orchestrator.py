@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import treq
-from twisted.internet import defer
+from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -105,15 +105,43 @@ class OrchestratorClient:
         if response.code >= 400:
             body = await response.content()
             raise OrchestratorRefused(response.code, body.decode("utf-8", errors="replace"))
-        await treq.collect(response, write)
+        relay = _Relay(write)
+        finished = defer.Deferred(canceller=lambda _: relay.stop())
+        relay.finished = finished
+        response.deliverBody(relay)
+        await finished
+
+
+class _Relay(protocol.Protocol):
+    """Hands each chunk of the body on; cancelling stops the download (closes the connection)."""
+
+    finished: defer.Deferred
+
+    def __init__(self, write):
+        self._write = write
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802 (twisted's name)
+        self._write(data)
+
+    def stop(self) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+    def connectionLost(self, reason=protocol.connectionDone) -> None:  # noqa: N802
+        if not self.finished.called:
+            self.finished.callback(None)
 
 
 def normalise_status(value) -> list[dict]:
-    """Accept ``{"services": [...]}``, a list, or ``{id: {...}}``; return a list sorted by id."""
+    """Accept ``{"services": [...]}``, a list, or ``{id: {...}}``; each entry gets an ``id``; sorted by it."""
     if isinstance(value, dict) and isinstance(value.get("services"), (list, dict)):
         value = value["services"]
     if isinstance(value, dict):
         value = [dict(entry, id=entry.get("id", key)) for key, entry in value.items() if isinstance(entry, dict)]
     if not isinstance(value, list):
         return []
-    return sorted((entry for entry in value if isinstance(entry, dict) and "id" in entry), key=lambda e: str(e["id"]))
+    services = []
+    for entry in value:
+        if isinstance(entry, dict) and (entry.get("id") or entry.get("service")):
+            services.append(dict(entry, id=str(entry.get("id") or entry.get("service"))))
+    return sorted(services, key=lambda e: e["id"])

@@ -217,3 +217,16 @@ def guarded(ui, route_: Route) -> Callable[..., Any]:
 
     handle.__name__ = route_.name
     return handle
+
+
+def http_error_handler(ui, code: int, page_message: str, json_message: str):
+    """Klein error handler for werkzeug's NotFound / MethodNotAllowed: our page or JSON, our headers."""
+
+    def handle(request, failure):
+        language = i18n.pick_language(None, _cookie(request, i18n.COOKIE))
+        kind = "json" if request.path.startswith(b"/api/") or request.path == b"/health" else "page"
+        ctx = Context(ui, request, "error", Rule(None, kind), None, language)
+        ui.security_headers(request)
+        return ctx.error(code, ctx._(page_message) if kind == "page" else json_message)
+
+    return handle

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 
 from twisted.web.resource import ForbiddenResource
@@ -40,8 +41,13 @@ class _StaticFile(File):
         return ForbiddenResource()
 
 
+_LOCAL_PATH = re.compile(r"^/(?![/\\])[A-Za-z0-9/_.~%?=&+,;:@!-]*$")
+
+
 def _safe_next(value: str | None) -> str:
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+    """Only a path of this site: never //host, a backslash, white space or control characters
+    (browsers drop tabs and newlines, which would turn "/\t/evil" into "//evil")."""
+    if value and _LOCAL_PATH.match(value):
         return value
     return "/"
 
