@@ -70,7 +70,7 @@ def seed_line(sql, image_root: Path) -> dict:
                    0.5, 1219, 2400, '\\x01')""", (OLDEST,))
     sql("""INSERT INTO tc_4003_speed (line_code, sequence_no, sent_at, received_at, line_speed, raw)
            SELECT 'CCL1', g, now() - make_interval(secs => g * 10), now() - make_interval(secs => g * 10),
-                  95 + (g %% 7) * 3, '\\x00' FROM generate_series(1, 600) g""")
+                  95 + (g %% 7) * 3, '\\x00' FROM generate_series(600, 1, -1) g""")  # stored oldest first
 
     boxes = [(120, 200, 90, 40), (400, 90, 60, 60)]
     original, labeled = write_pair(image_root, CURRENT, "20261127101500000", boxes)

@@ -38,7 +38,9 @@
   function addSpeed(points) {
     var seen = {};
     state.speed.forEach(function (p) { seen[p.id] = true; });
-    var merged = state.speed.concat(points.filter(function (p) { return !seen[p.id]; }));
+    // a journal replay can store old telegrams late: keep the chart in time order
+    var merged = state.speed.concat(points.filter(function (p) { return !seen[p.id]; }))
+      .sort(function (a, b) { return Date.parse(a.t) - Date.parse(b.t); });
     var cutoff = Date.now() / 1000 - SPEED_WINDOW;
     paintSpeed(merged.filter(function (p) { return Date.parse(p.t) / 1000 >= cutoff; }));
   }
@@ -151,8 +153,8 @@
       return part("coil_defects").then(function (v) { state.coil = v.coil; paintCoil(v.coil); paintBar(v.coil, v.defects); });
     }),
     speed: cclLive.coalesce(function () {
-      var last = state.speed.length ? state.speed[state.speed.length - 1] : null;
-      return part("speed", last ? "&after=" + last.id : "").then(function (points) { if (last) { addSpeed(points); } else { paintSpeed(points); } });
+      var newest = state.speed.reduce(function (m, p) { return Math.max(m, p.id); }, 0);
+      return part("speed", newest ? "&after=" + newest : "").then(function (points) { if (newest) { addSpeed(points); } else { paintSpeed(points); } });
     }),
     defects: cclLive.coalesce(function () {
       return part("defects", "&after=" + lastDefectId).then(function (defects) {

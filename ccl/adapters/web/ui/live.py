@@ -81,7 +81,6 @@ class EventHub:
             self._listening = defer.Deferred()
             listening = defer.maybeDeferred(self._db.listen, CHANNEL, self._on_notify)
             listening.addBoth(self._listened)
-            self._heartbeat.start(self._interval, now=False)
         result = defer.Deferred()
         self._listening.addBoth(lambda value: (result.callback(None), value)[1])
         return result
@@ -98,9 +97,13 @@ class EventHub:
 
     def add(self, write) -> None:
         self._clients.add(write)
+        if not self._heartbeat.running:  # heartbeats only while someone listens
+            self._heartbeat.start(self._interval, now=False)
 
     def remove(self, write) -> None:
         self._clients.discard(write)
+        if not self._clients and self._heartbeat.running:
+            self._heartbeat.stop()
 
     def _on_notify(self, payload) -> None:
         self._sequence += 1
@@ -112,7 +115,7 @@ class EventHub:
                 write(data)
             except Exception:  # a connection that broke between two events
                 log.failure("dropping an SSE client that failed")
-                self._clients.discard(write)
+                self.remove(write)
 
     def _beat(self) -> None:
         self.broadcast(b": ping\n\n")
