@@ -358,3 +358,64 @@ class UnknownPathTests(TestCase):
         for evil in ("//evil.example/x", "/\\evil.example", "/\t/evil.example", "https://evil.example/"):
             response, _ = await submit_login(ui, "kim", user.password, next=evil)
             self.assertEqual(response.headers.getRawHeaders(b"location"), [b"/"], evil)
+
+
+class DatabaseOutageTests(TestCase):
+    @d
+    async def test_pages_say_the_database_is_away_and_recover_when_it_is_back(self):
+        import psycopg2
+
+        from tests.support.cluster import private_cluster
+
+        cluster, dsn = private_cluster(self)
+        ui = await start_ui(self, dsn=dsn)
+        user = ui.add_user("kim", "admin")
+        response, _ = await ui.get("/admin/users", user)
+        self.assertEqual(response.code, 200)
+        cluster.stop()
+        response, body = await ui.get("/admin/users", user)
+        self.assertEqual(response.code, 503)
+        self.assertIn("데이터베이스에 연결할 수 없습니다", body.decode())
+        response, body = await ui.get("/api/whoami", user)
+        self.assertEqual((response.code, json_of(body)["error"]), (503, "database unavailable"))
+        response, body = await ui.get("/health")
+        self.assertEqual((response.code, json_of(body)["status"]), (200, "degraded"))
+        cluster.start(fast=True)
+        for _ in range(300):  # the pool reconnects in the background
+            response, _ = await ui.get("/admin/users", user)
+            if response.code == 200:
+                break
+            await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(response.code, 200)
+        # Let every pooled connection finish reconnecting, so no reconnect timer outlives the test.
+        for _ in range(300):
+            if not any(c.detector.connectionIsDead for c in ui.db._pool.connections):
+                break
+            await ui.get("/api/whoami", user)
+            await task.deferLater(reactor, 0.1, lambda: None)
+        self.flushLoggedErrors(psycopg2.OperationalError)
+
+
+class HousekeepingTests(TestCase):
+    @d
+    async def test_purge_removes_expired_and_idle_sessions_only(self):
+        ui = await start_ui(self, env={"CCL_UI_SESSION_IDLE_MINUTES": "10"})
+        for name in ("live", "idle", "old"):
+            ui.add_user(name, "viewer")
+        ui.sql("UPDATE sessions SET last_seen_at = now() - interval '11 minutes'"
+               " WHERE user_id = (SELECT id FROM users WHERE username = 'idle')")
+        ui.sql("UPDATE sessions SET expires_at = now() - interval '1 second'"
+               " WHERE user_id = (SELECT id FROM users WHERE username = 'old')")
+        await ui.ui.sessions.purge_expired()
+        self.assertEqual(ui.sql("SELECT u.username FROM sessions s JOIN users u ON u.id = s.user_id"), [("live",)])
+
+
+class LanguageLinkTests(TestCase):
+    @d
+    async def test_language_link_keeps_the_query(self):
+        ui = await start_ui(self)
+        admin = ui.add_user("boss", "admin")
+        response, body = await ui.get("/admin/audit?actor=kim&page=2", admin)
+        self.assertIn('href="/admin/audit?actor=kim&amp;page=2&amp;lang=en"', body.decode())
+        response, body = await ui.get("/admin/audit?actor=kim&lang=en", admin)
+        self.assertIn('href="/admin/audit?actor=kim&amp;lang=ko"', body.decode())

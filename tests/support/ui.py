@@ -130,9 +130,10 @@ def json_of(body: bytes):
     return jsonlib.loads(body.decode("utf-8"))
 
 
-async def start_ui(testcase, *, orchestrator_url: str = "http://127.0.0.1:9", env: dict | None = None) -> Harness:
-    """Start a UI (real Klein app, real HTTP on 127.0.0.1:0) over a fresh migrated database."""
-    dsn = fresh_database(testcase)
+async def start_ui(testcase, *, orchestrator_url: str = "http://127.0.0.1:9", env: dict | None = None,
+                   dsn: str | None = None) -> Harness:
+    """Start a UI (real Klein app, real HTTP on 127.0.0.1:0) over a fresh migrated database (or ``dsn``)."""
+    dsn = dsn or fresh_database(testcase)
     var = Path(tempfile.mkdtemp(prefix="ccl-ui-var-"))
     testcase.addCleanup(shutil.rmtree, var, True)
     environ = {"CCL_DATABASE_DSN": dsn, "CCL_PATHS_VAR": str(var), "CCL_UI_ORCHESTRATOR_URL": orchestrator_url}

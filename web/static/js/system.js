@@ -83,6 +83,24 @@
       .catch(function (error) { state.textContent = (error.body && error.body.details) || error.message; });
   }
 
+  /* Keep the state, pid, uptime and restart columns current without reloading the page. */
+  function refreshServices() {
+    ccl.api("/api/system/services").then(function (answer) {
+      answer.services.forEach(function (service) {
+        var row = document.querySelector('#services tr[data-service="' + CSS.escape(service.id) + '"]');
+        if (!row) { return; }
+        var state = row.querySelector('[data-field="state"]');
+        state.textContent = "";
+        state.appendChild(ccl.el("span", {className: "state state-" + service.state, text: service.state}));
+        row.querySelector('[data-field="pid"]').textContent = service.pid == null ? "-" : service.pid;
+        row.querySelector('[data-field="uptime"]').textContent =
+          typeof service.uptime === "number" ? Math.round(service.uptime) + " s" : "-";
+        row.querySelector('[data-field="restarts"]').textContent = service.restarts == null ? "-" : service.restarts;
+      });
+    }).catch(function () { /* the notice on the page already says when the orchestrator is away */ });
+  }
+  if (!document.getElementById("orchestrator-problem")) { window.setInterval(refreshServices, 5000); }
+
   if (follow) {
     follow.addEventListener("change", function () {
       if (!current) { return; }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from urllib.parse import parse_qsl, urlencode
 from datetime import timedelta
 from pathlib import Path
 
@@ -132,8 +133,18 @@ class UI:
             current_route=ctx.route,
             current_path=ctx.request.path.decode("utf-8", errors="replace"),
             role_label={"admin": "관리자", "operator": "운영자", "viewer": "조회자"},
+            lang_url=_lang_url(ctx.request),
             **values,
         )
+
+
+def _lang_url(request):
+    """The current GET address with ``lang`` set: switching language keeps filters and page."""
+    path, _, query = request.uri.decode("utf-8", errors="replace").partition("?")
+    if request.method != b"GET":
+        path, query = "", ""
+    pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "lang"]
+    return lambda language: f"{path}?{urlencode([*pairs, ('lang', language)])}"
 
 
 def _format_datetime(value, pattern: str = "%Y-%m-%d %H:%M:%S") -> str:

@@ -62,6 +62,7 @@ ENGLISH: dict[str, str] = {
     "로그 보기": "Show log",
     "실시간 로그": "Live log",
     "오케스트레이터에 연결할 수 없습니다": "The orchestrator cannot be reached",
+    "오케스트레이터 로그": "Orchestrator log",
     "알람": "Alerts",
     "진행 중인 알람": "Open alerts",
     "지난 알람": "Past alerts",

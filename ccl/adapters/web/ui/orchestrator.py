@@ -23,6 +23,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 log = Logger()
 
 ACTIONS = ("start", "stop", "restart")
+ACTION_TIMEOUT = 120.0
 
 
 class OrchestratorUnavailable(Exception):
@@ -63,10 +64,11 @@ class OrchestratorClient:
             headers[b"x-ccl-actor"] = [actor.encode("utf-8")]
         return headers
 
-    async def _call(self, method: str, path: str, actor: str | None):
+    async def _call(self, method: str, path: str, actor: str | None, timeout: float | None = None):
         url = self.base_url + path
         try:
-            response = await self._http.request(method, url, headers=self._headers(actor), timeout=self._timeout)
+            response = await self._http.request(method, url, headers=self._headers(actor),
+                                                timeout=timeout or self._timeout)
             body = await response.content()
         except Exception as error:  # connection refused, timeout, DNS: all mean "not reachable"
             reason = str(error).strip() or type(error).__name__
@@ -85,7 +87,8 @@ class OrchestratorClient:
     async def action(self, action: str, service_id: str, actor: str):
         if action not in ACTIONS:
             raise ValueError(action)
-        return await self._call("POST", f"/{action}/{quote(service_id, safe='')}", actor)
+        # A stop waits for the child to end (TERM, then KILL after the grace period): allow for it.
+        return await self._call("POST", f"/{action}/{quote(service_id, safe='')}", actor, timeout=ACTION_TIMEOUT)
 
     async def logs(self, service_id: str, lines: int, actor: str | None = None) -> list[str]:
         value = await self._call("GET", f"/logs/{quote(service_id, safe='')}?lines={lines}", actor)
@@ -99,7 +102,8 @@ class OrchestratorClient:
         headers = self._headers(actor)
         headers[b"accept"] = [b"text/event-stream"]
         try:
-            response = await self._http.request("GET", url, headers=headers, timeout=self._timeout)
+            # unbuffered: treq would otherwise keep every chunk of an endless stream in memory.
+            response = await self._http.request("GET", url, headers=headers, timeout=self._timeout, unbuffered=True)
         except Exception as error:
             raise OrchestratorUnavailable(f"{self.base_url}: {str(error).strip() or type(error).__name__}") from None
         if response.code >= 400:

@@ -133,6 +133,12 @@ class Context:
             body["details"] = details
         return self.json(body, code)
 
+    def fail(self, code: int, korean: str, english: str, details: Any = None):
+        """Refuse: the page in the user's language, or JSON with a stable English error."""
+        if self.rule.kind == "page":
+            return self.error(code, self._(korean), details)
+        return self.error(code, english, details)
+
     def redirect(self, path: str) -> bytes:
         # Only our own paths: never an open redirect to another site.
         if not path.startswith("/") or path.startswith("//"):
@@ -190,16 +196,17 @@ def guarded(ui, route_: Route) -> Callable[..., Any]:
                 if ctx.session.user.role not in rule.roles:
                     log.info("refused {route} to {user} ({role})", route=route_.name,
                              user=ctx.session.user.username, role=ctx.session.user.role)
-                    return ctx.error(403, ctx._("권한이 없습니다."), f"role {ctx.session.user.role!r} may not use this")
+                    return ctx.fail(403, "권한이 없습니다.", "forbidden",
+                                    f"role {ctx.session.user.role!r} may not use this")
                 if request.method not in SAFE_METHODS and not _csrf_ok(request, ctx.session):
                     log.warn("CSRF token missing or wrong for {route} from {user}", route=route_.name,
                              user=ctx.session.user.username)
-                    return ctx.error(403, ctx._("요청을 확인할 수 없습니다 (CSRF). 페이지를 새로 고친 뒤 다시 시도하세요."),
-                                     "csrf token missing or wrong")
-            else:
+                    return ctx.fail(403, "요청을 확인할 수 없습니다 (CSRF). 페이지를 새로 고친 뒤 다시 시도하세요.",
+                                    "CSRF token missing or wrong",
+                                    "send the session's token as X-CSRF-Token or the form field csrf_token")
+            elif rule.kind == "page":
                 # A public page (the login page) still wants to know who is logged in; files and JSON do not.
-                if rule.kind == "page":
-                    ctx.session = await ui.sessions.lookup(_cookie(request, COOKIE))
+                ctx.session = await ui.sessions.lookup(_cookie(request, COOKIE))
             result = route_.handler(ctx, **values)
             if hasattr(result, "__await__") or hasattr(result, "addCallback"):
                 result = await result
@@ -210,10 +217,11 @@ def guarded(ui, route_: Route) -> Callable[..., Any]:
             return ctx.error(error.code, error.message, error.details)
         except UNAVAILABLE as error:
             log.warn("database unavailable for {route}: {error}", route=route_.name, error=str(error).strip())
-            return ctx.error(503, ctx._("데이터베이스에 연결할 수 없습니다. 잠시 후 다시 시도하세요."), "database unavailable")
+            return ctx.fail(503, "데이터베이스에 연결할 수 없습니다. 잠시 후 다시 시도하세요.", "database unavailable",
+                            "PostgreSQL cannot be reached; try again shortly")
         except Exception:
             log.failure("{route} failed", route=route_.name)
-            return ctx.error(500, ctx._("내부 오류가 발생했습니다."))
+            return ctx.fail(500, "내부 오류가 발생했습니다.", "internal error", "see the ui-service log")
 
     handle.__name__ = route_.name
     return handle

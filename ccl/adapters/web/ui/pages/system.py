@@ -49,14 +49,16 @@ async def _alerts(db, state: str, limit: int = PAST_ALERTS) -> list[dict]:
 
 @route("system", "/system")
 async def system_page(ctx):
+    # The alerts are read while the orchestrator is asked, not after.
+    alerts = defer.gatherResults([defer.ensureDeferred(_alerts(ctx.db, "open")),
+                                  defer.ensureDeferred(_alerts(ctx.db, "past"))], consumeErrors=True)
+    alerts.addErrback(lambda f: f.value.subFailure.raiseException())
     services, problem = [], None
     try:
         services = await ctx.ui.orchestrator.services()
     except (OrchestratorUnavailable, OrchestratorRefused) as error:
         problem = str(error)
-    open_alerts, past_alerts = await defer.gatherResults([
-        defer.ensureDeferred(_alerts(ctx.db, "open")), defer.ensureDeferred(_alerts(ctx.db, "past"))],
-        consumeErrors=True).addErrback(lambda f: f.value.subFailure.raiseException())
+    open_alerts, past_alerts = await alerts
     return ctx.render("system.html", services=services, problem=problem, orchestrator_url=ctx.ui.orchestrator.base_url,
                       open_alerts=open_alerts, past_alerts=past_alerts,
                       can_control=ctx.user.role == "admin", can_ack=ctx.user.role in ("admin", "operator"),
