@@ -200,8 +200,8 @@ def measure(dsn: str, base: Path, rounds: int) -> None:
             status, _ = client.request("GET", path)
             if status != 200:
                 raise RuntimeError(f"{path}: HTTP {status}")
-            samples = []
-            for _ in range(rounds):
+            samples, budget = [], time.monotonic() + 15.0
+            while len(samples) < rounds and (len(samples) < 5 or time.monotonic() < budget):
                 began = time.perf_counter()
                 client.request("GET", path)
                 samples.append(time.perf_counter() - began)

@@ -33,6 +33,11 @@ from ccl.adapters.storage.localdb import LocalCluster, free_port  # noqa: E402
 from ccl.adapters.storage.migrations import migrate  # noqa: E402
 
 
+#: Each case runs ``--rounds`` times, or fewer (at least MIN_ROUNDS) when it has taken CASE_SECONDS.
+CASE_SECONDS = 15.0
+MIN_ROUNDS = 5
+
+
 def percentile(samples: list[float], fraction: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
@@ -93,8 +98,8 @@ def measure_queries(reactor, dsn: str, rounds: int):
         yield db.start()
         for name, case in query_cases(db):
             yield case()  # warm-up
-            samples = []
-            for _ in range(rounds):
+            samples, budget = [], time.monotonic() + CASE_SECONDS
+            while len(samples) < rounds and (len(samples) < MIN_ROUNDS or time.monotonic() < budget):
                 began = time.perf_counter()
                 yield case()
                 samples.append(time.perf_counter() - began)

@@ -372,7 +372,7 @@ class ModelTests(TestCase):
         _, body = await ui.get("/api/models", viewer)
         found = json_of(body)
         self.assertEqual([m["deployed"] for m in found["models"]], [True, False])
-        self.assertEqual(len(found["history"]), 96)
+        self.assertEqual(len(found["history"]), 96)  # 48 rows each, under the 200 kept
         other = seeded["models"]["other"]
         response, body = await ui.post(f"/api/models/{other}/deploy", admin, json={})
         self.assertEqual(response.code, 200, body)

@@ -21,6 +21,21 @@ def rows(db, sql: str, params: tuple | dict = ()) -> defer.Deferred:
     return db.runQuery(wrapped, params).addCallback(lambda result: result[0][0])
 
 
+def rows_without_jit(db, sql: str, params: tuple | dict = (), *, wrap: bool = True) -> defer.Deferred:
+    """``rows`` with JIT compilation off for this one statement. Aggregates over many rows get
+    cost estimates that switch JIT on, and compiling takes longer (~100 ms) than the query."""
+    wrapped = f"SELECT coalesce(json_agg(q), '[]'::json) FROM ({sql}) q" if wrap else sql
+
+    @defer.inlineCallbacks
+    def interaction(cursor):
+        yield cursor.execute("SET LOCAL jit = off")
+        yield cursor.execute(wrapped, params)
+        found = cursor.fetchall()
+        return found[0][0] if wrap else found
+
+    return db.runInteraction(interaction)
+
+
 def one(db, sql: str, params: tuple | dict = ()) -> defer.Deferred:
     """Like ``rows`` for a query of at most one row: fires with a dict or None."""
     return rows(db, sql, params).addCallback(lambda found: found[0] if found else None)

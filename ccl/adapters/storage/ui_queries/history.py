@@ -95,22 +95,34 @@ class Search:
         args.update({k: str(v) for k, v in changes.items()})
         return {k: v for k, v in args.items() if v != ""}
 
-    def where(self) -> tuple[str, dict[str, Any]]:
-        """The WHERE clause over ``s`` (a schedule row) and its named parameters."""
+    def where(self, counting: bool = False) -> tuple[str, dict[str, Any]]:
+        """The WHERE clause over ``s`` (a schedule row) and its named parameters.
+
+        Only the newest schedule row of each coil counts. The same condition is written two
+        ways because the planner treats them differently (measured on 50,000 coils): for a
+        page (ORDER BY ... LIMIT) NOT EXISTS becomes a nested-loop anti join that stops after
+        the page; for the capped count it becomes a hash over the whole table, where a
+        correlated probe of the (coil_number, received_at) index per row is ten times faster.
+        """
+        latest = ("s.id = (SELECT n.id FROM tc_4000_schedule n WHERE n.coil_number = s.coil_number"
+                  " ORDER BY n.received_at DESC, n.id DESC LIMIT 1)" if counting else
+                  "NOT EXISTS (SELECT 1 FROM tc_4000_schedule n WHERE n.coil_number = s.coil_number"
+                  " AND (n.received_at, n.id) > (s.received_at, s.id))")
         clauses = [
             "s.received_at >= (%(from)s::date AT TIME ZONE %(tz)s)",
             "s.received_at < ((%(to)s::date + 1) AT TIME ZONE %(tz)s)",
-            # only the newest schedule row of each coil
-            "NOT EXISTS (SELECT 1 FROM tc_4000_schedule n WHERE n.coil_number = s.coil_number"
-            " AND (n.received_at, n.id) > (s.received_at, s.id))",
+            latest,
         ]
         params: dict[str, Any] = {"from": self.date_from, "to": self.date_to, "tz": PLANT_TZ}
         # LIKE, not ILIKE: ILIKE is several times slower here. Coil numbers are upper case in
         # practice, so what the user typed matches as typed or upper-cased.
         if self.coil:
-            clauses.append("(s.coil_number LIKE %(coil)s OR s.coil_number LIKE %(coil_upper)s)")
             params["coil"] = like_pattern(self.coil)
-            params["coil_upper"] = like_pattern(self.coil.upper())
+            if self.coil == self.coil.upper():
+                clauses.append("s.coil_number LIKE %(coil)s")
+            else:
+                clauses.append("(s.coil_number LIKE %(coil)s OR s.coil_number LIKE %(coil_upper)s)")
+                params["coil_upper"] = like_pattern(self.coil.upper())
         if self.customer:
             clauses.append("s.customer_name LIKE %(customer)s")
             params["customer"] = like_pattern(self.customer)
@@ -133,6 +145,7 @@ _LIST_COLUMNS = """s.id, s.coil_number, s.received_at, s.customer_name, s.ccl_bo
 def search(db, query: Search) -> defer.Deferred:
     """One page of coils with their defect counts, plus the total (capped at COUNT_CAP)."""
     where, params = query.where()
+    count_where, _ = query.where(counting=True)
     params = dict(params, limit=query.page_size, offset=(query.page - 1) * query.page_size, cap=COUNT_CAP + 1)
     page, counted = yield defer.gatherResults([
         rows(db, f"""
@@ -140,7 +153,8 @@ def search(db, query: Search) -> defer.Deferred:
                    (SELECT max(w.received_at) FROM tc_4002_wpd w WHERE w.coil_number = p.coil_number) AS wpd_at
             FROM (SELECT {_LIST_COLUMNS} FROM tc_4000_schedule s WHERE {where}
                   ORDER BY {query.order_by()} LIMIT %(limit)s OFFSET %(offset)s) p""", params),
-        one(db, f"SELECT count(*) AS n FROM (SELECT 1 FROM tc_4000_schedule s WHERE {where} LIMIT %(cap)s) c", params),
+        one(db, f"SELECT count(*) AS n FROM (SELECT 1 FROM tc_4000_schedule s WHERE {count_where} LIMIT %(cap)s) c",
+            params),
     ], consumeErrors=True)
     total = counted["n"]
     return {"rows": page, "total": min(total, COUNT_CAP), "more": total > COUNT_CAP,

@@ -6,7 +6,7 @@ from twisted.internet import defer
 
 from ccl.adapters.storage.ui_queries._sql import gather, rows
 
-HISTORY_POINTS = 500
+HISTORY_POINTS = 200
 
 
 def models(db) -> defer.Deferred:
