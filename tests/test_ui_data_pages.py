@@ -99,6 +99,18 @@ class DashboardTests(TestCase):
         self.assertEqual(json_of(body)["data"]["available"], False)  # no orchestrator in this test
 
     @run
+    async def test_service_states_come_from_the_orchestrator(self):
+        from tests.test_ui_system import with_orchestrator
+
+        ui, _ = await with_orchestrator(self)
+        viewer = ui.add_user("viewer.choi", "viewer")
+        response, body = await ui.get("/api/dashboard?part=services", viewer)
+        self.assertEqual(response.code, 200)
+        services = json_of(body)["data"]
+        self.assertTrue(services["available"])
+        self.assertEqual({s["id"]: s["state"] for s in services["services"]}["mes-tcp-service"], "running")
+
+    @run
     async def test_empty_database_paints_without_errors(self):
         ui = await start_ui(self)
         viewer = ui.add_user("viewer.lee", "viewer")

@@ -33,6 +33,7 @@
     var last = points.length ? points[points.length - 1] : null;
     text("speed-now", last ? F.num(last.v) + " m/min" : "");
     $("speed-chart").setAttribute("data-points", points.length);
+    $("speed-chart").setAttribute("data-last", points.reduce(function (m, p) { return Math.max(m, p.id); }, 0));
   }
 
   function addSpeed(points) {
