@@ -1,8 +1,9 @@
 """The real browser test: Debian's Chromium driven by selenium against a real ccl-ui process.
 
-Log in, watch the dashboard receive a new defect and a speed point live after they are
-stored and announced (INSERT + NOTIFY ccl_events, as the services do), open a coil, open an
-image in the viewer, look at every page, log out. Screenshots of each page go to
+Log in, watch the dashboard receive live: a defect sent to the real ccl-defects service, an
+image pair sent to the real ccl-images service, and a line speed telegram stored and announced
+(INSERT + NOTIFY ccl_events) the way the MES service does; open a coil, open an image in the
+viewer, look at every page, log out. Screenshots of each page go to
 test-artifacts/screenshots/ at the project root (see README, "Web UI").
 
 scripts/install-system-packages.sh installs chromium, chromium-driver and a Korean font;
@@ -12,8 +13,11 @@ downloads nothing).
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shutil
+import urllib.parse
 import tempfile
 from pathlib import Path
 
@@ -24,8 +28,9 @@ from ccl.domain.accounts import hash_password
 from ccl.adapters.web.ui.app import load_pages
 from ccl.adapters.web.ui.routing import ROUTES
 from tests.support.database import fresh_database
+from tests.support.ingest import image_bytes, multipart, pair_parts
 from tests.support.ui_data import CURRENT, notify, seed_line
-from tests.support.ui_process import ROOT, start_ui_process
+from tests.support.ui_process import ROOT, start_process, start_ui_process
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -33,6 +38,17 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 WAIT = 30
 PASSWORD = "Browser-test-pw-7"
 load_pages()
+
+
+def post(url: str, body: bytes, content_type: str) -> tuple[int, bytes]:
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        connection.request("POST", parts.path, body=body, headers={"Content-Type": content_type})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
 
 
 class BrowserTests(TestCase):
@@ -59,6 +75,10 @@ class BrowserTests(TestCase):
         self.sql("INSERT INTO users (username, display_name, password_hash, role) VALUES ('kim', '김반장', %s, 'admin')",
                  (hash_password(PASSWORD),))
         self.base = start_ui_process(self, self.dsn, self.tmp / "var", self.images)
+        # the real Jetson ingestion services, as on the plant (MES is not among them yet:
+        # its speed telegram is stored and announced below the way the MES service does)
+        self.defects = start_process(self, "ccl-defects", self.dsn, self.tmp / "var", self.images)
+        self.uploads = start_process(self, "ccl-images", self.dsn, self.tmp / "var", self.images)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         self.driver = self.browser()
 
@@ -101,7 +121,8 @@ class BrowserTests(TestCase):
         except TimeoutException:
             # leave what the browser showed and what the UI logged next to the screenshots
             self.shot("failed")
-            shutil.copy(self.tmp / "var" / "ui.log", SCREENSHOTS / "failed-ui.log")
+            for log in (self.tmp / "var").glob("*.log"):
+                shutil.copy(log, SCREENSHOTS / f"failed-{log.name}")
             logs = "\n".join(str(entry) for entry in self.driver.get_log("browser"))
             (SCREENSHOTS / "failed-console.log").write_text(logs)
             raise
@@ -133,12 +154,19 @@ class BrowserTests(TestCase):
         feed_before = len(driver.find_elements(By.CSS_SELECTOR, "#feed tbody tr"))
         self.shot("02-dashboard")
 
-        # a new defect on the current coil and a new speed point, stored and announced as the services do
-        (defect,) = self.sql(
-            """INSERT INTO defect_detections (coil_number, defect_type, confidence_score, severity,
-                   defect_position_meter, detection_time) VALUES (%s, 'roll_mark', 0.96, 'critical', 1750.0, now())
-               RETURNING id""", (CURRENT,))[0]
-        notify(self.sql, {"table": "defect_detections", "id": defect, "coil_number": CURRENT})
+        # a new defect on the current coil, sent to the real defect service (as a Jetson does) ...
+        status, body = post(self.defects + "/defect/single", json.dumps({
+            "coil_number": CURRENT, "defect_type": "roll_mark", "confidence_score": 0.96, "severity": "critical",
+            "defect_position_meter": 1750.0}).encode(), "application/json")
+        self.assertIn(status, (200, 201), body)
+        (defect,) = self.sql("SELECT max(id) FROM defect_detections WHERE defect_type = 'roll_mark'")[0]
+        # ... a new image pair to the real image service ...
+        status, body = post(self.uploads + "/upload/pair", *multipart(pair_parts(
+            CURRENT, original=image_bytes("JPEG", (640, 480), (120, 120, 120)),
+            labeled=image_bytes("JPEG", (640, 480), (160, 60, 60)))))
+        self.assertIn(status, (200, 201), body)
+        (new_original,) = self.sql("SELECT max(id) FROM images WHERE kind = 'original'")[0]
+        # ... and a speed telegram stored and announced the way the MES service does
         (speed,) = self.sql("""INSERT INTO tc_4003_speed (line_code, sequence_no, sent_at, received_at, line_speed, raw)
                                VALUES ('CCL1', 9999, now(), now(), 137, '\\x02') RETURNING id""")[0]
         notify(self.sql, {"table": "tc_4003_speed", "id": speed, "tc_code": "4003"})
@@ -151,6 +179,8 @@ class BrowserTests(TestCase):
         self.wait(lambda d: d.find_elements(By.CSS_SELECTOR, f'#coil-bar [data-defect="{defect}"]'),
                   "the coil bar did not mark the new defect")
         self.assertIn("roll_mark", self.by_css("#today").text)
+        self.wait(lambda d: d.find_element(By.ID, "latest-original").get_attribute("data-image") == str(new_original),
+                  "the new image pair did not reach the dashboard")
         self.shot("03-dashboard-live")
 
         # open the coil from the live feed
@@ -162,7 +192,7 @@ class BrowserTests(TestCase):
         self.shot("04-coil-detail")
 
         # open an image in the viewer: original shown, defect boxes drawn, labeled toggle
-        self.by_css("#gallery a.open-image").click()
+        self.by_css(f'#gallery a.open-image[data-image="{self.seeded["images"]["original"]}"]').click()
         self.wait(lambda d: d.execute_script(
             "var i = document.getElementById('viewer-image'); return i && i.complete && i.naturalWidth > 0"
             " && !document.querySelector('.viewer').hidden;"), "viewer did not show the image")
