@@ -1,9 +1,8 @@
 """The real browser test: Debian's Chromium driven by selenium against a real ccl-ui process.
 
-Log in, watch the dashboard receive live: a defect sent to the real ccl-defects service, an
-image pair sent to the real ccl-images service, and a line speed telegram stored and announced
-(INSERT + NOTIFY ccl_events) the way the MES service does; open a coil, open an image in the
-viewer, look at every page, log out. Screenshots of each page go to
+Log in, watch the dashboard receive live what the real services store and announce: a defect
+sent to ccl-defects, an image pair sent to ccl-images, a line speed telegram (TC 4003) sent to
+ccl-mes; open a coil, open an image in the viewer, look at every page, log out. Screenshots of each page go to
 test-artifacts/screenshots/ at the project root (see README, "Web UI").
 
 scripts/install-system-packages.sh installs chromium, chromium-driver and a Korean font;
@@ -17,8 +16,9 @@ import http.client
 import json
 import os
 import shutil
-import urllib.parse
+import socket
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 import psycopg2
@@ -29,7 +29,8 @@ from ccl.adapters.web.ui.app import load_pages
 from ccl.adapters.web.ui.routing import ROUTES
 from tests.support.database import fresh_database
 from tests.support.ingest import image_bytes, multipart, pair_parts
-from tests.support.ui_data import CURRENT, notify, seed_line
+from tests.support.mes import speed as speed_telegram
+from tests.support.ui_data import CURRENT, seed_line
 from tests.support.ui_process import ROOT, start_process, start_ui_process
 
 CHROMIUM = "/usr/bin/chromium"
@@ -38,6 +39,20 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 WAIT = 30
 PASSWORD = "Browser-test-pw-7"
 load_pages()
+
+
+def send_telegram(url: str, telegram: bytes) -> bytes:
+    """Send one telegram as the MES does and return the reply (an ACK telegram)."""
+    parts = urllib.parse.urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as connection:
+        connection.sendall(telegram)
+        reply = b""
+        while len(reply) < 4:
+            chunk = connection.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        return reply
 
 
 def post(url: str, body: bytes, content_type: str) -> tuple[int, bytes]:
@@ -75,10 +90,10 @@ class BrowserTests(TestCase):
         self.sql("INSERT INTO users (username, display_name, password_hash, role) VALUES ('kim', '김반장', %s, 'admin')",
                  (hash_password(PASSWORD),))
         self.base = start_ui_process(self, self.dsn, self.tmp / "var", self.images)
-        # the real Jetson ingestion services, as on the plant (MES is not among them yet:
-        # its speed telegram is stored and announced below the way the MES service does)
+        # the real services that feed the UI: Jetson ingestion and the MES receiver
         self.defects = start_process(self, "ccl-defects", self.dsn, self.tmp / "var", self.images)
         self.uploads = start_process(self, "ccl-images", self.dsn, self.tmp / "var", self.images)
+        self.mes = start_process(self, "ccl-mes", self.dsn, self.tmp / "var", self.images)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         self.driver = self.browser()
 
@@ -166,10 +181,10 @@ class BrowserTests(TestCase):
             labeled=image_bytes("JPEG", (640, 480), (160, 60, 60)))))
         self.assertIn(status, (200, 201), body)
         (new_original,) = self.sql("SELECT max(id) FROM images WHERE kind = 'original'")[0]
-        # ... and a speed telegram stored and announced the way the MES service does
-        (speed,) = self.sql("""INSERT INTO tc_4003_speed (line_code, sequence_no, sent_at, received_at, line_speed, raw)
-                               VALUES ('CCL1', 9999, now(), now(), 137, '\\x02') RETURNING id""")[0]
-        notify(self.sql, {"table": "tc_4003_speed", "id": speed, "tc_code": "4003"})
+        # ... and a line speed telegram (TC 4003) to the real MES receiver, which ACKs it
+        self.assertEqual(send_telegram(self.mes, speed_telegram(9999, 137))[0:4], b"4900")
+        self.wait(lambda d: self.sql("SELECT id FROM tc_4003_speed WHERE sequence_no = 9999"), "speed not stored")
+        (speed,) = self.sql("SELECT id FROM tc_4003_speed WHERE sequence_no = 9999")[0]
 
         self.wait(lambda d: d.find_elements(By.CSS_SELECTOR, f'#feed tr[data-defect="{defect}"]'),
                   "the new defect did not reach the live feed")

@@ -14,16 +14,19 @@ from ccl.adapters.storage.localdb import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 #: plugin -> the setting that holds its listen endpoint
-LISTEN = {"ccl-ui": "CCL_UI_LISTEN", "ccl-defects": "CCL_DEFECTS_LISTEN", "ccl-images": "CCL_IMAGES_LISTEN"}
+LISTEN = {"ccl-ui": "CCL_UI_LISTEN", "ccl-defects": "CCL_DEFECTS_LISTEN", "ccl-images": "CCL_IMAGES_LISTEN",
+          "ccl-mes": "CCL_MES_LISTEN"}
 
 
 def start_process(testcase, plugin: str, dsn: str, var: Path, image_root: Path) -> str:
-    """Start ``plugin``, stopped at clean-up; return its base URL once it accepts connections."""
+    """Start ``plugin``, stopped at clean-up; return its base URL (``http://127.0.0.1:PORT``)
+    once it accepts connections."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCL_") or k == "CCL_VENV"}
     env.update(PYTHONPATH=str(ROOT), CCL_DATABASE_DSN=dsn, CCL_PATHS_VAR=str(var), CCL_IMAGES_ROOT=str(image_root),
                CCL_UI_ORCHESTRATOR_URL="http://127.0.0.1:9", CCL_INGEST_ALLOW="127.0.0.1",
-               CCL_DATABASE_POOL_SIZE="2")
+               CCL_DATABASE_POOL_SIZE="2", CCL_PATHS_LOGS=str(var / "logs"),
+               CCL_MES_STATUS_LISTEN=f"tcp:{free_port()}:interface=127.0.0.1", CCL_GOKIWON_ENABLED="false")
     env[LISTEN[plugin]] = f"tcp:{port}:interface=127.0.0.1"
     logfile = var / f"{plugin}.log"
     log = open(logfile, "wb")
