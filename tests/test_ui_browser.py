@@ -95,6 +95,8 @@ class BrowserTests(TestCase):
         self.uploads = start_process(self, "ccl-images", self.dsn, self.tmp / "var", self.images)
         self.mes = start_process(self, "ccl-mes", self.dsn, self.tmp / "var", self.images)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for stale in SCREENSHOTS.glob("failed*"):  # from an earlier failed run
+            stale.unlink()
         self.driver = self.browser()
 
     def browser(self):
