@@ -1,0 +1,29 @@
+"""``python -I -c <this file> SIGNAL COMMAND...``: exec COMMAND, dying with the orchestrator.
+
+Linux's parent-death signal makes the kernel send SIGNAL to the child when the orchestrator
+dies, even by SIGKILL, so no service is ever left running without its monitor. It survives
+``exec``; it is set here, after any change of user, because a change of user clears it.
+"""
+
+import ctypes
+import os
+import signal
+import sys
+
+_PR_SET_PDEATHSIG = 1
+
+
+def main(argv: list[str]) -> None:
+    signame, command = argv[0], argv[1:]
+    parent = os.environ.pop("CCL_ORCHESTRATOR_PID", "")
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(getattr(signal, f"SIG{signame}")), 0, 0, 0)
+        # The orchestrator may have died before prctl: then nobody would ever signal us.
+        if parent and os.getppid() != int(parent):
+            sys.exit(f"exec_child: orchestrator {parent} is gone; not starting {command[0]}")
+    os.execvp(command[0], command)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
