@@ -108,7 +108,16 @@ class AlertRules:
         self.volumes = volumes
         self._down_since: dict[str, float] = {}
         self._running = False
+        self._idle: list[defer.Deferred] = []
         self.last_conditions: list[Condition] = []
+
+    def idle(self) -> defer.Deferred:
+        """Fires once no evaluation is in flight (shutdown waits for it before closing the database)."""
+        if not self._running:
+            return defer.succeed(None)
+        waiter = defer.Deferred()
+        self._idle.append(waiter)
+        return waiter
 
     def service_conditions(self) -> list[Condition]:
         s = self._settings
@@ -189,3 +198,6 @@ class AlertRules:
             return []
         finally:
             self._running = False
+            waiters, self._idle = self._idle, []
+            for waiter in waiters:
+                waiter.callback(None)

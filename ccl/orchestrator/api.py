@@ -36,6 +36,13 @@ def _json(request, body, code: int = 200) -> bytes:
     return json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
 
 
+def _copy(d: defer.Deferred) -> defer.Deferred:
+    """A Deferred firing when ``d`` does, without touching ``d``'s own result."""
+    copy = defer.Deferred()
+    d.addBoth(lambda result: (copy.callback(None), result)[1])
+    return copy
+
+
 def _error(request, code: int, error: str, details=None) -> bytes:
     return _json(request, {"error": error, "details": details}, code)
 
@@ -50,6 +57,7 @@ class ControlAPI:
         self._token = token
         self.volumes = volumes
         self.orchestrator_log = orchestrator_log
+        self._audits: set[defer.Deferred] = set()
 
     def resource(self):
         return self.app.resource()
@@ -68,6 +76,14 @@ class ControlAPI:
                      what="audit of a control action", maximum=10)
         d.addErrback(lambda failure: log.failure("audit of {action} {target} failed", failure,
                                                  action=action, target=target))
+        self._audits.add(d)
+        d.addBoth(lambda _: self._audits.discard(d))
+
+    def drain(self, timeout: float = 10.0) -> defer.Deferred:
+        """Fires when the audit rows in flight are written (or ``timeout`` passed): shutdown waits for it."""
+        pending = defer.DeferredList([_copy(d) for d in self._audits])
+        pending.addTimeout(timeout, self._reactor, onTimeoutCancel=lambda *_: None)
+        return pending.addErrback(lambda _: None)
 
     def _control(self, request, action: str, target: str | None, work, is_service: bool = True):
         """Authenticate, run ``work()`` (a Deferred of a JSON body), audit, answer."""

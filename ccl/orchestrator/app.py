@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from twisted.application import service, strports
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.logger import ILogObserver, Logger, formatEventAsClassicLogText, globalLogPublisher
 from twisted.web.server import Site
 from zope.interface import implementer
@@ -42,54 +41,53 @@ def orchestrator_log(settings: Settings) -> RotatingLog:
     return RotatingLog(settings.logs / "orchestrator.log", settings.log_max_bytes, settings.log_keep)
 
 
-class _DatabaseService(service.Service):
-    def __init__(self, db: Database):
-        self.db = db
+class OrchestratorService(service.Service):
+    """Starts the parts in order and stops them in order, which a MultiService does not do
+    (it stops all children at once): API first, then the alert loop, then the children
+    (services, then - once pending audit rows are written and the orchestrator's own
+    connections are closed - the database), last the log observer."""
+
+    def __init__(self, reactor, *, db: Database, monitor: Orchestrator, rules: AlertRules, api: ControlAPI,
+                 web: service.Service, settings: Settings, observer: RotatingLogObserver | None):
+        self._reactor = reactor
+        self.db, self.monitor, self.rules, self.api, self.web = db, monitor, rules, api, web
+        self.settings = settings
+        self._observer = observer
+        self._loop = task.LoopingCall(self._evaluate)
+        self._loop.clock = reactor
+        monitor.before_database_stop.append(self._before_database_stop)
+
+    def _evaluate(self) -> None:
+        self.rules.evaluate().addErrback(lambda failure: log.failure("alert rules failed", failure))
 
     def startService(self):  # noqa: N802
         super().startService()
+        if self._observer is not None:
+            globalLogPublisher.addObserver(self._observer)
         self.db.start()
+        self.monitor.startService()
+        self._loop.start(self.settings.alert_interval, now=False)
+        self.web.startService()
 
-    def stopService(self):  # noqa: N802
-        super().stopService()
+    @defer.inlineCallbacks
+    def _before_database_stop(self):
+        yield self.api.drain()
+        yield self.rules.idle()
         self.db.close()
 
-
-class _LogService(service.Service):
-    """Adds the orchestrator.log observer while running (``twistd -n ccl-orchestrator``)."""
-
-    def __init__(self, observer: RotatingLogObserver):
-        self.observer = observer
-
-    def startService(self):  # noqa: N802
-        super().startService()
-        globalLogPublisher.addObserver(self.observer)
-
+    @defer.inlineCallbacks
     def stopService(self):  # noqa: N802
         super().stopService()
-        globalLogPublisher.removeObserver(self.observer)
-
-
-class _Loop(service.Service):
-    def __init__(self, reactor, interval: float, work):
-        self._loop = task.LoopingCall(self._run, work)
-        self._loop.clock = reactor
-        self._interval = interval
-
-    @staticmethod
-    def _run(work):
-        d = work()
-        d.addErrback(lambda failure: log.failure("periodic work failed", failure))
-        return None
-
-    def startService(self):  # noqa: N802
-        super().startService()
-        self._loop.start(self._interval, now=False)
-
-    def stopService(self):  # noqa: N802
-        super().stopService()
+        yield self.web.stopService()
         if self._loop.running:
             self._loop.stop()
+        yield self.rules.idle()
+        yield self.monitor.stopService()
+        yield self._before_database_stop()
+        self.monitor.close_logs()
+        log.info("orchestrator stopped; no child left running")
+        if self._observer is not None:
+            globalLogPublisher.removeObserver(self._observer)
 
 
 def volumes(config: Config, settings: Settings) -> dict[str, Path]:
@@ -103,44 +101,35 @@ def volumes(config: Config, settings: Settings) -> dict[str, Path]:
 
 
 def make_service(config: Config, reactor=None, specs: list[ChildSpec] | None = None,
-                 log_file: RotatingLog | None = None, attach_log: bool = True) -> service.MultiService:
-    """The whole orchestrator as one service; ``specs`` replaces the service table (tests)."""
+                 log_file: RotatingLog | None = None, attach_log: bool = True) -> OrchestratorService:
+    """The whole orchestrator as one service; ``specs`` replaces the service table (tests).
+
+    ``attach_log``: add the orchestrator.log observer while running (the plugin); ``ccl.tac``
+    gives it to twistd as the application's log observer instead.
+    """
     if reactor is None:
         from twisted.internet import reactor
     settings = Settings.from_config(config)
     dsn = resolve_dsn(config)
     specs = children(config) if specs is None else specs
     token = load_or_create_token(settings.token, settings.var)
-    top = service.MultiService()
-
     log_file = log_file or orchestrator_log(settings)
-    if attach_log:
-        _LogService(RotatingLogObserver(log_file)).setServiceParent(top)
 
     db = Database(reactor, dsn, size=2)
-    _DatabaseService(db).setServiceParent(top)
-
     monitor = Orchestrator(reactor, specs, settings)
-    monitor.setName("monitor")
-    monitor.before_database_stop.append(db.close)
-    monitor.setServiceParent(top)
-
     watched = volumes(config, settings)
     rules = AlertRules(reactor, monitor, db, settings, watched)
+
     def on_event(event, child):
         if event == "fatal":  # raise the alert now, not at the next evaluation
             rules.evaluate().addErrback(lambda failure: log.failure("alert rules failed", failure))
     monitor.listeners.append(on_event)
-    _Loop(reactor, settings.alert_interval, rules.evaluate).setServiceParent(top)
 
     api = ControlAPI(reactor, monitor, db, token, watched, orchestrator_log=log_file)
     site = Site(api.resource())
     site.displayTracebacks = False
     web = strports.service(settings.listen, site, reactor=reactor)
-    web.setName("api")
-    web.setServiceParent(top)
-
-    top.monitor, top.api, top.rules, top.db, top.settings = monitor, api, rules, db, settings
-    log.info("orchestrator: {count} services, control API on {listen}, pid {pid}",
-             count=len(specs), listen=settings.listen, pid=os.getpid())
-    return top
+    log.info("orchestrator: {count} services, control API on {listen}",
+             count=len(specs), listen=settings.listen)
+    return OrchestratorService(reactor, db=db, monitor=monitor, rules=rules, api=api, web=web, settings=settings,
+                               observer=RotatingLogObserver(log_file) if attach_log else None)

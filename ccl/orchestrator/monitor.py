@@ -141,6 +141,7 @@ class Orchestrator(ProcessMonitor):
         self._started_wall = time.time()
         self._started_at = self._clock.seconds()
         self._startup: defer.Deferred | None = None
+        self._inflight: set[defer.Deferred] = set()
         for spec in specs:
             self.add(spec)
 
@@ -216,6 +217,8 @@ class Orchestrator(ProcessMonitor):
             if loop.running:
                 loop.stop()
         self._loops = []
+        for pending in list(self._inflight):
+            pending.cancel()
         return self.stop_all(shutting_down=True)
 
     @defer.inlineCallbacks
@@ -225,7 +228,7 @@ class Orchestrator(ProcessMonitor):
         yield defer.DeferredList(others)
         if shutting_down:
             for hook in self.before_database_stop:
-                hook()
+                yield hook()
         yield defer.DeferredList([self.stop(c.id) for c in self.children.values() if c.spec.first])
         return [c.id for c in self.children.values()]
 
@@ -413,7 +416,16 @@ class Orchestrator(ProcessMonitor):
         for child in self.children.values():
             if child.state in ("starting", "running") and child.spec.checks and not child.checking:
                 child.checking = True
-                self._check(child).addBoth(self._checked, child, child.pid)
+                self._track(self._check(child)).addBoth(self._checked, child, child.pid)
+
+    def _track(self, d: defer.Deferred) -> defer.Deferred:
+        """Checks and scrapes in flight, cancelled at shutdown so that nothing is left half open."""
+        self._inflight.add(d)
+
+        def done(result):
+            self._inflight.discard(d)
+            return result
+        return d.addBoth(done)
 
     def _check(self, child: Child) -> defer.Deferred:
         timeout = self.settings.health_timeout
@@ -452,7 +464,7 @@ class Orchestrator(ProcessMonitor):
     def scrape_metrics(self) -> None:
         for child in self.children.values():
             if child.state == "running" and child.spec.metrics_url:
-                d = scrape(self._reactor, child.spec.metrics_url, self.settings.health_timeout)
+                d = self._track(scrape(self._reactor, child.spec.metrics_url, self.settings.health_timeout))
                 d.addCallbacks(self._scraped, lambda failure: None, callbackArgs=(child, child.pid))
 
     def _scraped(self, samples, child: Child, pid) -> None:
