@@ -71,11 +71,21 @@ def _sync(cursor, conditions: list[Condition]):
     return changes
 
 
+@defer.inlineCallbacks
+def _acknowledge(cursor, alert_id: int, actor: str):
+    yield cursor.execute("UPDATE alerts SET acknowledged_at = now(), acknowledged_by = %s WHERE id = %s"
+                         " AND acknowledged_at IS NULL RETURNING id, rule, subject", (actor, alert_id))
+    row = cursor.fetchone()
+    if row is None:
+        return False
+    payload = {"type": "alert", "event": "acknowledged", "id": row[0], "rule": row[1], "subject": row[2], "by": actor}
+    yield cursor.execute(notify_sql(), (json.dumps(payload, ensure_ascii=False),))
+    return True
+
+
 def acknowledge(db, alert_id: int, actor: str) -> defer.Deferred:
-    """Mark an alert seen by ``actor``; fires with True when it existed."""
-    d = db.runQuery("UPDATE alerts SET acknowledged_at = now(), acknowledged_by = %s WHERE id = %s"
-                    " AND acknowledged_at IS NULL RETURNING id", (actor, alert_id))
-    return d.addCallback(lambda rows: bool(rows))
+    """Mark an alert seen by ``actor`` (and NOTIFY it); fires with True when it was open to acknowledge."""
+    return db.runInteraction(_acknowledge, alert_id, actor)
 
 
 def open_alerts(db) -> defer.Deferred:

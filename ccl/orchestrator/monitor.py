@@ -82,6 +82,7 @@ class Child:
     def status(self, now: float) -> dict:
         return {
             "service": self.id,
+            "id": self.id,
             "state": self.state,
             "wanted": self.wanted,
             "pid": self.pid,
