@@ -128,3 +128,25 @@ class MonitorTests(TestCase):
         self.assertTrue(env["PYTHONPATH"])
         self.assertTrue(env["LANG"])
         self.assertNotIn("CCL_ORCHESTRATOR_PID", env)  # consumed by exec_child, never seen by config
+
+
+class OrphanTests(TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_children_die_with_a_killed_orchestrator(self):
+        import subprocess
+        import sys
+
+        from ccl.orchestrator.services import child_environment
+        from tests.support.children import program
+
+        parent = subprocess.Popen([sys.executable, program("fake_orchestrator")], stdout=subprocess.PIPE,
+                                  env=child_environment())
+        self.addCleanup(lambda: parent.poll() is None and parent.kill())
+        child_pid = int(parent.stdout.readline())
+        parent.stdout.close()
+        yield wait_for(lambda: process_exists(child_pid), "child started")
+        os.kill(parent.pid, signal.SIGKILL)  # no chance to stop anything
+        parent.wait()
+        yield wait_for(lambda: not process_exists(child_pid), "the orphan to get its signal and exit")

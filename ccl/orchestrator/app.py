@@ -90,6 +90,13 @@ class OrchestratorService(service.Service):
             globalLogPublisher.removeObserver(self._observer)
 
 
+class _QuietSite(Site):
+    """No access log: status polls would drown orchestrator.log; control actions go to audit_logs."""
+
+    def log(self, request) -> None:
+        pass
+
+
 def volumes(config: Config, settings: Settings) -> dict[str, Path]:
     """Volumes watched for the disk rule: the image root and the database volume."""
     found = {"images": config.get_path("images", "root")}
@@ -126,7 +133,7 @@ def make_service(config: Config, reactor=None, specs: list[ChildSpec] | None = N
     monitor.listeners.append(on_event)
 
     api = ControlAPI(reactor, monitor, db, token, watched, orchestrator_log=log_file)
-    site = Site(api.resource())
+    site = _QuietSite(api.resource())
     site.displayTracebacks = False
     web = strports.service(settings.listen, site, reactor=reactor)
     log.info("orchestrator: {count} services, control API on {listen}",

@@ -327,7 +327,9 @@ class Orchestrator(ProcessMonitor):
         child.metrics = []
         child.state = "starting" if spec.checks else "running"
         try:
-            transport = self._reactor.spawnProcess(proto, spec.argv[0], spec.argv, env=spec.env, path=spec.cwd,
+            # exec_child ties the child's life to this process (the pid after twistd daemonized).
+            env = dict(spec.env, CCL_ORCHESTRATOR_PID=str(os.getpid()))
+            transport = self._reactor.spawnProcess(proto, spec.argv[0], spec.argv, env=env, path=spec.cwd,
                                                    uid=spec.uid, gid=spec.gid)
         except OSError as failure:
             child.pid = None

@@ -8,7 +8,6 @@ one never takes another down. Health checks come from the service's own listen s
 from __future__ import annotations
 
 import os
-import pwd
 import sys
 from pathlib import Path
 
@@ -91,8 +90,6 @@ def child_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(paths)
     # Whole lines reach the log at once instead of sitting in a pipe buffer.
     env["PYTHONUNBUFFERED"] = "1"
-    # A child dies with the orchestrator even if the orchestrator is killed (see exec_child).
-    env["CCL_ORCHESTRATOR_PID"] = str(os.getpid())
     return env
 
 
@@ -111,14 +108,14 @@ def endpoint_address(config: Config, section: str, key: str) -> tuple[str, int]:
     return host, port
 
 
-def wrap(argv: list[str], stop_signal: str = "TERM") -> list[str]:
+def wrap(argv: list[str], stop_signal: str = "TERM", user: str | None = None) -> list[str]:
     """Run ``argv`` through exec_child, which ties its life to the orchestrator's (Linux).
 
     The wrapper's source is passed with ``-I -c`` so that it runs even as a user (postgres)
     who cannot read the project directory.
     """
     source = Path(__file__).with_name("exec_child.py").read_text(encoding="utf-8")
-    return [sys.executable, "-I", "-c", source, stop_signal, *argv]
+    return [sys.executable, "-I", "-c", source, stop_signal, user or "-", *argv]
 
 
 def twistd_argv(plugin: str) -> list[str]:
@@ -146,14 +143,13 @@ def postgres_child(config: Config, env: dict[str, str]) -> ChildSpec:
 
     cluster = local_cluster(config)
     argv = cluster.server_argv()
-    uid = gid = None
+    user = None
     if argv[0] == "runuser":
-        # runuser would sit between us and postgres and swallow signals: switch user at spawn instead.
+        # runuser would sit between us and postgres and swallow signals: exec_child switches user instead.
         argv = argv[argv.index("--") + 1:]
-        account = pwd.getpwnam("postgres")
-        uid, gid = account.pw_uid, account.pw_gid
-    pg_env = {k: v for k, v in env.items() if k in ("PATH", "LANG", "TZ", "CCL_ORCHESTRATOR_PID") or k.startswith("LC_")}
-    return ChildSpec(id=POSTGRES, argv=wrap(argv, "INT"), env=pg_env, cwd=str(cluster.datadir), uid=uid, gid=gid,
+        user = "postgres"
+    pg_env = {k: v for k, v in env.items() if k in ("PATH", "LANG", "TZ") or k.startswith("LC_")}
+    return ChildSpec(id=POSTGRES, argv=wrap(argv, "INT", user), env=pg_env, cwd=str(cluster.datadir),
                      stop_signal="INT", checks=(Check("postgres", resolve_dsn(config)),), first=True,
                      info={"datadir": str(cluster.datadir), "port": str(cluster.port)})
 
