@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 import attrs
+import psutil
 from twisted.application import service
 from twisted.internet import defer, error, protocol, task
 from twisted.logger import Logger
@@ -70,6 +71,7 @@ class Child:
     pending_start: object = None           # IDelayedCall of a back-off restart
     murder: object = None                  # IDelayedCall of the SIGKILL after grace
     exit_waiters: list = attrs.field(factory=list)
+    descendants: dict = attrs.field(factory=dict)  # pid -> create time, seen at the last check
     ready_waiters: list = attrs.field(factory=list)
 
     @property
@@ -98,6 +100,24 @@ class Child:
             "metrics_at": _iso(self.metrics_at),
             "info": self.spec.info,
         }
+
+
+def _descendants(pid: int) -> dict[int, float]:
+    try:
+        return {p.pid: p.create_time() for p in psutil.Process(pid).children(recursive=True)}
+    except psutil.Error:
+        return {}
+
+
+def _kill_leftovers(child: "Child") -> None:
+    for pid, created in child.descendants.items():
+        try:
+            process = psutil.Process(pid)
+            if process.create_time() == created:  # the same process, not a reused pid
+                process.kill()
+                log.info("{service}: killed pid {pid} left behind by its parent", service=child.id, pid=pid)
+        except psutil.Error:
+            pass
 
 
 def _sample_name(name: str, labels: dict) -> str:
@@ -349,6 +369,11 @@ class Orchestrator(ProcessMonitor):
         value = getattr(reason, "value", None)
         code = getattr(value, "exitCode", None)
         signal_number = getattr(value, "signal", None)
+        if child.state != "stopping":
+            # Died unexpectedly: its own children (PostgreSQL's backends) would linger as orphans
+            # and keep the next start from binding its port or shared memory.
+            _kill_leftovers(child)
+        child.descendants = {}
         self._exited(child, {"code": code, "signal": signal_number})
 
     def _exited(self, child: Child, how: dict) -> None:
@@ -417,6 +442,8 @@ class Orchestrator(ProcessMonitor):
 
     def check_health(self) -> None:
         for child in self.children.values():
+            if child.alive():
+                child.descendants = _descendants(child.pid)
             if child.state in ("starting", "running") and child.spec.checks and not child.checking:
                 child.checking = True
                 self._track(self._check(child)).addBoth(self._checked, child, child.pid)

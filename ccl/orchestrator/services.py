@@ -119,7 +119,10 @@ def wrap(argv: list[str], stop_signal: str = "TERM", user: str | None = None) ->
 
 
 def twistd_argv(plugin: str) -> list[str]:
-    return [sys.executable, "-m", "twisted", "-n", "--pidfile=", "--logfile=-", plugin]
+    """twistd in the foreground, logging to stdout (our log file). ``python -m twisted`` is
+    ``twist``, which has no -n/--pidfile, hence twistd's own entry point."""
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+            "-n", "--pidfile=", "--logfile=-", plugin]
 
 
 def _url(config: Config, section: str, key: str, path: str) -> str:
@@ -148,6 +151,9 @@ def postgres_child(config: Config, env: dict[str, str]) -> ChildSpec:
         # runuser would sit between us and postgres and swallow signals: exec_child switches user instead.
         argv = argv[argv.index("--") + 1:]
         user = "postgres"
+    # After a crash PostgreSQL fsyncs every file of the cluster one by one before recovery
+    # (seconds); syncfs flushes the same data with one call per file system (PostgreSQL >= 14).
+    argv = argv + ["-c", "recovery_init_sync_method=syncfs"]
     pg_env = {k: v for k, v in env.items() if k in ("PATH", "LANG", "TZ") or k.startswith("LC_")}
     return ChildSpec(id=POSTGRES, argv=wrap(argv, "INT", user), env=pg_env, cwd=str(cluster.datadir),
                      stop_signal="INT", checks=(Check("postgres", resolve_dsn(config)),), first=True,
