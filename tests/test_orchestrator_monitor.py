@@ -106,6 +106,20 @@ class MonitorTests(TestCase):
         self.assertNotEqual(child.pid, pid)
 
     @defer.inlineCallbacks
+    def test_tcp_check_and_a_child_never_healthy_is_restarted_with_the_reason(self):
+        from ccl.orchestrator.services import Check
+
+        port, closed = free_port(), free_port()
+        good = spec("tcp-good", "serve_health", str(port), checks=(Check("tcp", f"127.0.0.1:{port}"),))
+        bad = spec("tcp-bad", "serve_health", str(free_port()), checks=(Check("tcp", f"127.0.0.1:{closed}"),))
+        monitor = self.monitor([good, bad], start_timeout="1")
+        yield wait_for(lambda: monitor.get("tcp-good").state == "running", "tcp check passes")
+        yield wait_for(lambda: monitor.get("tcp-bad").restarts >= 1, "restart of the never healthy child")
+        self.assertIn("not healthy within 1 s of starting", monitor.get("tcp-bad").last_restart_reason)
+        self.assertIn(f"connect 127.0.0.1:{closed}", monitor.get("tcp-bad").last_restart_reason)
+        self.assertEqual(monitor.get("tcp-good").restarts, 0)
+
+    @defer.inlineCallbacks
     def test_stopping_the_orchestrator_leaves_no_child(self):
         port = free_port()
         monitor = self.monitor([http_spec("web", port), spec("stubborn", "ignore_term"), spec("lines", "print_lines", "5")],

@@ -64,6 +64,7 @@ class Child:
     health: dict = attrs.field(factory=lambda: {"status": "unknown"})
     failures: int = 0
     checking: bool = False
+    tcp_ok_at: float | None = None
     metrics: list = attrs.field(factory=list)
     metrics_at: float | None = None
     healthy_since: float | None = None
@@ -342,6 +343,7 @@ class Orchestrator(ProcessMonitor):
         child.started_at = self.timeStarted[name] = self._clock.seconds()
         child.started_wall = time.time()
         child.failures = 0
+        child.tcp_ok_at = None
         child.healthy_since = None
         child.health = {"status": "unknown"}
         child.metrics = []
@@ -459,8 +461,22 @@ class Orchestrator(ProcessMonitor):
 
     def _check(self, child: Child) -> defer.Deferred:
         timeout = self.settings.health_timeout
-        return defer.gatherResults([run_check(self._reactor, check, timeout) for check in child.spec.checks],
-                                   consumeErrors=True)
+        now = self._clock.seconds()
+        checks = []
+        for check in child.spec.checks:
+            if check.kind == "tcp":
+                # A connect shows up in the service's own log and connection figures: after a
+                # success, repeat it only every tcp_check_interval s.
+                if child.tcp_ok_at is not None and now - child.tcp_ok_at < self.settings.tcp_check_interval:
+                    continue
+                checks.append(run_check(self._reactor, check, timeout).addCallback(self._tcp_ok, child))
+            else:
+                checks.append(run_check(self._reactor, check, timeout))
+        return defer.gatherResults(checks, consumeErrors=True)
+
+    def _tcp_ok(self, result, child: Child):
+        child.tcp_ok_at = self._clock.seconds()
+        return result
 
     def _checked(self, result, child: Child, pid: int | None) -> None:
         child.checking = False

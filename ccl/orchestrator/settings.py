@@ -20,6 +20,7 @@ class Settings:
     health_interval: float
     health_timeout: float
     health_failures: int
+    tcp_check_interval: float
     start_timeout: float
     stable_after: float
     restart_delay: float
@@ -50,6 +51,7 @@ class Settings:
             health_interval=config.get_float(o, "health_interval", 0.1, 3600),
             health_timeout=config.get_float(o, "health_timeout", 0.1, 600),
             health_failures=config.get_int(o, "health_failures", 1, 1000),
+            tcp_check_interval=config.get_float(o, "tcp_check_interval", 0.1, 86400),
             start_timeout=config.get_float(o, "start_timeout", 1, 3600),
             stable_after=config.get_float(o, "stable_after", 0.1, 86400),
             restart_delay=config.get_float(o, "restart_delay", 0, 3600),
