@@ -84,6 +84,41 @@ def health_ok(check: dict) -> bool:
         return False
 
 
+def baseline(env: dict, api: str, checks: dict, services: list[str], runs: int = 5) -> None:
+    """The same services started by hand (no orchestrator): their own start-up time, for comparison."""
+    from ccl.orchestrator.services import twistd_argv
+
+    plugins = {s.id: s.plugin for s in SERVICES}
+    request = urllib.request.Request(f"{api}/stop-all", method="POST", data=b"",
+                                     headers={"Authorization": f"Bearer {env['CCL_BENCH_TOKEN']}"})
+    urllib.request.urlopen(request, timeout=120).read()
+    request = urllib.request.Request(f"{api}/start/postgres", method="POST", data=b"",
+                                     headers={"Authorization": f"Bearer {env['CCL_BENCH_TOKEN']}"})
+    urllib.request.urlopen(request, timeout=120).read()
+    while not health_ok(checks["postgres"]):
+        time.sleep(0.05)
+    print(f"for comparison, each service started by hand (twistd -n, no orchestrator), {runs} runs:")
+    print(f"{'service':<22} {'runs':>5} {'p50 s':>7} {'max s':>7}")
+    child_env = {k: v for k, v in env.items() if k != "CCL_BENCH_TOKEN"}
+    for name in services:
+        values = []
+        for _ in range(runs):
+            started = time.monotonic()
+            process = subprocess.Popen(twistd_argv(plugins[name]), env=child_env, cwd=ROOT,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                while not health_ok(checks[name]):
+                    if process.poll() is not None or time.monotonic() - started > 60:
+                        raise SystemExit(f"{name} did not start by hand")
+                    time.sleep(0.01)
+                values.append(time.monotonic() - started)
+            finally:
+                process.terminate()
+                process.wait(30)
+        values.sort()
+        print(f"{name:<22} {runs:>5} {statistics.median(values):>7.3f} {values[-1]:>7.3f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kills", type=int, default=20)
@@ -115,6 +150,7 @@ def main() -> int:
         for name in services:
             checks[name] = {"kind": "http", "url": f"http://127.0.0.1:{urls[name]}/health"}
         subprocess.run([str(bindir / "ccl"), "ctl", "wait", "--timeout", "120"], env=env, check=True)
+        env["CCL_BENCH_TOKEN"] = (base / "var" / "orchestrator.token").read_text().strip()
         print(f"services: {', '.join(checks)}; {args.kills} SIGKILLs each, round robin", flush=True)
         times: dict[str, list[float]] = {name: [] for name in checks}
         for round_number in range(args.kills):
@@ -138,6 +174,7 @@ def main() -> int:
             worst = max(worst, p99)
             print(f"{name:<22} {len(values):>5} {statistics.median(values):>7.3f} {p99:>7.3f} {values[-1]:>7.3f}")
         print(f"target p99 < 2 s for every service: {'met' if worst < 2 else 'NOT met'} (worst p99 {worst:.3f} s)")
+        baseline(env, api, checks, services)
         return 0
     finally:
         if orchestrator is not None:

@@ -95,8 +95,7 @@ class Child:
             "last_exit": self.last_exit,
             "last_restart_reason": self.last_restart_reason,
             "health": dict(self.health, failures=self.failures,
-                           checks=[check.describe() for check in self.spec.checks if check.kind != "postgres"]
-                           or [check.describe() for check in self.spec.checks]),
+                           checks=[check.describe() for check in self.spec.checks]),  # never the DSN
             "metrics": {_sample_name(name, labels): value for name, labels, value in self.metrics},
             "metrics_at": _iso(self.metrics_at),
             "info": self.spec.info,
