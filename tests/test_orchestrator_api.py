@@ -4,6 +4,7 @@ import json
 import os
 import stat
 
+import attrs
 import psycopg2
 import treq
 from twisted.internet import defer, protocol, reactor
@@ -219,7 +220,36 @@ class APITests(TestCase):
         self.assertEqual((code, body["result"]), (200, "ok"))
         self.assertEqual(query(self.dsn, "SELECT acknowledged_by FROM alerts WHERE id = %s", (fatal["id"],)),
                          [("ui:park",)])
+        # a full disk (watermark 1 %) and a restart loop (2 restarts) are raised too
+        self.service.rules._settings = attrs.evolve(self.service.rules._settings, disk_watermark=1.0,
+                                                    restart_loop_count=2)
+        yield wait_for(lambda: len(query(self.dsn, "SELECT 1 FROM alerts WHERE cleared_at IS NULL AND"
+                                                   " ((rule = 'disk.watermark' AND subject = 'images') OR"
+                                                   " (rule = 'service.restart_loop' AND subject = 'broken'))")) == 2,
+                       "disk and restart-loop alerts")
         # starting the fatal service again clears its alert once it is no longer fatal
         self.monitor.stop("broken")
         yield wait_for(lambda: query(self.dsn, "SELECT 1 FROM alerts WHERE rule = 'service.fatal'"
                                                " AND cleared_at IS NOT NULL"), "fatal cleared")
+
+
+class DownRuleTests(TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_a_wanted_service_in_backoff_is_down(self):
+        from ccl.orchestrator.alerts import AlertRules
+        from ccl.orchestrator.monitor import Orchestrator
+        from tests.support.orchestrator import settings
+
+        s = settings(self, fatal_after="10", restart_delay="30", down_alert_after="0")
+        monitor = Orchestrator(reactor, [spec("broken", "crash_at_start")], s)
+        monitor.startService()
+        self.addCleanup(lambda: monitor.stopService().addCallback(lambda _: monitor.close_logs()))
+        yield wait_for(lambda: monitor.get("broken").state == "backoff", "backoff")
+        rules = AlertRules(reactor, monitor, None, s, {})
+        rules.service_conditions()  # the first sight starts the clock
+        conditions = {(c.rule, c.subject) for c in rules.service_conditions()}
+        self.assertIn(("service.down", "broken"), conditions)
+        yield monitor.stop("broken")
+        self.assertNotIn(("service.down", "broken"), {(c.rule, c.subject) for c in rules.service_conditions()})
