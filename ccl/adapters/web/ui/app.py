@@ -1,0 +1,153 @@
+"""The UI application: one Klein app built from every registered route, Jinja2 templates.
+
+``UI(reactor, config, db)`` imports the page modules listed in :data:`PAGE_MODULES` (which
+register their routes, see ``access.py``), wraps each route with the access guard and serves
+``web/static/`` under ``/static/``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from urllib.parse import parse_qsl, urlencode
+from datetime import timedelta
+from pathlib import Path
+
+import jinja2
+from klein import Klein
+from twisted.logger import Logger
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from ccl.adapters.web.ui import i18n
+from ccl.adapters.web.ui.orchestrator import OrchestratorClient
+from ccl.adapters.web.ui.routing import ROUTES, guarded, http_error_handler
+from ccl.adapters.web.ui.sessions import Policy, SessionStore
+from ccl.config import Config, ConfigError
+
+log = Logger()
+
+#: Modules whose import registers routes. Add yours here.
+PAGE_MODULES = (
+    "ccl.adapters.web.ui.pages.framework",
+    "ccl.adapters.web.ui.pages.dashboard",
+    "ccl.adapters.web.ui.pages.system",
+    "ccl.adapters.web.ui.pages.admin",
+    "ccl.adapters.web.ui.pages.reviews",
+)
+
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:;"
+        " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+def load_pages() -> None:
+    """Import every page module, which registers its routes (idempotent)."""
+    for module in PAGE_MODULES:
+        importlib.import_module(module)
+
+
+def web_root(config: Config) -> Path:
+    """``[ui] web_root``; when empty, the checkout's ``web/``, else the installed share/ccl/web."""
+    if config.get("ui", "web_root"):
+        return config.get_path("ui", "web_root")
+    checkout = Path(__file__).resolve().parents[4] / "web"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "ccl" / "web"
+
+
+def policy(config: Config) -> Policy:
+    return Policy(
+        idle=timedelta(minutes=config.get_int("ui", "session_idle_minutes", 1, 24 * 60)),
+        absolute=timedelta(hours=config.get_int("ui", "session_max_hours", 1, 24 * 30)),
+        lockout_failures=config.get_int("ui", "lockout_failures", 1, 100),
+        lockout=timedelta(minutes=config.get_int("ui", "lockout_minutes", 1, 24 * 60)),
+    )
+
+
+def check_config(config: Config) -> None:
+    """Raise ConfigError for any bad [ui] setting, before anything starts."""
+    config.get_endpoint("ui", "listen")
+    policy(config)
+    if config.get("ui", "secure_cookie").lower() not in ("auto", "always"):
+        raise ConfigError(f"{config.where('ui', 'secure_cookie')}: must be auto or always")
+    url = config.get("ui", "orchestrator_url")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{config.where('ui', 'orchestrator_url')}: {url!r} is not an http:// or https:// URL")
+    root = web_root(config)
+    if not (root / "templates" / "base.html").is_file():
+        raise ConfigError(f"{config.where('ui', 'web_root')}: no templates/base.html under {root}")
+    config.get_path("paths", "var")
+
+
+class UI:
+    def __init__(self, reactor, config: Config, db):
+        self.reactor = reactor
+        self.config = config
+        self.db = db
+        self.web = web_root(config)
+        self.sessions = SessionStore(db, policy(config))
+        check_config(config)
+        self.secure_cookie = config.get("ui", "secure_cookie").lower()
+        self.orchestrator = OrchestratorClient(
+            reactor, config.get("ui", "orchestrator_url"), config.get_path("paths", "var") / "orchestrator.token")
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(self.web / "templates")),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.templates.filters["datetime"] = _format_datetime
+        load_pages()
+        self.app = Klein()
+        for route_ in ROUTES:
+            self.app.route(route_.path, methods=list(route_.methods), endpoint=route_.name,
+                           branch=route_.branch)(guarded(self, route_))
+        self.app.handle_errors(NotFound)(http_error_handler(self, 404, "페이지를 찾을 수 없습니다.", "not found"))
+        self.app.handle_errors(MethodNotAllowed)(http_error_handler(self, 405, "허용되지 않는 요청 방식입니다.", "method not allowed"))
+
+    def resource(self):
+        return self.app.resource()
+
+    def cookie_secure(self, request) -> bool:
+        return self.secure_cookie == "always" or request.isSecure()
+
+    def security_headers(self, request) -> None:
+        request.setHeader(b"content-security-policy", _CSP.encode())
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"x-frame-options", b"DENY")
+        request.setHeader(b"referrer-policy", b"same-origin")
+
+    def render(self, template: str, ctx, **values) -> str:
+        user = ctx.user
+        return self.templates.get_template(template).render(
+            _=i18n.translator(ctx.language),
+            lang=ctx.language,
+            user=user,
+            csrf_token=ctx.csrf_token,
+            nav=ctx.nav(),
+            current_route=ctx.route,
+            current_path=ctx.request.path.decode("utf-8", errors="replace"),
+            role_label={"admin": "관리자", "operator": "운영자", "viewer": "조회자"},
+            lang_url=_lang_url(ctx.request),
+            **values,
+        )
+
+
+def _lang_url(request):
+    """The current GET address with ``lang`` set: switching language keeps filters and page."""
+    path, _, query = request.uri.decode("utf-8", errors="replace").partition("?")
+    if request.method != b"GET":
+        path, query = "", ""
+    pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "lang"]
+    return lambda language: f"{path}?{urlencode([*pairs, ('lang', language)])}"
+
+
+def _format_datetime(value, pattern: str = "%Y-%m-%d %H:%M:%S") -> str:
+    if value is None:
+        return ""
+    try:
+        from zoneinfo import ZoneInfo
+        return value.astimezone(ZoneInfo("Asia/Seoul")).strftime(pattern)
+    except (AttributeError, ValueError):
+        return str(value)

@@ -1,0 +1,109 @@
+"""twistd ccl-ui: the web UI service (Klein app on ``[ui] listen``, default tcp:3000)."""
+
+from __future__ import annotations
+
+from twisted.application import service, strports
+from twisted.internet import task
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.web import server
+
+from ccl.adapters.storage.localdb import resolve_dsn
+from ccl.adapters.storage.postgres import Database
+from ccl.config import ConfigError, load_config
+
+log = Logger()
+
+#: Bodies larger than this are refused before they are read (forms and JSON are small).
+MAX_BODY = 1024 * 1024
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = "Web UI of the CCL plant server. Settings: [ui] in ccl/data/ccl.ini (CCL_UI_* variables)."
+
+    def postOptions(self):  # noqa: N802 (twisted's name)
+        from ccl.adapters.web.ui.app import check_config
+
+        try:
+            self["config"] = config = load_config()
+            self["dsn"] = resolve_dsn(config)
+            check_config(config)
+        except ConfigError as error:
+            raise usage.UsageError(str(error)) from None
+
+
+class _Request(server.Request):
+    def gotLength(self, length):  # noqa: N802 (twisted's name)
+        if length is not None and length > MAX_BODY:
+            channel = self.channel
+            self.clientproto = b"HTTP/1.1"  # the request line is not parsed yet at this point
+            self.setResponseCode(413)
+            self.setHeader(b"connection", b"close")
+            self.setHeader(b"content-type", b"application/json")
+            self.write(b'{"error": "request body too large", "details": "at most 1 MiB"}')
+            self.finish()
+            channel.loseConnection()
+            return
+        super().gotLength(length)
+
+
+class _Database(service.Service):
+    def __init__(self, db):
+        self.db = db
+
+    def startService(self):  # noqa: N802
+        super().startService()
+        self.db.start()
+
+    def stopService(self):  # noqa: N802
+        super().stopService()
+        self.db.close()
+
+
+class _Housekeeping(service.Service):
+    """Deletes expired sessions every few minutes."""
+
+    def __init__(self, ui):
+        self.ui = ui
+        self._loop = task.LoopingCall(self._purge)
+
+    def _purge(self):
+        from twisted.internet import defer
+
+        d = defer.ensureDeferred(self.ui.sessions.purge_expired())
+        d.addErrback(lambda f: log.warn("session purge failed: {error}", error=f.getErrorMessage()))
+        return None
+
+    def startService(self):  # noqa: N802
+        super().startService()
+        self._loop.start(300, now=False)
+
+    def stopService(self):  # noqa: N802
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+        return self.ui.orchestrator.close()
+
+
+def site(ui) -> server.Site:
+    factory = server.Site(ui.resource())
+    factory.requestFactory = _Request
+    return factory
+
+
+def makeService(options) -> service.MultiService:  # noqa: N802 (twistd's name)
+    from twisted.internet import reactor
+
+    from ccl.adapters.web.ui.app import UI
+
+    config = options["config"]
+    db = Database(reactor, options["dsn"], config.get_int("database", "pool_size", 1, 64))
+    ui = UI(reactor, config, db)
+    listen = config.get_endpoint("ui", "listen")
+    top = service.MultiService()
+    _Database(db).setServiceParent(top)
+    _Housekeeping(ui).setServiceParent(top)
+    strports.service(listen, site(ui)).setServiceParent(top)
+    log.info("UI listening on {listen}, orchestrator at {url}", listen=listen, url=ui.orchestrator.base_url)
+    return top

@@ -1,0 +1,102 @@
+"""The 시스템 and 관리 pages' JavaScript in a real browser (Debian's Chromium via selenium).
+
+The UI runs in this process over a fresh database, the orchestrator is the HTTP stand-in of
+tests/support/fake_orchestrator.py; the browser runs in a thread so the reactor keeps
+serving. Checks: the log tail and its live mode, acknowledging an alert, a restart button
+(with its confirmation), creating a user, and no JavaScript error in the console.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from twisted.internet import defer, reactor, threads
+from twisted.trial.unittest import SkipTest, TestCase
+
+from tests.test_ui_system import with_orchestrator
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+WAIT = 20
+
+
+def browser(profile: str):
+    os.environ["SE_OFFLINE"] = "true"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000",
+                 f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+
+
+class SystemPageBrowserTests(TestCase):
+    timeout = 240
+
+    def setUp(self):
+        if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+            raise SkipTest("chromium/chromium-driver missing: scripts/install-system-packages.sh installs them")
+
+    def test_system_and_admin_pages(self):
+        return defer.ensureDeferred(self._system_and_admin())
+
+    async def _system_and_admin(self):
+        ui, fake = await with_orchestrator(self)
+        admin = ui.add_user("boss", "admin", session=False)
+        ui.sql("INSERT INTO alerts (rule, subject, severity, message) VALUES ('service_down', 'image-receiver',"
+               " 'critical', '서비스 중단')")
+        profile = tempfile.mkdtemp(prefix="ccl-chromium-")
+        self.addCleanup(shutil.rmtree, profile, True)
+
+        def drive():
+            from selenium.webdriver.common.by import By
+            from selenium.webdriver.support import expected_conditions as ec
+            from selenium.webdriver.support.ui import WebDriverWait
+
+            driver = browser(profile)
+            try:
+                wait = WebDriverWait(driver, WAIT)
+                driver.get(ui.base + "/system")  # -> login, then back here
+                driver.find_element(By.NAME, "username").send_keys("boss")
+                driver.find_element(By.NAME, "password").send_keys(admin.password)
+                driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+                wait.until(ec.presence_of_element_located((By.ID, "services")))
+                # Log tail, then live mode: a line pushed by the orchestrator shows up.
+                driver.find_element(By.CSS_SELECTOR, 'button[data-log="ui-service"]').click()
+                wait.until(lambda d: "line 300" in d.find_element(By.ID, "log-lines").text)
+                driver.find_element(By.ID, "log-follow").click()
+                wait.until(lambda d: fake.followers)
+                reactor.callFromThread(fake.push, "실시간 줄 301")
+                wait.until(lambda d: "실시간 줄 301" in d.find_element(By.ID, "log-lines").text)
+                # Acknowledge the open alert.
+                driver.find_element(By.CSS_SELECTOR, "button[data-ack]").click()
+                wait.until(lambda d: "boss ·" in d.find_element(By.ID, "open-alerts").text)
+                # Restart asks first; accepting sends it.
+                driver.find_element(By.CSS_SELECTOR, 'button[data-action="restart"][data-service="ui-service"]').click()
+                wait.until(ec.alert_is_present()).accept()
+                wait.until(lambda d: any(c["path"] == "/restart/ui-service" for c in fake.calls))
+                wait.until(ec.presence_of_element_located((By.ID, "services")))
+                # 관리: create a user, the password is shown once.
+                driver.get(ui.base + "/admin/users")
+                driver.find_element(By.CSS_SELECTOR, 'form[action="/admin/users"] input[name="username"]').send_keys("lee.qc")
+                driver.find_element(By.CSS_SELECTOR, 'form[action="/admin/users"] button[type=submit]').click()
+                password = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#new-password .secret"))).text
+                errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+                return password, errors
+            finally:
+                driver.quit()
+
+        password, errors = await threads.deferToThread(drive)
+        self.assertEqual(errors, [])
+        self.assertGreaterEqual(len(password), 16)
+        self.assertEqual(ui.sql("SELECT acknowledged_by FROM alerts"), [("boss",)])
+        self.assertEqual(ui.sql("SELECT role FROM users WHERE username = 'lee.qc'"), [("viewer",)])
+        self.assertIn(("boss", "service.restart", "ui-service", "ok"),
+                      ui.sql("SELECT actor, action, target, result FROM audit_logs"))
