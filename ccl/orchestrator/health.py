@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from twisted.internet import defer, protocol, threads
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
 
 from ccl.domain.metrics import parse_text
 from ccl.orchestrator.services import Check
@@ -23,16 +24,49 @@ def _agent(reactor, timeout: float) -> Agent:
     return Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False), connectTimeout=timeout)
 
 
+class _Body(protocol.Protocol):
+    """Collects a response body (at most ``limit`` bytes). Unlike readBody, a cancel that
+    races with the end of the body is harmless: whichever comes first wins."""
+
+    def __init__(self, limit: int = 4 * 1024 * 1024):
+        self.done = defer.Deferred(canceller=self._cancel)
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._limit = limit
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        self._size += len(data)
+        if self._size > self._limit:
+            self.transport.stopProducing()
+            if not self.done.called:
+                self.done.errback(CheckFailed(f"response larger than {self._limit} bytes"))
+            return
+        self._chunks.append(data)
+
+    def connectionLost(self, reason=protocol.connectionDone) -> None:  # noqa: N802
+        if self.done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(b"".join(self._chunks))
+        else:
+            self.done.errback(reason)
+
+    def _cancel(self, d) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+
 @defer.inlineCallbacks
 def http_get(reactor, url: str, timeout: float):
     """(status code, body bytes) of a GET, failing after ``timeout`` seconds."""
     request = _agent(reactor, timeout).request(b"GET", url.encode("ascii"))
     request.addTimeout(timeout, reactor)
     response = yield request
-    reading = readBody(response)
-    reading.addTimeout(timeout, reactor)
-    body = yield reading
-    return response.code, body
+    body = _Body()
+    response.deliverBody(body)
+    body.done.addTimeout(timeout, reactor)
+    content = yield body.done
+    return response.code, content
 
 
 @defer.inlineCallbacks

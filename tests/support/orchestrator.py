@@ -14,8 +14,8 @@ from tests.support.children import program
 
 #: Fast settings for tests (seconds); each test may override.
 FAST = {
-    "grace": "1", "health_interval": "0.1", "health_timeout": "1", "health_failures": "2",
-    "start_timeout": "10", "stable_after": "1", "restart_delay": "0.2", "restart_delay_max": "0.5",
+    "grace": "1", "health_interval": "0.1", "health_timeout": "5", "health_failures": "3",
+    "start_timeout": "10", "stable_after": "5", "restart_delay": "0.2", "restart_delay_max": "0.5",
     "fatal_after": "4", "metrics_interval": "0.2", "alert_interval": "0.2", "down_alert_after": "0",
 }
 
