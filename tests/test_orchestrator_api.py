@@ -135,6 +135,35 @@ class APITests(TestCase):
         self.assertEqual(code, 404)
 
     @defer.inlineCallbacks
+    def test_ccl_ctl_status_restart_logs(self):
+        import sys
+
+        from twisted.internet.utils import getProcessOutputAndValue
+
+        from ccl.orchestrator.services import child_environment
+
+        env = {**child_environment(), **self.env}
+
+        def ctl(*args):
+            return getProcessOutputAndValue(sys.executable, ["-m", "ccl", "ctl", *args], env=env)
+
+        out, err, code = yield ctl("status")
+        self.assertEqual(code, 0, err)
+        self.assertRegex(out.decode(), r"web\s+running")
+        pid = self.monitor.get("web").pid
+        out, err, code = yield ctl("restart", "web")
+        self.assertEqual(code, 0, err)
+        self.assertNotEqual(self.monitor.get("web").pid, pid)
+        out, err, code = yield ctl("logs", "web", "-n", "3")
+        self.assertEqual((code, len(out.decode().splitlines())), (0, 3))
+        out, err, code = yield ctl("stop", "nope")
+        self.assertEqual(code, 1)
+        self.assertIn(b"unknown service", err)
+        out, err, code = yield ctl("wait", "--timeout", "30")
+        self.assertEqual(code, 1)  # "broken" is fatal: wait says so instead of waiting forever
+        self.assertIn(b"broken", err)
+
+    @defer.inlineCallbacks
     def test_stop_all_and_start_all(self):
         code, body = yield self.call("POST", "/stop-all")
         self.assertEqual(code, 200)
