@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("ccl.cli.decode", "print the fields of a telegram given as hex or a file"),
     "create-user": ("ccl.cli.create_user", "create a UI user (password from stdin or a prompt)"),
     "ctl": ("ccl.cli.ctl", "status, start/stop/restart, logs of the services via the orchestrator"),
+    "ingest-token": ("ccl.cli.ingest_token", "create, list or revoke bearer tokens of the Jetson boxes"),
 }
 
 

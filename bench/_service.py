@@ -1,0 +1,178 @@
+"""What the ingestion benchmarks share: a throw-away cluster, the service as a subprocess,
+its peak RSS, a keep-alive HTTP client pool and percentiles. Prints, never asserts."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ccl.adapters.storage.localdb import LocalCluster, free_port  # noqa: E402
+from ccl.adapters.storage.migrations import migrate  # noqa: E402
+
+
+class Bench:
+    """A cluster (fsync on, like the plant's) and one service subprocess."""
+
+    def __init__(self, plugin: str, env: dict | None = None):
+        self.work = Path(tempfile.mkdtemp(prefix="ccl-bench-"))
+        os.chmod(self.work, 0o755)
+        self.cluster = LocalCluster(self.work / "pg", free_port())
+        self.cluster.init(trust=True)
+        self.cluster.start(fast=False)
+        self.dsn = self.cluster.superuser_dsn("postgres")
+        migrate(self.dsn)
+        self.port = free_port()
+        self.root = self.work / "images"
+        section = "images" if plugin == "ccl-images" else "defects"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("CCL_") or k == "CCL_VENV"}
+        full_env.update({"PYTHONPATH": str(ROOT), "CCL_DATABASE_DSN": self.dsn, "CCL_IMAGES_ROOT": str(self.root),
+                         f"CCL_{section.upper()}_LISTEN": f"tcp:{self.port}:interface=127.0.0.1",
+                         "CCL_INGEST_ALLOW": "127.0.0.1", **(env or {})})
+        self.log = open(self.work / "service.log", "wb")
+        self.process = subprocess.Popen([sys.executable, "-m", "twisted", "--log-file=-", "--log-format=text", plugin],
+                                        env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.ps = psutil.Process(self.process.pid)
+        self._wait_healthy()
+        self.peak_rss = 0
+        self._sampling = True
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _wait_healthy(self):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                connection.request("GET", "/health")
+                if connection.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit(f"service did not start; see {self.work / 'service.log'}")
+
+    def _sample(self):
+        while self._sampling:
+            try:
+                self.peak_rss = max(self.peak_rss, self.ps.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.02)
+
+    def rss_now(self) -> int:
+        return self.ps.memory_info().rss
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the service process (user + system), to show the cost per request."""
+        times = self.ps.cpu_times()
+        return times.user + times.system
+
+    def reset_peak(self):
+        self.peak_rss = self.rss_now()
+
+    def close(self):
+        self._sampling = False
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+        self.cluster.destroy()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _client_threads(port, threads, offset, stride, make_request, measure_from, stop_at):
+    latencies: list[float] = []
+    failures: list = []
+    lock = threading.Lock()
+
+    def worker(n):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        i = n
+        while time.time() < stop_at:
+            method, path, body, headers = make_request(i)
+            i += stride
+            started = time.time()
+            began = time.perf_counter()
+            try:
+                connection.request(method, path, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException) as error:
+                status = repr(error)
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            elapsed = time.perf_counter() - began
+            if started >= measure_from and started < stop_at:
+                with lock:
+                    if isinstance(status, int) and 200 <= status < 300:
+                        latencies.append(elapsed)
+                    else:
+                        failures.append(status)
+        connection.close()
+
+    pool = [threading.Thread(target=worker, args=(offset * threads + n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return latencies, failures
+
+
+def run_clients(port: int, concurrency: int, make_request, duration: float, warmup: float = 1.0,
+                processes: int = 1):
+    """Keep ``concurrency`` requests in flight for ``duration`` seconds after a warm-up.
+
+    ``make_request(i) -> (method, path, body, headers)``. With ``processes`` > 1 the clients
+    run in forked processes, so that the client's own GIL does not cap the rate.
+    Returns (latencies of 2xx replies, failures, seconds measured).
+    """
+    measure_from = time.time() + warmup
+    stop_at = measure_from + duration
+    if processes <= 1:
+        latencies, failures = _client_threads(port, concurrency, 0, concurrency, make_request, measure_from, stop_at)
+        return latencies, failures, duration
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    per = concurrency // processes
+    pipes, children = [], []
+    for p in range(processes):
+        receiver, sender = context.Pipe(duplex=False)
+
+        def child(p=p, sender=sender):
+            sender.send(_client_threads(port, per, p, concurrency, make_request, measure_from, stop_at))
+            sender.close()
+
+        process = context.Process(target=child)
+        process.start()
+        pipes.append(receiver)
+        children.append(process)
+    latencies, failures = [], []
+    for receiver in pipes:
+        got_latencies, got_failures = receiver.recv()
+        latencies += got_latencies
+        failures += got_failures
+    for process in children:
+        process.join()
+    return latencies, failures, duration
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]

@@ -1,0 +1,156 @@
+"""Image metadata rows in PostgreSQL (the files themselves live in the ImageStore)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+import attrs
+from twisted.internet import defer
+from zope.interface import implementer
+
+from ccl.adapters.storage.defect_store import EVENTS, BatchResult, load_thresholds, store_many
+from ccl.domain.ingest.defects import Defect
+from ccl.domain.ingest.retention import Candidate
+from ccl.ports import IIngestRecords
+
+
+@attrs.frozen
+class ImageRecord:
+    coil_number: str
+    kind: str
+    filename: str
+    path: str
+    bytes: int
+    width: int
+    height: int
+    format: str
+    sha256: str
+    captured_at: datetime
+    received_at: datetime
+    camera_id: str
+
+
+_PUBLIC = ("id, coil_number, kind, filename, path, bytes AS size, width, height, format, sha256, captured_at,"
+           " received_at AS upload_time, camera_id, pair_id, purged_at")
+
+
+def store_pair(connection, records: Sequence[ImageRecord], defects: Sequence[Defect]) -> tuple[dict[str, int], BatchResult]:
+    """Insert the pair's rows (pair_id = the original's id), its defects, and the events, in one transaction.
+
+    Ids are taken first, so that rows, pair_id and events go in one round trip.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval('images_id_seq') FROM generate_series(1, %s)", (len(records),))
+        ids = {record.kind: row[0] for record, row in zip(records, cursor.fetchall())}
+        pair_id = ids.get("original", next(iter(ids.values())))
+        rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(records))
+        params: list = []
+        events = []
+        for record in records:
+            params += [ids[record.kind], record.coil_number, record.kind, record.filename, record.path, record.bytes,
+                       record.width, record.height, record.format, record.sha256, record.captured_at,
+                       record.received_at, record.camera_id, pair_id]
+            events.append(json.dumps({"table": "images", "id": ids[record.kind], "coil_number": record.coil_number,
+                                      "kind": record.kind, "filename": record.filename, "camera_id": record.camera_id}))
+        cursor.execute(
+            "INSERT INTO images (id, coil_number, kind, filename, path, bytes, width, height, format, sha256,"
+            f" captured_at, received_at, camera_id, pair_id) VALUES {rows};"
+            f" SELECT count(pg_notify('{EVENTS}', e)) FROM unnest(%s::text[]) AS e", (*params, events))
+    result = store_many(connection, defects, image_ids=ids) if defects else BatchResult(0, [], [])
+    return ids, result
+
+
+def latest(db, kind: str, coil_number: str | None):
+    where, params = "kind = %s AND purged_at IS NULL", [kind]
+    if coil_number:
+        where += " AND coil_number = %s"
+        params.append(coil_number)
+    return db.runQuery(f"SELECT row_to_json(i)::text FROM (SELECT {_PUBLIC} FROM images WHERE {where}"
+                       f" ORDER BY received_at DESC, id DESC LIMIT 1) i", tuple(params)
+                       ).addCallback(lambda rows: json.loads(rows[0][0]) if rows else None)
+
+
+def page(db, kind: str, *, page: int, limit: int, coil_number: str | None, since: datetime | None,
+         until: datetime | None):
+    where, params = ["kind = %(kind)s"], {"kind": kind, "limit": limit, "offset": (page - 1) * limit}
+    if coil_number:
+        where.append("coil_number = %(coil)s")
+        params["coil"] = coil_number
+    if since:
+        where.append("captured_at >= %(since)s")
+        params["since"] = since
+    if until:
+        where.append("captured_at <= %(until)s")
+        params["until"] = until
+    condition = " AND ".join(where)
+    return db.runQuery(
+        f"SELECT (SELECT count(*) FROM images WHERE {condition}),"
+        f" (SELECT coalesce(json_agg(i), '[]')::text FROM (SELECT {_PUBLIC} FROM images WHERE {condition}"
+        f"  ORDER BY captured_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s) i)", params
+    ).addCallback(lambda rows: (rows[0][0], json.loads(rows[0][1])))
+
+
+def stats(db):
+    return db.runQuery("""
+        SELECT json_build_object(
+            'total_images', (SELECT count(*) FROM images),
+            'total_pairs', (SELECT count(*) FROM images WHERE kind = 'original'),
+            'stored_bytes', (SELECT coalesce(sum(bytes), 0) FROM images WHERE purged_at IS NULL),
+            'purged_images', (SELECT count(*) FROM images WHERE purged_at IS NOT NULL),
+            'by_kind', (SELECT coalesce(json_object_agg(kind, n), '{}') FROM
+                        (SELECT kind, count(*) AS n FROM images GROUP BY kind) k),
+            'coils', (SELECT count(DISTINCT coil_number) FROM images),
+            'last_upload_time', (SELECT max(received_at) FROM images),
+            'last_coil_number', (SELECT coil_number FROM images ORDER BY received_at DESC, id DESC LIMIT 1)
+        )::text""").addCallback(lambda rows: json.loads(rows[0][0]))
+
+
+# Retention (blocking: run on the SyncPool) -------------------------------------------------
+
+def store_bytes(connection) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(sum(bytes), 0) FROM images WHERE purged_at IS NULL")
+        return int(cursor.fetchone()[0])
+
+
+def oldest(connection, after_id: int, limit: int) -> list[tuple[Candidate, str, str, str]]:
+    """Unpurged images oldest first: (candidate, kind, path, thumbnail path)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, bytes, received_at, kind, path, thumbnail_path FROM images"
+                       " WHERE purged_at IS NULL AND id > %s ORDER BY id LIMIT %s", (after_id, limit))
+        return [(Candidate(row[0], row[1], row[2]), row[3], row[4], row[5]) for row in cursor.fetchall()]
+
+
+def mark_purged(connection, ids: list[int]) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE images SET purged_at = now() WHERE id = ANY(%s) AND purged_at IS NULL", (ids,))
+        return cursor.rowcount
+
+
+@implementer(IIngestRecords)
+class IngestRecords:
+    """Thresholds from system_settings (cached briefly) and the pair transaction on the SyncPool."""
+
+    def __init__(self, db, pool, clock, cache_seconds: float = 10.0):
+        self._db = db
+        self._pool = pool
+        self._clock = clock
+        self._cache_seconds = cache_seconds
+        self._cached = None
+        self._cached_at = None
+
+    def thresholds(self):
+        now = self._clock.seconds()
+        if self._cached is not None and now - self._cached_at < self._cache_seconds:
+            return defer.succeed(self._cached)
+
+        def keep(value):
+            self._cached, self._cached_at = value, now
+            return value
+
+        return load_thresholds(self._db).addCallback(keep)
+
+    def store_pair(self, records, defects):
+        return self._pool.run(store_pair, records, defects)

@@ -1,0 +1,1 @@
+"""Rules of the Jetson ingestion API (images, defects, tokens, retention), as pure functions."""

@@ -1,0 +1,4 @@
+from twisted.application.service import ServiceMaker
+
+ccl_images = ServiceMaker("ccl-images", "ccl.adapters.web.ingest.images_service",
+                          "Image pairs from the Jetson boxes (port 8081)", "ccl-images")
