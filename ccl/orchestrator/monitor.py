@@ -17,133 +17,24 @@ restart after a crash), stopping, stopped (by an operator or at shutdown), fatal
 
 from __future__ import annotations
 
-import collections
 import os
 import time
 from collections.abc import Callable
 
-import attrs
-import psutil
 from twisted.application import service
-from twisted.internet import defer, error, protocol, task
+from twisted.internet import defer, error, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.runner.procmon import ProcessMonitor
 
 from ccl.orchestrator.backoff import RestartPolicy
+from ccl.orchestrator.child import Child, ChildProtocol, descendants, iso, kill_leftovers
 from ccl.orchestrator.health import CheckFailed, run_check, scrape
-from ccl.orchestrator.logfiles import LineSplitter, RotatingLog
+from ccl.orchestrator.logfiles import RotatingLog
 from ccl.orchestrator.services import ChildSpec
 from ccl.orchestrator.settings import Settings
 
 log = Logger()
-
-STATES = ("starting", "running", "backoff", "stopping", "stopped", "fatal")
-
-
-def _iso(wall: float | None) -> str | None:
-    if wall is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(wall)) + f"{time.strftime('%z', time.localtime(wall))}"
-
-
-@attrs.define(eq=False)
-class Child:
-    spec: ChildSpec
-    log: RotatingLog
-    policy: RestartPolicy
-    state: str = "stopped"
-    wanted: bool = False
-    pid: int | None = None
-    started_at: float | None = None        # reactor seconds, for uptimes
-    started_wall: float | None = None
-    restarts: int = 0
-    restart_times: collections.deque = attrs.field(factory=lambda: collections.deque(maxlen=1000))
-    last_exit: dict | None = None
-    last_restart_reason: str | None = None
-    health: dict = attrs.field(factory=lambda: {"status": "unknown"})
-    failures: int = 0
-    checking: bool = False
-    tcp_ok_at: float | None = None
-    metrics: list = attrs.field(factory=list)
-    metrics_at: float | None = None
-    healthy_since: float | None = None
-    restart_reason_pending: str | None = None
-    pending_start: object = None           # IDelayedCall of a back-off restart
-    murder: object = None                  # IDelayedCall of the SIGKILL after grace
-    exit_waiters: list = attrs.field(factory=list)
-    descendants: dict = attrs.field(factory=dict)  # pid -> create time, seen at the last check
-    ready_waiters: list = attrs.field(factory=list)
-
-    @property
-    def id(self) -> str:
-        return self.spec.id
-
-    def alive(self) -> bool:
-        return self.pid is not None
-
-    def status(self, now: float) -> dict:
-        return {
-            "service": self.id,
-            "id": self.id,
-            "state": self.state,
-            "wanted": self.wanted,
-            "pid": self.pid,
-            "started_at": _iso(self.started_wall) if self.alive() else None,
-            "uptime": round(now - self.started_at, 3) if self.alive() and self.started_at is not None else None,
-            "restarts": self.restarts,
-            "last_exit": self.last_exit,
-            "last_restart_reason": self.last_restart_reason,
-            "health": dict(self.health, failures=self.failures,
-                           checks=[check.describe() for check in self.spec.checks]),  # never the DSN
-            "metrics": {_sample_name(name, labels): value for name, labels, value in self.metrics},
-            "metrics_at": _iso(self.metrics_at),
-            "info": self.spec.info,
-        }
-
-
-def _descendants(pid: int) -> dict[int, float]:
-    try:
-        return {p.pid: p.create_time() for p in psutil.Process(pid).children(recursive=True)}
-    except psutil.Error:
-        return {}
-
-
-def _kill_leftovers(child: "Child") -> None:
-    for pid, created in child.descendants.items():
-        try:
-            process = psutil.Process(pid)
-            if process.create_time() == created:  # the same process, not a reused pid
-                process.kill()
-                log.info("{service}: killed pid {pid} left behind by its parent", service=child.id, pid=pid)
-        except psutil.Error:
-            pass
-
-
-def _sample_name(name: str, labels: dict) -> str:
-    if not labels:
-        return name
-    return name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-
-
-class ChildProtocol(protocol.ProcessProtocol):
-    """Splits the child's stdout and stderr into whole lines for its log file."""
-
-    def __init__(self, monitor: "Orchestrator", child: Child):
-        self._monitor = monitor
-        self._child = child
-        self._out = LineSplitter()
-        self._err = LineSplitter()
-
-    def outReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
-        self._child.log.write_lines(self._out.feed(data))
-
-    def errReceived(self, data: bytes) -> None:  # noqa: N802
-        self._child.log.write_lines(self._err.feed(data))
-
-    def processEnded(self, reason) -> None:  # noqa: N802
-        self._child.log.write_lines(self._out.flush() + self._err.flush())
-        self._monitor._monitoredProcessExited(self._child.id, reason)
 
 
 class Orchestrator(ProcessMonitor):
@@ -373,7 +264,7 @@ class Orchestrator(ProcessMonitor):
         if child.state != "stopping":
             # Died unexpectedly: its own children (PostgreSQL's backends) would linger as orphans
             # and keep the next start from binding its port or shared memory.
-            _kill_leftovers(child)
+            kill_leftovers(child)
         child.descendants = {}
         self._exited(child, {"code": code, "signal": signal_number})
 
@@ -384,7 +275,7 @@ class Orchestrator(ProcessMonitor):
             child.murder.cancel()
         child.murder = None
         expected = child.state == "stopping"
-        child.last_exit = dict(how, at=_iso(time.time()), run_seconds=round(run, 3), expected=expected)
+        child.last_exit = dict(how, at=iso(time.time()), run_seconds=round(run, 3), expected=expected)
         what = f"signal {how['signal']}" if how.get("signal") else f"code {how.get('code')}"
         self._mark(child, f"pid {child.pid} exited with {what} after {run:.1f} s")
         (log.info if expected else log.warn)("{service}: pid {pid} exited with {what} after {run:.1f} s",
@@ -444,7 +335,7 @@ class Orchestrator(ProcessMonitor):
     def check_health(self) -> None:
         for child in self.children.values():
             if child.alive():
-                child.descendants = _descendants(child.pid)
+                child.descendants = descendants(child.pid)
             if child.state in ("starting", "running") and child.spec.checks and not child.checking:
                 child.checking = True
                 self._track(self._check(child)).addBoth(self._checked, child, child.pid)
@@ -484,7 +375,7 @@ class Orchestrator(ProcessMonitor):
         now = self._clock.seconds()
         if not isinstance(result, Failure):
             child.failures = 0
-            child.health = {"status": "ok", "checked_at": _iso(time.time())}
+            child.health = {"status": "ok", "checked_at": iso(time.time())}
             if child.healthy_since is None:
                 child.healthy_since = now
             if child.state == "starting":
@@ -495,7 +386,7 @@ class Orchestrator(ProcessMonitor):
         failure = result.value.subFailure if result.check(defer.FirstError) else result
         detail = failure.getErrorMessage() if failure.check(CheckFailed) else f"{failure.type.__name__}: {failure.getErrorMessage()}"
         child.failures += 1
-        child.health = {"status": "failing", "checked_at": _iso(time.time()), "detail": detail}
+        child.health = {"status": "failing", "checked_at": iso(time.time()), "detail": detail}
         if child.state == "running" and child.failures >= self.settings.health_failures:
             reason = f"health check failed {child.failures} times in a row: {detail}"
         elif child.state == "starting" and now - (child.started_at or now) >= self.settings.start_timeout:
@@ -525,7 +416,7 @@ class Orchestrator(ProcessMonitor):
     def status_all(self) -> dict:
         now = self._clock.seconds()
         return {
-            "orchestrator": {"pid": os.getpid(), "started_at": _iso(self._started_wall),
+            "orchestrator": {"pid": os.getpid(), "started_at": iso(self._started_wall),
                              "uptime": round(now - self._started_at, 3)},
             "services": [child.status(now) for child in self.children.values()],
         }
