@@ -11,6 +11,8 @@ import attrs
 from ccl.domain.telegrams.fields import (
     SPARE, FieldFormatError, FieldSpec, decode_field, encode_field, parse_date, parse_time,
 )
+from ccl.domain.telegrams.fast import fast_fields
+from ccl.domain.telegrams.fast import sent_at as fast_sent_at
 from ccl.domain.telegrams.header import (
     BAD_LENGTH, FORMAT_ERROR, HEADER_UNREADABLE, TelegramRejected, field_spans, judge_header,
 )
@@ -51,6 +53,13 @@ class Telegram:
 def decode(raw: bytes, layouts: Layouts) -> Telegram:
     """Decode exactly one telegram; raises TelegramRejected with the NAK result code."""
     raw = bytes(raw)
+    quick = fast_fields(raw, layouts)
+    if quick is not None:
+        layout, header, body, moments = quick
+        return Telegram(tc_code=header["tc_code"], line_code=header["line_code"],
+                        sequence_no=header["sequence_no"], length=layout.length,
+                        sent_at=fast_sent_at(moments, PLANT_TZ),
+                        date=header["date"], time=header["time"], fields=body, raw=raw, layout=layout)
     verdict = judge_header(raw, layouts)
     if verdict.code is not None:
         raise TelegramRejected(verdict.code, verdict.reason, tc_code=verdict.tc_code,

@@ -110,6 +110,11 @@ def _decode_text(data: bytes) -> str:
     # Stripping the padding bytes first is safe: neither space nor NUL can be the
     # second byte of a CP949 character, so no character is ever cut by it.
     data = data.strip(_PAD)
+    try:
+        # Fast path for the usual case, a field of whole characters (same result).
+        return data.decode(WIRE_ENCODING).strip(" \x00")
+    except UnicodeDecodeError:
+        pass
     decoder = codecs.getincrementaldecoder(WIRE_ENCODING)()
     try:
         # final=False leaves a lone first half of a double-byte character pending

@@ -1,0 +1,135 @@
+"""Helpers for MES tests: telegrams, an in-process MES service, a loopback client."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+from pathlib import Path
+
+import attrs
+from twisted.internet import defer, endpoints, protocol, reactor, task
+
+from ccl.adapters.mes.service import MesService, MesSettings
+from ccl.adapters.storage.localdb import free_port
+from ccl.domain.telegrams import PLANT_TZ, TelegramFramer, decode, encode, encode_alive, load_layouts
+
+LAYOUTS = load_layouts()
+SENT_AT = datetime.datetime(2025, 7, 3, 15, 29, 6, tzinfo=PLANT_TZ)
+
+
+def schedule(seq: int, coil: str = "H477707", customer: str = "이알텍㈜", **extra) -> bytes:
+    values = {"coil_number": coil, "mo_number": "C401005", "product_group": "3", "material_code": "F37EA4M-49RE6A",
+              "customer_name": customer, "ccl_bom": "H7850B", "thickness": decimal.Decimal("0.372"), "width": 1212,
+              "weight": 7950, "length_value": 3449, "through_plate": "Z", "sequence_order": 1}
+    values.update(extra)
+    return encode(LAYOUTS, "4000", values, sequence_no=seq, sent_at=SENT_AT)
+
+
+def cut(seq: int, coil: str = "H477707") -> bytes:
+    return encode(LAYOUTS, "4001", {"coil_number": coil, "cut_mode": 1, "winding_length": 3449},
+                  sequence_no=seq, sent_at=SENT_AT)
+
+
+def wpd(seq: int, coil: str = "H477707") -> bytes:
+    return encode(LAYOUTS, "4002", {"coil_number": coil}, sequence_no=seq, sent_at=SENT_AT)
+
+
+def speed(seq: int, mpm: int = 120) -> bytes:
+    return encode(LAYOUTS, "4003", {"line_speed": mpm}, sequence_no=seq, sent_at=SENT_AT)
+
+
+def alive(seq: int, count: int = 1) -> bytes:
+    return encode_alive(LAYOUTS, alive_count=count, sequence_no=seq, sent_at=SENT_AT)
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02, what: str = "condition"):
+    @defer.inlineCallbacks
+    def poll():
+        waited = 0.0
+        while not predicate():
+            if waited > timeout:
+                raise AssertionError(f"{what} not reached in {timeout}s")
+            yield task.deferLater(reactor, interval, lambda: None)
+            waited += interval
+
+    return poll()
+
+
+def settings(dsn: str, var: Path, **overrides) -> MesSettings:
+    values = dict(dsn=dsn, pool_size=2, journal_dir=var / "journal",
+                  listen=f"tcp:{free_port()}:interface=127.0.0.1",
+                  status_listen=f"tcp:{free_port()}:interface=127.0.0.1", reply_ack=True, line_code="CCL1",
+                  journal_fsync=True, journal_segment_bytes=64 << 20, idle_timeout=60.0, max_connections=64,
+                  write_batch=2000, layout_path=None)
+    values.update(overrides)
+    return MesSettings(**values)
+
+
+def port_of(endpoint: str) -> int:
+    return int(endpoint.split(":")[1])
+
+
+@defer.inlineCallbacks
+def start_service(testcase, dsn: str, var: Path | None = None, **overrides):
+    """An in-process MES service on free loopback ports, stopped at clean-up."""
+    if var is None:
+        var = Path(testcase.mktemp()).absolute()
+        var.mkdir(parents=True)
+    service = MesService(reactor, settings(dsn, var, **overrides), LAYOUTS)
+    service.startService()
+    testcase.addCleanup(service.stopService)
+    # strports listens synchronously for tcp; make sure the port is there.
+    yield task.deferLater(reactor, 0, lambda: None)
+    return service
+
+
+@attrs.define
+class Reply:
+    tc_code: str
+    acked_tc_code: str
+    acked_sequence_no: int
+    result_code: str
+    raw: bytes
+
+
+class MesClient(protocol.Protocol):
+    """Sends bytes, collects the decoded replies in order."""
+
+    def __init__(self):
+        self.replies: list[Reply] = []
+        self.raw = b""
+        self.closed = defer.Deferred()
+        self._framer = TelegramFramer(LAYOUTS)
+
+    def connectionMade(self):  # noqa: N802
+        self.transport.setTcpNoDelay(True)
+
+    def dataReceived(self, data):  # noqa: N802
+        self.raw += data
+        for item in self._framer.feed(data):
+            telegram = decode(item.raw, LAYOUTS)
+            f = telegram.fields
+            self.replies.append(Reply(telegram.tc_code, f["acked_tc_code"], f["acked_sequence_no"],
+                                      f["result_code"], item.raw))
+
+    def connectionLost(self, reason):  # noqa: N802
+        self.closed.callback(None)
+
+    def wait_replies(self, count: int, timeout: float = 30.0):
+        return wait_for(lambda: len(self.replies) >= count, timeout, what=f"{count} replies")
+
+
+@defer.inlineCallbacks
+def connect(testcase, service_or_port):
+    """A connected MesClient, disconnected at clean-up."""
+    port = service_or_port if isinstance(service_or_port, int) else port_of(service_or_port.settings.listen)
+    endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    client = yield endpoints.connectProtocol(endpoint, MesClient())
+
+    def close():
+        if not client.closed.called:
+            client.transport.loseConnection()
+        return client.closed
+
+    testcase.addCleanup(close)
+    return client
