@@ -4,6 +4,11 @@ set -euo pipefail
 needed=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || needed+=(postgresql)
 command -v runuser >/dev/null || needed+=(util-linux)
+# The web UI's browser test (tests/test_ui_browser.py): Debian's Chromium and its driver,
+# and a Korean font so that the screenshots show the labels.
+[ -x /usr/bin/chromium ] || needed+=(chromium)
+[ -x /usr/bin/chromedriver ] || needed+=(chromium-driver)
+[ -d /usr/share/fonts/truetype/nanum ] || needed+=(fonts-nanum)
 [ ${#needed[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-system-packages: please install: ${needed[*]}" >&2; exit 1

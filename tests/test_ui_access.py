@@ -62,6 +62,22 @@ SAMPLES: dict[str, Sample] = {
     "defect_review": S("POST", "/api/defects/{defect}/review", json={"action": "confirm", "comment": "봤음"}),
     "defect_reviews": S("GET", "/api/defects/{defect}/reviews"),
     "defect_types": S("GET", "/api/defect-types"),
+    # data pages (tests/test_ui_data_pages.py tests their content)
+    "dashboard_data": S("GET", "/api/dashboard?part=today"),
+    "live_events": S("GET", "/api/events?once=1"),
+    "coils": S("GET", "/coils"),
+    "coils_data": S("GET", "/api/coils?coil=C1"),
+    "coils_csv": S("GET", "/coils.csv"),
+    "coil_detail": S("GET", "/coils/C1"),
+    "coil_data": S("GET", "/api/coils/C1"),
+    "image_file": S("GET", "/images/999999", 404),
+    "image_thumb": S("GET", "/images/999999/thumb", 404),
+    "image_info": S("GET", "/api/images/999999", 404),
+    "statistics": S("GET", "/statistics"),
+    "statistics_data": S("GET", "/api/statistics"),
+    "models": S("GET", "/models"),
+    "models_data": S("GET", "/api/models"),
+    "model_deploy": S("POST", "/api/models/999999/deploy", 404, json={}),
 }
 
 

@@ -27,18 +27,52 @@ def _backoff():
     return txretrying.simpleBackoffIterator(initialDelay=0.5, maxDelay=5.0, factor=2.0, maxRetries=0, now=True)
 
 
+class _Detector(reconnection.DeadConnectionDetector):
+    """txpostgres' detector, but with a reconnect loop that can be stopped.
+
+    The stock detector drops the Deferred of its retry loop, so a closed Database would keep
+    a reconnect timer (and a half-open socket) alive until the next attempt.
+    """
+
+    _loop: defer.Deferred | None = None
+    _stopped = False
+
+    def startReconnecting(self, f):  # noqa: N802 (txpostgres' name)
+        if self._stopped:
+            return
+        call = txretrying.RetryingCall(self.reconnect)
+        call.reactor = self.reactor
+        self._loop = call.start(self.reconnectionIterator())
+        self._loop.addCallback(lambda _: self.connectionRecovered())
+        self._loop.addErrback(self._loop_ended)
+
+    def _loop_ended(self, failure) -> None:
+        self._loop = None
+        if not (self._stopped and failure.check(defer.CancelledError)):
+            log.failure("database reconnection loop failed", failure)
+
+    def stop(self) -> None:
+        self._stopped = True
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.cancel()
+
+
 def _connection(reactor) -> txpostgres.Connection:
-    detector = reconnection.DeadConnectionDetector(reconnectionIterator=_backoff, reactor=reactor)
+    detector = _Detector(reconnectionIterator=_backoff, reactor=reactor)
     return txpostgres.Connection(reactor=reactor, detector=detector)
 
 
 class _Pool(txpostgres.ConnectionPool):
     def __init__(self, reactor, dsn: str, size: int):
         self.reactor = reactor
+        self.every_connection: list[txpostgres.Connection] = []  # ``connections`` lacks the busy ones
         super().__init__(None, dsn, min=size)
 
     def connectionFactory(self, reactor, cooperator):  # noqa: N802 (txpostgres' name)
-        return _connection(reactor)
+        connection = _connection(reactor)
+        self.every_connection.append(connection)
+        return connection
 
 
 class Database:
@@ -118,16 +152,15 @@ class Database:
                 log.failure("LISTEN observer for {channel} failed", channel=notify.channel)
 
     def close(self) -> None:
-        for connection in list(self._pool.connections):
+        """Close every connection and stop their reconnect loops (nothing is left scheduled)."""
+        connections = list(self._pool.every_connection)
+        if self._listener is not None:
+            connections.append(self._listener)
+        for connection in connections:
+            connection.detector.stop()
             connection.detector.setReconnectable(_Closed())
             try:
                 connection.close()
-            except Exception:
-                pass
-        if self._listener is not None:
-            self._listener.detector.setReconnectable(_Closed())
-            try:
-                self._listener.close()
             except Exception:
                 pass
 

@@ -73,8 +73,26 @@ ACCESS: dict[str, Rule] = {
     "login_submit": Rule(PUBLIC, "page"),
     "logout": Rule(ALL, "page"),
     "whoami": Rule(ALL, "json"),
-    # 실시간 모니터링 (placeholder until the dashboard lands)
+    # 실시간 모니터링
     "dashboard": Rule(ALL, "page"),
+    "dashboard_data": Rule(ALL, "json"),
+    "live_events": Rule(ALL, "sse"),
+    # 코일 이력 and coil detail (images by database id)
+    "coils": Rule(ALL, "page"),
+    "coils_data": Rule(ALL, "json"),
+    "coils_csv": Rule(ALL, "page"),
+    "coil_detail": Rule(ALL, "page"),
+    "coil_data": Rule(ALL, "json"),
+    "image_file": Rule(ALL, "file"),
+    "image_thumb": Rule(ALL, "file"),
+    "image_info": Rule(ALL, "json"),
+    # 통계
+    "statistics": Rule(ALL, "page"),
+    "statistics_data": Rule(ALL, "json"),
+    # AI 모델
+    "models": Rule(ALL, "page"),
+    "models_data": Rule(ALL, "json"),
+    "model_deploy": Rule(ADMIN, "json"),
     # 시스템
     "system": Rule(ALL, "page"),
     "system_services": Rule(ALL, "json"),

@@ -30,6 +30,10 @@ log = Logger()
 PAGE_MODULES = (
     "ccl.adapters.web.ui.pages.framework",
     "ccl.adapters.web.ui.pages.dashboard",
+    "ccl.adapters.web.ui.pages.coils",
+    "ccl.adapters.web.ui.pages.images",
+    "ccl.adapters.web.ui.pages.statistics",
+    "ccl.adapters.web.ui.pages.models",
     "ccl.adapters.web.ui.pages.system",
     "ccl.adapters.web.ui.pages.admin",
     "ccl.adapters.web.ui.pages.reviews",

@@ -1,10 +1,75 @@
-"""실시간 모니터링: a placeholder page at ``/`` until the dashboard module replaces it."""
+"""실시간 모니터링: the live line view, its JSON parts and the Server-Sent Events stream.
+
+The page paints from one query round (ui_queries.dashboard) and then follows
+``/api/events`` (SSE, fed by the process's one ``LISTEN ccl_events``, see ``live.py``);
+on an event the browser fetches only the part that changed from ``/api/dashboard?part=``.
+"""
 
 from __future__ import annotations
 
-from ccl.adapters.web.ui.routing import route
+from ccl.adapters.storage.ui_queries import dashboard as queries
+from ccl.adapters.web.ui import live
+from ccl.adapters.web.ui.orchestrator import OrchestratorRefused, OrchestratorUnavailable
+from ccl.adapters.web.ui.pages._data import FORMAT, SEVERITY_LABEL
+from ccl.adapters.web.ui.routing import HTTPError, route
+
+PARTS = ("coil", "speed", "images", "defects", "today", "links", "alerts", "services", "coil_defects")
+
+
+async def _services(ctx) -> dict:
+    try:
+        return {"available": True, "services": await ctx.ui.orchestrator.services()}
+    except (OrchestratorUnavailable, OrchestratorRefused) as error:
+        return {"available": False, "services": [], "reason": str(error)}
+
+
+def _after(ctx) -> int | None:
+    after = ctx.arg("after") or ""
+    return int(after) if after.isdigit() and len(after) < 19 else None
+
+
+async def _part(ctx, part: str):
+    db = ctx.db
+    if part == "coil":
+        return await queries.current_coil(db)
+    if part == "speed":
+        return await queries.line_speed(db, after_id=_after(ctx))
+    if part == "images":
+        return await queries.latest_image_pair(db)
+    if part == "defects":
+        return await queries.recent_defects(db, after_id=_after(ctx))
+    if part == "today":
+        return await queries.today_counts(db)
+    if part == "links":
+        return await queries.link_states(db)
+    if part == "alerts":
+        return await queries.open_alerts(db)
+    if part == "services":
+        return await _services(ctx)
+    if part == "coil_defects":
+        coil = await queries.current_coil(db)
+        return {"coil": coil, "defects": (await queries.coil_defects(db, coil["coil_number"])) if coil else []}
+    raise HTTPError(400, "unknown part", {"allowed": list(PARTS)})
 
 
 @route("dashboard", "/")
-def dashboard(ctx):
-    return ctx.render("dashboard.html")
+async def dashboard(ctx):
+    # Service states come from the orchestrator (up to seconds when it hangs): the page
+    # fetches them after it is painted (part=services), so they never slow it down.
+    state = await queries.dashboard(ctx.db)
+    return ctx.render("dashboard.html", state=state, fmt=FORMAT, severity_label=SEVERITY_LABEL)
+
+
+@route("dashboard_data", "/api/dashboard")
+async def dashboard_data(ctx):
+    """The whole dashboard state, or one part of it (``?part=speed``)."""
+    part = ctx.arg("part")
+    if part:
+        return {"part": part, "data": await _part(ctx, part)}
+    return await queries.dashboard(ctx.db)
+
+
+@route("live_events", "/api/events")
+async def live_events(ctx):
+    """Server-Sent Events: every ``NOTIFY ccl_events`` as an event named by its topic."""
+    return await live.serve(ctx, {"user": ctx.user.username})

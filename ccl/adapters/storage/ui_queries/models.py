@@ -1,0 +1,54 @@
+"""AI 모델: the models, their metrics history, and marking the deployed one."""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+
+from ccl.adapters.storage.ui_queries._sql import gather, rows
+
+HISTORY_POINTS = 200
+
+
+def models(db) -> defer.Deferred:
+    return rows(db, """
+        SELECT m.id, m.name, m.version, m.deployed, m.accuracy_score, m.precision_score, m.recall_score,
+               m.f1_score, m.created_at, m.updated_at
+        FROM ai_models m ORDER BY m.deployed DESC, m.created_at DESC, m.id DESC""")
+
+
+def metrics_history(db) -> defer.Deferred:
+    """The latest HISTORY_POINTS metric rows of each model, oldest first."""
+    return rows(db, """
+        SELECT h.model_id, h.recorded_at, h.accuracy_score, h.precision_score, h.recall_score, h.f1_score
+        FROM ai_models m CROSS JOIN LATERAL (
+            SELECT * FROM ai_model_metrics x WHERE x.model_id = m.id
+            ORDER BY x.recorded_at DESC LIMIT %s) h
+        ORDER BY h.model_id, h.recorded_at""", (HISTORY_POINTS,))
+
+
+def models_page(db) -> defer.Deferred:
+    return gather(models=models(db), history=metrics_history(db))
+
+
+class UnknownModel(LookupError):
+    pass
+
+
+def mark_deployed(db, model_id: int) -> defer.Deferred:
+    """Make ``model_id`` the one deployed model (in one transaction); fires with the previous
+    deployed model's id (or None). Raises UnknownModel for an id that does not exist."""
+
+    @defer.inlineCallbacks
+    def interaction(cursor):
+        yield cursor.execute("SELECT id FROM ai_models WHERE id = %s FOR UPDATE", (model_id,))
+        if not cursor.fetchall():
+            raise UnknownModel(model_id)
+        yield cursor.execute("SELECT id FROM ai_models WHERE deployed FOR UPDATE")
+        previous = [row[0] for row in cursor.fetchall()]
+        yield cursor.execute("UPDATE ai_models SET deployed = false, updated_at = now() WHERE deployed AND id <> %s",
+                             (model_id,))
+        yield cursor.execute("UPDATE ai_models SET deployed = true, updated_at = now() WHERE id = %s AND NOT deployed",
+                             (model_id,))
+        return previous[0] if previous else None
+
+    return db.runInteraction(interaction)

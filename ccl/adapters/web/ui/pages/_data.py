@@ -1,0 +1,94 @@
+"""Shared bits of the data pages (dashboard, 코일 이력, 통계, AI 모델): formatting for
+templates, input checks, and their English labels (merged into i18n.ENGLISH on import)."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import zoneinfo
+
+from ccl.adapters.storage.ui_queries._sql import PLANT_TZ
+from ccl.adapters.web.ui import i18n
+from ccl.adapters.web.ui.routing import HTTPError
+
+_TZ = zoneinfo.ZoneInfo(PLANT_TZ)
+#: Coil numbers as the ingestion API allows them (they become parts of file names there).
+COIL = re.compile(r"^[A-Za-z0-9-]{1,20}$")
+
+
+def check_coil(coil: str) -> str:
+    if not COIL.match(coil or ""):
+        raise HTTPError(404, "no such coil", "a coil number is 1-20 of A-Z a-z 0-9 -")
+    return coil
+
+
+def when(value, pattern: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """An ISO 8601 timestamp (as the queries return them) in plant time; '' for None."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.datetime.fromisoformat(value) if isinstance(value, str) else value
+        return moment.astimezone(_TZ).strftime(pattern)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def num(value, digits: int = 0) -> str:
+    if value is None or value == "":
+        return ""
+    try:
+        return f"{float(value):,.{digits}f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def today() -> datetime.date:
+    return datetime.datetime.now(_TZ).date()
+
+
+def parse_date(text: str | None, name: str) -> datetime.date | None:
+    if not text:
+        return None
+    try:
+        return datetime.date.fromisoformat(text.strip())
+    except ValueError:
+        raise HTTPError(400, f"bad {name}", f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+FORMAT = {"when": when, "num": num}
+
+SEVERITY_LABEL = {"low": "낮음", "medium": "보통", "high": "높음", "critical": "치명"}
+REVIEW_LABEL = {"new": "미검토", "confirmed": "확인", "false_positive": "오검출", "reclassified": "재분류"}
+
+ENGLISH = {
+    "현재 코일": "Current coil", "코일 번호": "Coil number", "고객사": "Customer", "두께 × 폭": "Thickness × width",
+    "길이": "Length", "라인 속도 (최근 30분)": "Line speed (last 30 minutes)", "최신 이미지": "Latest images",
+    "원본": "Original", "라벨": "Labeled", "흑백": "Grey", "컬러": "Colour", "실시간 결함": "Live defects",
+    "코일 바": "Coil bar", "오늘 유형별 결함": "Today's defects by type", "연결 상태": "Links",
+    "서비스 상태": "Services", "미해결 경보": "Open alerts", "연결됨": "connected", "끊김": "disconnected",
+    "없음": "none", "유형": "Type", "심각도": "Severity", "신뢰도": "Confidence", "위치 (m)": "Position (m)",
+    "검출 시각": "Detected", "상태": "State", "마지막 수신": "Last seen", "실시간 연결 끊김 — 재연결 중":
+    "Live link lost — reconnecting", "실시간": "Live", "코일 검색": "Search coils", "부분 입력 가능": "partial",
+    "결함 유형": "Defect type", "전체": "All", "CSV 내보내기": "Export CSV", "등록 시각": "Scheduled",
+    "결함 수": "Defects", "중량": "Weight", "WPD 통과": "WPD pass", "건": "", "결과 없음": "No results",
+    "코일 상세": "Coil detail", "스케줄 (TC 4000)": "Schedule (TC 4000)", "CUT / WPD 이벤트": "CUT / WPD events",
+    "라인 속도": "Line speed", "결함 목록": "Defects", "코일 맵": "Coil map", "이미지": "Images",
+    "작업": "Actions", "확인": "Confirm", "오검출": "False positive", "재분류": "Reclassify", "의견": "Comment",
+    "검토": "Review", "미검토": "New", "낮음": "low", "보통": "medium", "높음": "high", "치명": "critical",
+    "길이 방향 (m)": "Along the coil (m)", "폭 방향": "Across the strip", "확대": "Zoom in", "축소": "Zoom out",
+    "원래 크기": "Fit", "닫기": "Close", "결함 표시": "Show defects", "기간": "Period", "조회": "Show",
+    "유형별 파레토": "Pareto by type", "일별 추이": "Daily trend", "고객사별": "By customer",
+    "신뢰도 분포": "Confidence distribution", "누적 비율": "Cumulative share", "코일 수": "Coils",
+    "결함 합계": "Total defects", "모델": "Model", "버전": "Version", "배포됨": "Deployed",
+    "정확도": "Accuracy", "정밀도": "Precision", "재현율": "Recall", "배포로 지정": "Mark as deployed",
+    "지표 이력": "Metrics history", "등록일": "Created", "모델이 없습니다.": "No models yet.",
+    "이 모델을 배포 모델로 지정할까요?": "Make this model the deployed one?", "알 수 없는 코일입니다.": "Unknown coil.",
+    "이벤트": "Event", "종류": "Kind", "수신 시각": "Received", "권취 길이": "Winding length", "절단 모드": "Cut mode",
+    "번호": "No.", "아직 WPD를 통과한 코일이 없습니다.": "No coil has passed the WPD yet.",
+    "이미지가 없습니다.": "No images.", "결함이 없습니다.": "No defects.", "속도 데이터 없음": "No speed data",
+    "이전 페이지": "Previous page", "다음 페이지": "Next page", "쪽": "page", "개씩": "per page",
+    "원본/라벨": "Original/labeled", "이미지 보기": "Image viewer", "통신": "Links",
+    "서비스 정보를 가져올 수 없습니다": "Service states unavailable", "BOM": "BOM", "품명": "Product group",
+    "MO 번호": "MO number", "두께": "Thickness", "폭": "Width", "보기": "View", "검색": "Search", "재질": "Material", "통판": "Through plate", "순서": "Order", "m/min": "m/min",
+}
+i18n.ENGLISH.update({k: v for k, v in ENGLISH.items() if k not in i18n.ENGLISH})

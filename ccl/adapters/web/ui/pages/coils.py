@@ -1,0 +1,105 @@
+"""코일 이력 (search, pages, sorting, CSV export) and the coil detail page."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from twisted.logger import Logger
+
+from ccl.adapters.storage.ui_queries import coil as coil_queries
+from ccl.adapters.storage.ui_queries import history
+from ccl.adapters.web.ui.pages._data import FORMAT, REVIEW_LABEL, SEVERITY_LABEL, check_coil, today
+from ccl.adapters.web.ui.routing import HTTPError, route
+
+log = Logger()
+
+
+def _search(ctx) -> history.Search:
+    args = {name: ctx.arg(name) for name in ("from", "to", "coil", "customer", "defect_type", "sort", "order",
+                                             "page", "size")}
+    try:
+        return history.Search.from_args({k: v for k, v in args.items() if v is not None}, today())
+    except history.BadSearch as error:
+        raise HTTPError(400, "bad search", str(error)) from None
+
+
+async def _defect_types(ctx) -> list[str]:
+    rows = await ctx.db.runQuery("SELECT value FROM system_settings WHERE key = 'defect_types'")
+    value = rows[0][0] if rows else []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+@route("coils", "/coils")
+async def coils(ctx):
+    query = _search(ctx)
+    found = await history.search(ctx.db, query)
+    return ctx.render("coils.html", query=query, found=found, fmt=FORMAT, defect_types=await _defect_types(ctx),
+                      sortable=history.SORTABLE, page_sizes=history.PAGE_SIZES)
+
+
+@route("coils_data", "/api/coils")
+async def coils_data(ctx):
+    query = _search(ctx)
+    found = await history.search(ctx.db, query)
+    found["query"] = query.as_args()
+    return found
+
+
+def _cell(value):
+    # A text cell starting like a formula would run as one in a spreadsheet: quote it.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+@route("coils_csv", "/coils.csv")
+async def coils_csv(ctx):
+    """Every coil of the search as CSV (UTF-8 with BOM, so Excel shows the Korean), streamed
+    chunk by chunk from a server-side cursor."""
+    query = _search(ctx)
+    request = ctx.request
+    request.setHeader(b"content-type", b"text/csv; charset=utf-8")
+    name = f"coils_{query.date_from:%Y%m%d}-{query.date_to:%Y%m%d}.csv"
+    request.setHeader(b"content-disposition", f'attachment; filename="{name}"'.encode("ascii"))
+    request.setHeader(b"cache-control", b"no-store")
+    gone = []
+    request.notifyFinish().addBoth(lambda _: gone.append(True))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(history.CSV_COLUMNS)
+    request.write(b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8"))
+
+    def write_rows(batch) -> bool:
+        if gone:
+            return False
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows([[_cell(v) for v in row] for row in batch])
+        request.write(buffer.getvalue().encode("utf-8"))
+        return True
+
+    written = await history.stream_export(ctx.db, query, write_rows)
+    log.info("CSV export of {rows} coils for {user}", rows=written, user=ctx.user.username)
+    return b""
+
+
+@route("coil_detail", "/coils/<coil>")
+async def coil_detail(ctx, coil):
+    check_coil(coil)
+    detail = await coil_queries.coil_detail(ctx.db, coil)
+    if not (detail["schedules"] or detail["events"] or detail["defects"] or detail["images"]):
+        raise HTTPError(404, ctx._("알 수 없는 코일입니다."), coil)
+    can_review = ctx.user.role in ("admin", "operator")
+    return ctx.render("coil.html", coil=coil, detail=detail, fmt=FORMAT, severity_label=SEVERITY_LABEL,
+                      review_label=REVIEW_LABEL, can_review=can_review,
+                      defect_types=await _defect_types(ctx) if can_review else [])
+
+
+@route("coil_data", "/api/coils/<coil>")
+async def coil_data(ctx, coil):
+    check_coil(coil)
+    detail = await coil_queries.coil_detail(ctx.db, coil)
+    if not (detail["schedules"] or detail["events"] or detail["defects"] or detail["images"]):
+        raise HTTPError(404, "no such coil", coil)
+    return detail

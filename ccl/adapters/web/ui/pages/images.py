@@ -1,0 +1,141 @@
+"""Image files of the image store, by database id only (never by a path from the client).
+
+``/images/<id>`` serves the stored file, ``/images/<id>/thumb`` a small JPEG (the stored
+thumbnail, or one made here in a thread and kept in a small in-memory cache), and
+``/api/images/<id>`` the image's record with the defects drawn over it in the viewer. A path
+from the database that does not resolve to a file below ``[images] root`` is refused.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+from pathlib import Path
+
+from twisted.internet import threads
+from twisted.logger import Logger
+from twisted.web.static import File
+
+from ccl.adapters.storage.ui_queries import coil as queries
+from ccl.adapters.web.ui.routing import HTTPError, route
+
+log = Logger()
+
+THUMB_SIZE = (320, 240)
+_CACHE_ENTRIES = 512
+_TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "bmp": "image/bmp"}
+
+
+def image_root(config) -> Path:
+    return config.get_path("images", "root")
+
+
+def inside(root: Path, stored: str | None) -> Path | None:
+    """The file ``stored`` names (absolute, or relative to ``root``) if it lies below ``root``."""
+    if not stored:
+        return None
+    base = root.resolve()
+    candidate = Path(stored)
+    if not candidate.is_absolute():
+        candidate = base / candidate
+    try:
+        resolved = candidate.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if base not in resolved.parents or not resolved.is_file():
+        return None
+    return resolved
+
+
+def make_thumbnail(path: Path) -> bytes:
+    """A JPEG of at most THUMB_SIZE (runs in a thread: Pillow decodes for a while)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.draft("RGB", THUMB_SIZE)
+        image.thumbnail(THUMB_SIZE)
+        out = io.BytesIO()
+        image.convert("RGB").save(out, "JPEG", quality=80)
+        return out.getvalue()
+
+
+class _ThumbnailCache:
+    def __init__(self, entries: int = _CACHE_ENTRIES):
+        self._entries = entries
+        self._items: collections.OrderedDict[int, bytes] = collections.OrderedDict()
+
+    def get(self, key: int) -> bytes | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: int, value: bytes) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self._entries:
+            self._items.popitem(last=False)
+
+
+_thumbnails = _ThumbnailCache()
+
+
+async def _record(ctx, image_id: int) -> dict:
+    record = await queries.image_record(ctx.db, image_id)
+    if record is None:
+        raise HTTPError(404, "no such image", {"id": image_id})
+    return record
+
+
+@route("image_file", "/images/<int:image_id>")
+async def image_file(ctx, image_id):
+    record = await _record(ctx, image_id)
+    path = inside(image_root(ctx.config), record["path"])
+    if path is None:
+        log.warn("image {id}: file {path} missing or outside the image root", id=image_id, path=record["path"])
+        raise HTTPError(404, "image file not available", {"id": image_id, "purged": bool(record["purged_at"])})
+    ctx.request.setHeader(b"cache-control", b"private, max-age=86400")
+    # File streams the file with a producer (no whole image in memory) and answers Range requests.
+    resource = File(str(path), defaultType="application/octet-stream")
+    resource.type = _TYPES.get(str(record["format"]).lower(), resource.type)
+    resource.encoding = None
+    return resource
+
+
+@route("image_thumb", "/images/<int:image_id>/thumb")
+async def image_thumb(ctx, image_id):
+    data = _thumbnails.get(image_id)
+    if data is None:
+        record = await _record(ctx, image_id)
+        root = image_root(ctx.config)
+        stored = inside(root, record["thumbnail_path"])
+        if stored is not None:
+            data = await threads.deferToThread(stored.read_bytes)
+        else:
+            path = inside(root, record["path"])
+            if path is None:
+                raise HTTPError(404, "image file not available", {"id": image_id})
+            try:
+                data = await threads.deferToThread(make_thumbnail, path)
+            except Exception as error:  # a broken file: say so, keep serving the others
+                log.warn("thumbnail of image {id} failed: {error}", id=image_id, error=error)
+                raise HTTPError(415, "image cannot be decoded", {"id": image_id}) from None
+        _thumbnails.put(image_id, data)
+    ctx.request.setHeader(b"content-type", b"image/jpeg")
+    ctx.request.setHeader(b"cache-control", b"private, max-age=86400")
+    return data
+
+
+@route("image_info", "/api/images/<int:image_id>")
+async def image_info(ctx, image_id):
+    record = await _record(ctx, image_id)
+    record.pop("path", None)
+    record.pop("thumbnail_path", None)
+    partner = await ctx.db.runQuery(
+        """SELECT o.id, o.kind FROM images o, images i WHERE i.id = %(id)s AND o.id <> i.id AND o.kind <> i.kind
+             AND (o.pair_id = i.id OR o.id = i.pair_id OR (i.pair_id IS NOT NULL AND o.pair_id = i.pair_id)
+                  OR (o.coil_number = i.coil_number AND o.captured_at = i.captured_at))
+           ORDER BY o.id LIMIT 1""", {"id": image_id})
+    record["partner"] = {"id": partner[0][0], "kind": partner[0][1]} if partner else None
+    record["defects"] = await queries.image_defects(ctx.db, image_id)
+    return record
