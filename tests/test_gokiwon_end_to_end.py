@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import tempfile
 from pathlib import Path
 
-from twisted.internet import defer, error, protocol, reactor, task
+from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, readBody
 
@@ -17,7 +16,7 @@ from ccl.adapters.gokiwon.service import GokiwonSettings, attach_forwarding
 from ccl.adapters.gokiwon.simulator import GokiwonSimulator
 from ccl.adapters.storage.localdb import free_port
 from tests.support.database import fresh_database, query
-from tests.support.mes import LAYOUTS, connect, cut, schedule, speed, start_service, wait_for, wpd
+from tests.support.mes import connect_when_up, spawn_ccl_mes, LAYOUTS, connect, cut, schedule, speed, start_service, wait_for, wpd
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNEL_OF = {"4000": "schedule", "4002": "wpd", "4003": "speed"}
@@ -48,19 +47,6 @@ def first_arrivals(sim: GokiwonSimulator, channel: str) -> list[bytes]:
     return order
 
 
-class _Output(protocol.ProcessProtocol):
-    def __init__(self):
-        self.output = b""
-        self.ended = defer.Deferred()
-
-    def outReceived(self, data):  # noqa: N802
-        self.output += data
-
-    errReceived = outReceived
-
-    def processEnded(self, reason):  # noqa: N802
-        self.ended.callback(reason.value)
-
 
 class EndToEndProcessTests(TestCase):
     timeout = 120
@@ -88,30 +74,10 @@ class EndToEndProcessTests(TestCase):
         return env
 
     def spawn(self):
-        output = _Output()
-        args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
-                "--logfile=-", "ccl-mes"]
-        process = reactor.spawnProcess(output, sys.executable, args, env=self.environment(), path=str(self.var))
+        return spawn_ccl_mes(self, self.environment(), str(self.var))
 
-        def kill():
-            if process.pid is not None:
-                process.signalProcess("KILL")
-                return output.ended
-
-        self.addCleanup(kill)
-        return process, output
-
-    @defer.inlineCallbacks
     def connect_when_up(self, output):
-        for _ in range(400):
-            try:
-                client = yield connect(self, self.mes_port)
-                return client
-            except error.ConnectError:
-                if output.ended.called:
-                    raise AssertionError("ccl-mes exited:\n" + output.output.decode(errors="replace"))
-                yield task.deferLater(reactor, 0.05, lambda: None)
-        raise AssertionError("ccl-mes did not listen:\n" + output.output.decode(errors="replace"))
+        return connect_when_up(self, self.mes_port, output)
 
     @defer.inlineCallbacks
     def test_every_forwarded_telegram_arrives_once_in_order_byte_identical_and_4001_never(self):

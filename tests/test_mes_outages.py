@@ -3,11 +3,10 @@
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 
 import psycopg2
-from twisted.internet import defer, error, protocol, reactor, task
+from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, readBody
 
@@ -15,7 +14,7 @@ from ccl.adapters.storage.localdb import free_port
 from ccl.domain.metrics import parse_text
 from tests.support.cluster import private_cluster
 from tests.support.database import fresh_database, query
-from tests.support.mes import connect, schedule, speed, start_service, wait_for
+from tests.support.mes import connect_when_up, spawn_ccl_mes, connect, schedule, speed, start_service, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,19 +68,6 @@ def database_recovered(db, size):
             yield task.deferLater(reactor, 0.1, lambda: None)
 
 
-class _Output(protocol.ProcessProtocol):
-    def __init__(self):
-        self.output = b""
-        self.ended = defer.Deferred()
-
-    def outReceived(self, data):  # noqa: N802
-        self.output += data
-
-    errReceived = outReceived
-
-    def processEnded(self, reason):  # noqa: N802
-        self.ended.callback(reason.value)
-
 
 class ServiceProcessTests(TestCase):
     """``twistd -n ccl-mes`` as a real process, as the plant runs it."""
@@ -97,30 +83,10 @@ class ServiceProcessTests(TestCase):
         return env
 
     def spawn(self, env):
-        output = _Output()
-        args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
-                "--logfile=-", "ccl-mes"]
-        process = reactor.spawnProcess(output, sys.executable, args, env=env, path=str(env["CCL_PATHS_VAR"]))
+        return spawn_ccl_mes(self, env, str(env["CCL_PATHS_VAR"]))
 
-        def kill():
-            if process.pid is not None:
-                process.signalProcess("KILL")
-                return output.ended
-
-        self.addCleanup(kill)
-        return process, output
-
-    @defer.inlineCallbacks
     def connect_when_up(self, output):
-        for _ in range(400):
-            try:
-                client = yield connect(self, self.port)
-                return client
-            except error.ConnectError:
-                if output.ended.called:
-                    raise AssertionError("service exited:\n" + output.output.decode(errors="replace"))
-                yield task.deferLater(reactor, 0.05, lambda: None)
-        raise AssertionError("service did not listen:\n" + output.output.decode(errors="replace"))
+        return connect_when_up(self, self.port, output)
 
     @defer.inlineCallbacks
     def test_killed_with_sigkill_after_acks_and_restarted_loses_and_doubles_nothing(self):

@@ -133,3 +133,53 @@ def connect(testcase, service_or_port):
 
     testcase.addCleanup(close)
     return client
+
+
+class ProcessOutput(protocol.ProcessProtocol):
+    """Collects a child's output; ``ended`` fires with its exit reason."""
+
+    def __init__(self):
+        self.output = b""
+        self.ended = defer.Deferred()
+
+    def outReceived(self, data):  # noqa: N802
+        self.output += data
+
+    errReceived = outReceived
+
+    def processEnded(self, reason):  # noqa: N802
+        self.ended.callback(reason.value)
+
+
+def spawn_ccl_mes(testcase, env: dict, cwd: str):
+    """``twistd -n ccl-mes`` as a real process (killed at clean-up); returns (process, output)."""
+    import sys
+
+    output = ProcessOutput()
+    args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
+            "--logfile=-", "ccl-mes"]
+    process = reactor.spawnProcess(output, sys.executable, args, env=env, path=cwd)
+
+    def kill():
+        if process.pid is not None:
+            process.signalProcess("KILL")
+            return output.ended
+
+    testcase.addCleanup(kill)
+    return process, output
+
+
+@defer.inlineCallbacks
+def connect_when_up(testcase, port: int, output: ProcessOutput):
+    """A MesClient connected to ``port`` as soon as the child listens; fails if it exits first."""
+    from twisted.internet import error
+
+    for _ in range(400):
+        try:
+            client = yield connect(testcase, port)
+            return client
+        except error.ConnectError:
+            if output.ended.called:
+                raise AssertionError("ccl-mes exited:\n" + output.output.decode(errors="replace"))
+            yield task.deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError("ccl-mes did not listen:\n" + output.output.decode(errors="replace"))
