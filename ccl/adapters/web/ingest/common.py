@@ -229,11 +229,20 @@ def endpoint(route_name: str):
 
 def read_json(request, max_bytes: int | None = None):
     """The request body as JSON; HttpError 415/400 otherwise."""
+    return parse_json(json_content(request).read())
+
+
+def json_content(request):
+    """The body (a file, at its start) of an application/json request; HttpError 415 otherwise."""
     content_type = (_header(request, b"content-type") or "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise HttpError(415, "send application/json", f"Content-Type is {content_type or 'missing'}")
     request.content.seek(0)
-    raw = request.content.read()
+    return request.content
+
+
+def parse_json(raw: bytes):
+    """Decoded JSON, or HttpError 400 saying why not."""
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
