@@ -134,3 +134,24 @@ def general_defect(row):
     from ccl.domain.ingest.defects import Defect
 
     return Defect(**dict(zip(ROW_FIELDS, row)))
+
+
+class ParseJsonTests(SynchronousTestCase):
+    """parse_json (orjson, then the json module for what orjson refuses) decodes as json.loads does."""
+
+    def test_same_result_or_same_refusal_as_the_json_module(self):
+        from ccl.adapters.web.ingest.common import HttpError, parse_json
+
+        samples = [b'{"a": 1, "a": 2}', b'[1.5, -0.0, 1e-05, 1E400, 12345678901234567890123]', b'{"x": NaN}',
+                   b'[Infinity, -Infinity]', b'"\\ud800"', '"따옴표 \\u00e9"'.encode(), b'  [] ', b"{}",
+                   b'{"a": [true, false, null]}', b"", b"{", b"[1,]", b"\xff\xfe", b'{"a" 1}', b"nul",
+                   b'"tab\tin string"', b"1 2", json.dumps({"defects": [FULL] * 3}).encode()]
+        for raw in samples:
+            try:
+                expected = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as error:
+                refusal = self.assertRaises(HttpError, parse_json, raw)
+                self.assertEqual((refusal.status, refusal.details), (400, str(error)), raw)
+                continue
+            got = parse_json(raw)
+            self.assertEqual(json.dumps(got), json.dumps(expected), raw)

