@@ -27,7 +27,7 @@ from ccl.domain.ingest.defects import (
     validate_defect,
     validate_performance,
 )
-from ccl.domain.ingest.coils import _COIL
+from ccl.domain.ingest.coils import InvalidCoilNumber, check_coil_number
 from ccl.domain.ingest.defects_fast import defect_row, fast_batch_rows
 from ccl.domain.metrics import Registry
 
@@ -164,9 +164,10 @@ def _parse_batch(raw: bytes, thresholds, maximum: int):
     coil, items = body.get("coil_number"), body.get("defects")
     # The fast lane takes plainly valid batches; anything else gets the rule-by-rule check,
     # which normalises or explains.
-    rows = None
-    if type(coil) is str and coil and len(coil) <= 20 and _COIL.fullmatch(coil):
-        rows = fast_batch_rows(items, thresholds, now=now, coil_number=coil, maximum=maximum)
+    try:
+        rows = fast_batch_rows(items, thresholds, now=now, coil_number=check_coil_number(coil), maximum=maximum)
+    except InvalidCoilNumber:
+        rows = None
     if rows is None:
         try:
             defects = validate_batch(items, thresholds, now=now, coil_number=coil, maximum=maximum)
