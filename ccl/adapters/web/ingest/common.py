@@ -9,6 +9,7 @@ import ipaddress
 import json
 from collections.abc import Sequence
 
+import orjson
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import server
@@ -115,8 +116,18 @@ class Gate:
         self._clock = clock
         self._cache_seconds = cache_seconds
         self._cache: dict[bytes, tuple[str, float]] = {}
+        self._addresses: dict[str, bool] = {}
 
     def _address_allowed(self, host: str) -> bool:
+        # Decided once per client address: a Jetson posting 1,000 defects a second comes from one.
+        allowed = self._addresses.get(host)
+        if allowed is None:
+            if len(self._addresses) > 1000:
+                self._addresses.clear()
+            allowed = self._addresses[host] = self._decide_address(host)
+        return allowed
+
+    def _decide_address(self, host: str) -> bool:
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
@@ -229,11 +240,29 @@ def endpoint(route_name: str):
 
 def read_json(request, max_bytes: int | None = None):
     """The request body as JSON; HttpError 415/400 otherwise."""
+    return parse_json(json_content(request).read())
+
+
+def json_content(request):
+    """The body (a file, at its start) of an application/json request; HttpError 415 otherwise."""
     content_type = (_header(request, b"content-type") or "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise HttpError(415, "send application/json", f"Content-Type is {content_type or 'missing'}")
     request.content.seek(0)
-    raw = request.content.read()
+    return request.content
+
+
+def parse_json(raw: bytes):
+    """Decoded JSON, or HttpError 400 saying why not.
+
+    orjson first (a 1,000-defect batch parses in less than half the time); what it refuses
+    (NaN, integers over 64 bits, lone surrogates... and broken JSON) goes to the json module,
+    so the result, and the reason given for broken JSON, are exactly the json module's.
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:

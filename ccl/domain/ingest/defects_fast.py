@@ -1,0 +1,142 @@
+"""The fast lane of batch validation: the common, well-formed batch checked in one tight loop.
+
+``validate_batch`` checks rule by rule, collects every problem and builds a ``Defect`` per item:
+right for telling a Jetson developer what is wrong, but a 1,000-item batch spent most of its
+CPU there. ``fast_batch_rows`` accepts only items whose every value already has the exact
+type and range the rules want (no 12.0 pixels, no upper-case UUIDs, no repeated event ids...)
+and gives row tuples straight away; on anything else it returns None and the caller runs
+``validate_batch``, which then accepts (normalising) or refuses with the full story. So the
+fast lane can only ever be stricter, never more lenient; tests/test_defects_fast.py checks
+that both agree on many mutated items.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ccl.domain.ingest.defects import _CANONICAL_UUID, MAX_INT, SEVERITIES, Defect, Thresholds
+from ccl.domain.ingest.times import parse_timestamp
+
+#: The order of the fields in a defect row (what the store writes, in this order).
+ROW_FIELDS = ("event_id", "coil_number", "defect_type", "confidence_score", "severity", "needs_review",
+              "defect_position_x", "defect_position_y", "defect_size_width", "defect_size_height",
+              "defect_position_meter", "detection_time", "original_image_path", "labeled_image_path",
+              "model_id", "camera_id")
+_INF = float("inf")
+
+
+def defect_row(d: Defect) -> tuple:
+    """A validated Defect as a row tuple (fields in ROW_FIELDS order)."""
+    return (d.event_id, d.coil_number, d.defect_type, d.confidence_score, d.severity, d.needs_review,
+            d.defect_position_x, d.defect_position_y, d.defect_size_width, d.defect_size_height,
+            d.defect_position_meter, d.detection_time, d.original_image_path, d.labeled_image_path,
+            d.model_id, d.camera_id)
+
+
+def fast_batch_rows(items: object, thresholds: Thresholds, *, now: datetime, coil_number: str,
+                    maximum: int) -> list[tuple] | None:
+    """Rows for a batch whose items are all plainly valid, else None (use ``validate_batch``).
+
+    ``coil_number`` must be checked already (the batch's top-level number, used for every item).
+    """
+    if type(items) is not list or len(items) > maximum:
+        return None
+    critical, high, medium, review = thresholds.critical, thresholds.high, thresholds.medium, thresholds.review
+    int_, float_, str_, dict_ = int, float, str, dict
+    uuid_ok = _CANONICAL_UUID.fullmatch
+    # Texts repeat (types, cameras, times): each distinct one is checked once.
+    short_texts: set[str] = set()
+    times: dict[str, datetime] = {}
+    events: set[str] = set()
+    rows = []
+    append = rows.append
+    for item in items:
+        if type(item) is not dict_:
+            return None
+        get = item.get
+
+        defect_type = get("defect_type")
+        if type(defect_type) is not str_:
+            return None
+        if defect_type not in short_texts:
+            if len(defect_type) > 50 or not defect_type.strip():
+                return None
+            short_texts.add(defect_type)
+
+        confidence = get("confidence_score")
+        kind = type(confidence)
+        if kind is float_:
+            if not 0.0 <= confidence <= 1.0:  # NaN fails too
+                return None
+        elif kind is int_:
+            if not 0 <= confidence <= 1:
+                return None
+            confidence = float(confidence)
+        else:
+            return None
+
+        x, y, w, h = get("defect_position_x"), get("defect_position_y"), get("defect_size_width"), \
+            get("defect_size_height")
+        for value in (x, y, w, h):
+            if value is not None and (type(value) is not int_ or not 0 <= value <= MAX_INT):
+                return None
+
+        meter = get("defect_position_meter")
+        if meter is not None:
+            kind = type(meter)
+            if kind is float_:
+                if not 0.0 <= meter < _INF:
+                    return None
+            elif kind is int_ and meter >= 0:
+                meter = float(meter)
+            else:
+                return None
+
+        stamp = get("detection_time")
+        if stamp is None:
+            detection_time = now
+        else:
+            detection_time = times.get(stamp) if type(stamp) is str_ else None
+            if detection_time is None:
+                if type(stamp) is not str_:
+                    return None
+                try:
+                    detection_time = times[stamp] = parse_timestamp(stamp)
+                except ValueError:
+                    return None
+
+        original, labeled = get("original_image_path"), get("labeled_image_path")
+        for path in (original, labeled):
+            if path is not None and (type(path) is not str_ or len(path) > 255 or not path.strip()):
+                return None
+
+        model_id = get("model_id")
+        if model_id is not None and (type(model_id) is not int_ or not 1 <= model_id <= MAX_INT):
+            return None
+
+        camera_id = get("camera_id")
+        if camera_id is None:
+            camera_id = "top"
+        elif type(camera_id) is not str_:
+            return None
+        elif camera_id not in short_texts:
+            if len(camera_id) > 50 or not camera_id.strip():
+                return None
+            short_texts.add(camera_id)
+
+        event_id = get("event_id")
+        if event_id is not None:
+            if type(event_id) is not str_ or event_id in events or not uuid_ok(event_id):
+                return None
+            events.add(event_id)
+
+        severity = get("severity")
+        if severity is None:
+            severity = ("critical" if confidence >= critical else "high" if confidence >= high
+                        else "medium" if confidence >= medium else "low")
+        elif severity not in SEVERITIES:
+            return None
+
+        append((event_id, coil_number, defect_type, confidence, severity, confidence < review, x, y, w, h,
+                meter, detection_time, original, labeled, model_id, camera_id))
+    return rows
