@@ -110,8 +110,9 @@ class Search:
                   "NOT EXISTS (SELECT 1 FROM tc_4000_schedule n WHERE n.coil_number = s.coil_number"
                   " AND (n.received_at, n.id) > (s.received_at, s.id))")
         clauses = [
-            "s.received_at >= (%(from)s::date AT TIME ZONE %(tz)s)",
-            "s.received_at < ((%(to)s::date + 1) AT TIME ZONE %(tz)s)",
+            # ::timestamp: a bare date would become a timestamptz in the SESSION's time zone first
+            "s.received_at >= (%(from)s::date::timestamp AT TIME ZONE %(tz)s)",
+            "s.received_at < ((%(to)s::date + 1)::timestamp AT TIME ZONE %(tz)s)",
             latest,
         ]
         params: dict[str, Any] = {"from": self.date_from, "to": self.date_to, "tz": PLANT_TZ}

@@ -1,0 +1,73 @@
+-- 070: daily roll-up of the defects for 통계 (ccl/adapters/storage/ui_queries/rollup.py).
+--
+-- A closed plant day (Asia/Seoul) is summed once into ui_stats_cells (Pareto, trend,
+-- confidence histogram) and ui_stats_coils (customer breakdown) by ccl-ui's refresh job, and
+-- listed in ui_stats_days. A change to an already summed day (a late defect, a review that
+-- reclassifies, a new schedule changing a coil's customer) appends its day to ui_stats_dirty
+-- in the same transaction, by STATEMENT-level triggers (one small INSERT per statement, not per
+-- row; ingestion of today's defects adds nothing at all). A day counts as summed only while it
+-- has no pending mark, so the statistics read the roll-up for clean days and the defects
+-- themselves for the rest: always exact, the roll-up only makes it fast.
+
+CREATE TABLE ui_stats_days (
+    day date PRIMARY KEY
+);
+
+CREATE TABLE ui_stats_cells (
+    day          date     NOT NULL,
+    defect_type  text     NOT NULL,
+    severity     text     NOT NULL,
+    bin          smallint NOT NULL,
+    n            integer  NOT NULL,
+    PRIMARY KEY (day, defect_type, severity, bin)
+);
+
+CREATE TABLE ui_stats_coils (
+    day            date    NOT NULL,
+    coil_number    text    NOT NULL,
+    customer_name  text    NOT NULL,
+    n              integer NOT NULL,
+    PRIMARY KEY (day, coil_number)
+);
+
+CREATE TABLE ui_stats_dirty (
+    id   bigserial PRIMARY KEY,
+    day  date      NOT NULL
+);
+CREATE INDEX ui_stats_dirty_day ON ui_stats_dirty (day);
+
+-- Rows of today (plant time, at the start of the writing transaction) are never summed yet:
+-- no mark for them, so the ingestion of live defects writes nothing here.
+CREATE FUNCTION ui_stats_mark_defects() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO ui_stats_dirty (day)
+    SELECT DISTINCT (c.detection_time AT TIME ZONE 'Asia/Seoul')::date FROM changed c
+    WHERE c.detection_time < (date_trunc('day', now() AT TIME ZONE 'Asia/Seoul') AT TIME ZONE 'Asia/Seoul');
+    RETURN NULL;
+END $$;
+
+-- A coil's customer is that of its newest schedule: a schedule row changes the customer of the
+-- coil's defects on every day they were found.
+CREATE FUNCTION ui_stats_mark_schedules() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO ui_stats_dirty (day)
+    SELECT DISTINCT (d.detection_time AT TIME ZONE 'Asia/Seoul')::date
+    FROM defect_detections d WHERE d.coil_number IN (SELECT c.coil_number FROM changed c);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER defect_detections_stats_insert AFTER INSERT ON defect_detections
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ui_stats_mark_defects();
+CREATE TRIGGER defect_detections_stats_update_old AFTER UPDATE ON defect_detections
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ui_stats_mark_defects();
+CREATE TRIGGER defect_detections_stats_update_new AFTER UPDATE ON defect_detections
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ui_stats_mark_defects();
+CREATE TRIGGER defect_detections_stats_delete AFTER DELETE ON defect_detections
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ui_stats_mark_defects();
+
+CREATE TRIGGER tc_4000_schedule_stats_insert AFTER INSERT ON tc_4000_schedule
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ui_stats_mark_schedules();
+CREATE TRIGGER tc_4000_schedule_stats_update AFTER UPDATE ON tc_4000_schedule
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ui_stats_mark_schedules();
+CREATE TRIGGER tc_4000_schedule_stats_delete AFTER DELETE ON tc_4000_schedule
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ui_stats_mark_schedules();
