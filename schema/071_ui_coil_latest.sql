@@ -52,3 +52,6 @@ CREATE TRIGGER tc_4000_schedule_latest_update_new AFTER UPDATE ON tc_4000_schedu
     REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ui_coil_latest_recompute();
 CREATE TRIGGER tc_4000_schedule_latest_delete AFTER DELETE ON tc_4000_schedule
     REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION ui_coil_latest_recompute();
+
+-- fresh statistics for the planner (the migration of a big history fills the table at once)
+ANALYZE ui_coil_latest;
