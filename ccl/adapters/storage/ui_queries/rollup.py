@@ -37,7 +37,7 @@ _SUM_CELLS = f"""
     SELECT t.day, d.defect_type, d.severity,
            least(width_bucket(d.confidence_score, 0, 1, {HISTOGRAM_BINS}), {HISTOGRAM_BINS}), count(*)
     FROM unnest(%(days)s::date[]) t(day) JOIN defect_detections d ON {_DAY_RANGE}
-    GROUP BY 1, 2, 3, 4"""
+    GROUP BY GROUPING SETS ((1, 2), (1, 3), (1, 4))"""
 
 _SUM_COILS = f"""
     INSERT INTO ui_stats_coils (day, coil_number, customer_name, n)

@@ -18,6 +18,8 @@ from ccl.adapters.storage.ui_queries._sql import PLANT_TZ, gather, rows_without_
 from ccl.adapters.storage.ui_queries.rollup import HISTOGRAM_BINS
 
 MAX_DAYS = 366
+#: A year is ~35,000 (day, coil) rows to group: in memory, by hashing, not by an on-disk sort.
+WORK_MEM = "32MB"
 
 
 def _params(date_from: datetime.date, date_to: datetime.date) -> dict:
@@ -40,21 +42,19 @@ _LIVE_DAY = ("d.detection_time >= (l.day::timestamp AT TIME ZONE %(tz)s)"
 
 
 def _cells(db, params: dict) -> defer.Deferred:
-    # Summed here by GROUPING SETS into the three views fold() needs: a year is ~1,500 rows to
-    # hand over instead of ~55,000 (day x type x severity x bin) cells.
+    # The roll-up's rows count along one dimension each (schema/070); the live days' full cells
+    # are summed the same way here, by GROUPING SETS: a year is ~1,500 rows to hand over.
     return rows_without_jit(db, f"""
-        WITH {_SPLIT},
-        cells AS (
-            SELECT c.day, c.defect_type, c.severity, c.bin::int AS bin, c.n FROM ui_stats_cells c
-            WHERE c.day BETWEEN %(from)s::date AND %(to)s::date AND c.day IN (SELECT day FROM rolled)
-            UNION ALL
-            SELECT l.day, x.defect_type, x.severity, x.bin, x.n
-            FROM live l CROSS JOIN LATERAL (
-                SELECT d.defect_type, d.severity,
-                       least(width_bucket(d.confidence_score, 0, 1, %(bins)s), %(bins)s) AS bin, count(*) AS n
-                FROM defect_detections d WHERE {_LIVE_DAY} GROUP BY 1, 2, 3) x)
-        SELECT (day - date '1970-01-01') AS day, defect_type, severity, bin, sum(n)::bigint AS n
-        FROM cells GROUP BY GROUPING SETS ((defect_type), (day, severity), (bin))""", params, wrap=False)
+        WITH {_SPLIT}
+        SELECT (c.day - date '1970-01-01') AS day, c.defect_type, c.severity, c.bin::int AS bin, c.n
+        FROM ui_stats_cells c
+        WHERE c.day BETWEEN %(from)s::date AND %(to)s::date AND c.day IN (SELECT day FROM rolled)
+        UNION ALL
+        SELECT (x.day - date '1970-01-01'), x.defect_type, x.severity, x.bin, count(*)
+        FROM (SELECT l.day, d.defect_type, d.severity,
+                     least(width_bucket(d.confidence_score, 0, 1, %(bins)s), %(bins)s) AS bin
+              FROM live l JOIN defect_detections d ON {_LIVE_DAY}) x
+        GROUP BY GROUPING SETS ((1, 2), (1, 3), (1, 4))""", params, wrap=False, work_mem=WORK_MEM)
 
 
 def by_customer(db, params: dict) -> defer.Deferred:
@@ -72,13 +72,13 @@ def by_customer(db, params: dict) -> defer.Deferred:
                                ORDER BY s.received_at DESC LIMIT 1) s ON true)
         SELECT customer_name, sum(n)::bigint AS n, count(*) AS coils
         FROM (SELECT coil_number, customer_name, sum(n) AS n FROM per_coil GROUP BY 1, 2) c
-        GROUP BY 1 ORDER BY n DESC, customer_name LIMIT 30""", params)
+        GROUP BY 1 ORDER BY n DESC, customer_name LIMIT 30""", params, work_mem=WORK_MEM)
 
 
 def fold(cells: list[tuple]) -> dict:
     """Pareto (count per type, most frequent first, with the cumulative share), daily counts
     per severity, and the confidence histogram, from (day number since 1970, type, severity, bin, n)
-    cells. A cell may leave out (None) what it does not count towards: (None, type, None, None, n)
+    cells. A cell may leave out (None) what it does not count towards: (day, type, None, None, n)
     counts for the Pareto only, (day, None, severity, None, n) for the trend only, and so on."""
     types: Counter = Counter()
     days: dict[str, Counter] = defaultdict(Counter)
@@ -87,7 +87,7 @@ def fold(cells: list[tuple]) -> dict:
     for day_no, defect_type, severity, bin_no, n in cells:
         if defect_type is not None:
             types[defect_type] += n
-        if day_no is not None:
+        if severity is not None:
             days[(epoch + datetime.timedelta(days=day_no)).isoformat()][severity] += n
         if bin_no is not None:
             bins[bin_no] += n
