@@ -26,13 +26,18 @@ CREATE TABLE ui_stats_cells (
 );
 CREATE INDEX ui_stats_cells_day ON ui_stats_cells (day);
 
+-- Per day and customer (of the coil's newest schedule, '' for none): defects and coils, split
+-- by prev_day, the coil's latest defect day BEFORE this day (NULL: none). A range from..to
+-- then counts each coil once, on its first day in the range: the rows whose prev_day is NULL
+-- or before "from" (see ui_queries/stats.py).
 CREATE TABLE ui_stats_coils (
     day            date    NOT NULL,
-    coil_number    text    NOT NULL,
     customer_name  text    NOT NULL,
+    prev_day       date,
     n              integer NOT NULL,
-    PRIMARY KEY (day, coil_number)
+    coils          integer NOT NULL
 );
+CREATE INDEX ui_stats_coils_day ON ui_stats_coils (day);
 
 CREATE TABLE ui_stats_dirty (
     id   bigserial PRIMARY KEY,
@@ -42,11 +47,19 @@ CREATE INDEX ui_stats_dirty_day ON ui_stats_dirty (day);
 
 -- Rows of today (plant time, at the start of the writing transaction) are never summed yet:
 -- no mark for them, so the ingestion of live defects writes nothing here.
+-- A changed defect also changes the prev_day of its coil's later days: those are marked too
+-- (an index probe per changed coil; nothing for today's rows).
 CREATE FUNCTION ui_stats_mark_defects() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    WITH past AS (
+        SELECT c.coil_number, c.detection_time FROM changed c
+        WHERE c.detection_time < (date_trunc('day', now() AT TIME ZONE 'Asia/Seoul') AT TIME ZONE 'Asia/Seoul'))
     INSERT INTO ui_stats_dirty (day)
-    SELECT DISTINCT (c.detection_time AT TIME ZONE 'Asia/Seoul')::date FROM changed c
-    WHERE c.detection_time < (date_trunc('day', now() AT TIME ZONE 'Asia/Seoul') AT TIME ZONE 'Asia/Seoul');
+    SELECT (p.detection_time AT TIME ZONE 'Asia/Seoul')::date FROM past p
+    UNION
+    SELECT (d.detection_time AT TIME ZONE 'Asia/Seoul')::date
+    FROM (SELECT coil_number, min(detection_time) AS since FROM past GROUP BY 1) p
+    JOIN defect_detections d ON d.coil_number = p.coil_number AND d.detection_time > p.since;
     RETURN NULL;
 END $$;
 

@@ -39,14 +39,18 @@ _SUM_CELLS = f"""
     FROM unnest(%(days)s::date[]) t(day) JOIN defect_detections d ON {_DAY_RANGE}
     GROUP BY GROUPING SETS ((1, 2), (1, 3), (1, 4))"""
 
+# The coil's customer: ui_coil_latest (schema/071) names its newest schedule row.
 _SUM_COILS = f"""
-    INSERT INTO ui_stats_coils (day, coil_number, customer_name, n)
-    SELECT c.day, c.coil_number, coalesce(s.customer_name, ''), c.n
+    INSERT INTO ui_stats_coils (day, customer_name, prev_day, n, coils)
+    SELECT c.day, coalesce(u.customer_name, ''), p.prev_day, sum(c.n), count(*)
     FROM (SELECT t.day, d.coil_number, count(*) AS n
           FROM unnest(%(days)s::date[]) t(day) JOIN defect_detections d ON {_DAY_RANGE}
           GROUP BY 1, 2) c
-    LEFT JOIN LATERAL (SELECT customer_name FROM tc_4000_schedule s WHERE s.coil_number = c.coil_number
-                       ORDER BY s.received_at DESC LIMIT 1) s ON true"""
+    LEFT JOIN ui_coil_latest u ON u.coil_number = c.coil_number
+    CROSS JOIN LATERAL (
+        SELECT (max(e.detection_time) AT TIME ZONE %(tz)s)::date AS prev_day FROM defect_detections e
+        WHERE e.coil_number = c.coil_number AND e.detection_time < (c.day::timestamp AT TIME ZONE %(tz)s)) p
+    GROUP BY 1, 2, 3"""
 
 
 def refresh(db, max_days: int = 31, max_marks: int = 10_000) -> defer.Deferred:

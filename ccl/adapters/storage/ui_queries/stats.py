@@ -18,7 +18,7 @@ from ccl.adapters.storage.ui_queries._sql import PLANT_TZ, gather, rows_without_
 from ccl.adapters.storage.ui_queries.rollup import HISTOGRAM_BINS
 
 MAX_DAYS = 366
-#: A year is ~35,000 (day, coil) rows to group: in memory, by hashing, not by an on-disk sort.
+#: Sorts and hashes of a long range in memory, not on disk.
 WORK_MEM = "32MB"
 
 
@@ -58,21 +58,27 @@ def _cells(db, params: dict) -> defer.Deferred:
 
 
 def by_customer(db, params: dict) -> defer.Deferred:
-    """Defects and coils per customer (the customer of each coil's latest schedule)."""
+    """Defects and coils per customer (the customer of each coil's latest schedule). A coil
+    counts once, on its first day in the range: where its previous defect day (prev_day) is
+    none or before the range."""
     return rows_without_jit(db, f"""
         WITH {_SPLIT},
-        per_coil AS (
-            SELECT c.coil_number, c.customer_name, c.n FROM ui_stats_coils c
+        per_day AS (
+            SELECT c.customer_name, c.n,
+                   CASE WHEN c.prev_day IS NULL OR c.prev_day < %(from)s::date THEN c.coils ELSE 0 END AS coils
+            FROM ui_stats_coils c
             WHERE c.day BETWEEN %(from)s::date AND %(to)s::date AND c.day IN (SELECT day FROM rolled)
             UNION ALL
-            SELECT x.coil_number, coalesce(s.customer_name, ''), x.n
-            FROM (SELECT d.coil_number, count(*) AS n FROM live l JOIN defect_detections d ON {_LIVE_DAY}
-                  GROUP BY d.coil_number) x
-            LEFT JOIN LATERAL (SELECT customer_name FROM tc_4000_schedule s WHERE s.coil_number = x.coil_number
-                               ORDER BY s.received_at DESC LIMIT 1) s ON true)
-        SELECT customer_name, sum(n)::bigint AS n, count(*) AS coils
-        FROM (SELECT coil_number, customer_name, sum(n) AS n FROM per_coil GROUP BY 1, 2) c
-        GROUP BY 1 ORDER BY n DESC, customer_name LIMIT 30""", params, work_mem=WORK_MEM)
+            SELECT coalesce(u.customer_name, ''), x.n,
+                   CASE WHEN p.prev_day IS NULL OR p.prev_day < %(from)s::date THEN 1 ELSE 0 END
+            FROM (SELECT l.day, d.coil_number, count(*) AS n FROM live l JOIN defect_detections d ON {_LIVE_DAY}
+                  GROUP BY 1, 2) x
+            LEFT JOIN ui_coil_latest u ON u.coil_number = x.coil_number
+            CROSS JOIN LATERAL (
+                SELECT (max(e.detection_time) AT TIME ZONE %(tz)s)::date AS prev_day FROM defect_detections e
+                WHERE e.coil_number = x.coil_number AND e.detection_time < (x.day::timestamp AT TIME ZONE %(tz)s)) p)
+        SELECT customer_name, sum(n)::bigint AS n, sum(coils)::bigint AS coils
+        FROM per_day GROUP BY 1 ORDER BY n DESC, customer_name LIMIT 30""", params)
 
 
 def fold(cells: list[tuple]) -> dict:
