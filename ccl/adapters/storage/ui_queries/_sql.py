@@ -21,18 +21,14 @@ def rows(db, sql: str, params: tuple | dict = ()) -> defer.Deferred:
     return db.runQuery(wrapped, params).addCallback(lambda result: result[0][0])
 
 
-def rows_without_jit(db, sql: str, params: tuple | dict = (), *, wrap: bool = True,
-                     work_mem: str | None = None) -> defer.Deferred:
+def rows_without_jit(db, sql: str, params: tuple | dict = (), *, wrap: bool = True) -> defer.Deferred:
     """``rows`` with JIT compilation off for this one statement. Aggregates over many rows get
-    cost estimates that switch JIT on, and compiling takes longer (~100 ms) than the query.
-    ``work_mem`` (e.g. "32MB") raises the memory of this statement's sorts and hashes."""
+    cost estimates that switch JIT on, and compiling takes longer (~100 ms) than the query."""
     wrapped = f"SELECT coalesce(json_agg(q), '[]'::json) FROM ({sql}) q" if wrap else sql
 
     @defer.inlineCallbacks
     def interaction(cursor):
         yield cursor.execute("SET LOCAL jit = off")
-        if work_mem:
-            yield cursor.execute("SELECT set_config('work_mem', %s, true)", (work_mem,))
         yield cursor.execute(wrapped, params)
         found = cursor.fetchall()
         return found[0][0] if wrap else found

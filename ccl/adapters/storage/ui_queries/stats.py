@@ -18,8 +18,6 @@ from ccl.adapters.storage.ui_queries._sql import PLANT_TZ, gather, rows_without_
 from ccl.adapters.storage.ui_queries.rollup import HISTOGRAM_BINS
 
 MAX_DAYS = 366
-#: Sorts and hashes of a long range in memory, not on disk.
-WORK_MEM = "32MB"
 
 
 def _params(date_from: datetime.date, date_to: datetime.date) -> dict:
@@ -42,19 +40,22 @@ _LIVE_DAY = ("d.detection_time >= (l.day::timestamp AT TIME ZONE %(tz)s)"
 
 
 def _cells(db, params: dict) -> defer.Deferred:
-    # The roll-up's rows count along one dimension each (schema/070); the live days' full cells
-    # are summed the same way here, by GROUPING SETS: a year is ~1,500 rows to hand over.
+    # The roll-up's rows count along one dimension each (schema/070); the live days' cells are
+    # cut the same way, and all of it summed here by GROUPING SETS: a year is ~1,900 rows to
+    # hand over instead of ~12,000 (NULL groups of the other dimensions are ignored by fold).
     return rows_without_jit(db, f"""
-        WITH {_SPLIT}
-        SELECT (c.day - date '1970-01-01') AS day, c.defect_type, c.severity, c.bin::int AS bin, c.n
-        FROM ui_stats_cells c
-        WHERE c.day BETWEEN %(from)s::date AND %(to)s::date AND c.day IN (SELECT day FROM rolled)
-        UNION ALL
-        SELECT (x.day - date '1970-01-01'), x.defect_type, x.severity, x.bin, count(*)
-        FROM (SELECT l.day, d.defect_type, d.severity,
-                     least(width_bucket(d.confidence_score, 0, 1, %(bins)s), %(bins)s) AS bin
-              FROM live l JOIN defect_detections d ON {_LIVE_DAY}) x
-        GROUP BY GROUPING SETS ((1, 2), (1, 3), (1, 4))""", params, wrap=False, work_mem=WORK_MEM)
+        WITH {_SPLIT},
+        cells AS (
+            SELECT c.day, c.defect_type, c.severity, c.bin::int AS bin, c.n FROM ui_stats_cells c
+            WHERE c.day BETWEEN %(from)s::date AND %(to)s::date AND c.day IN (SELECT day FROM rolled)
+            UNION ALL
+            SELECT x.day, x.defect_type, x.severity, x.bin, count(*)
+            FROM (SELECT l.day, d.defect_type, d.severity,
+                         least(width_bucket(d.confidence_score, 0, 1, %(bins)s), %(bins)s) AS bin
+                  FROM live l JOIN defect_detections d ON {_LIVE_DAY}) x
+            GROUP BY GROUPING SETS ((1, 2), (1, 3), (1, 4)))
+        SELECT (day - date '1970-01-01') AS day, defect_type, severity, bin, sum(n)::bigint AS n
+        FROM cells GROUP BY GROUPING SETS ((defect_type), (day, severity), (bin))""", params, wrap=False)
 
 
 def by_customer(db, params: dict) -> defer.Deferred:
