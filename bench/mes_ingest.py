@@ -219,7 +219,9 @@ def main() -> int:
         env.update(PYTHONPATH=str(ROOT), CCL_DATABASE_DSN=dsn, CCL_PATHS_VAR=str(work / "var"),
                    CCL_MES_LISTEN=f"tcp:{port}:interface=127.0.0.1",
                    CCL_MES_STATUS_LISTEN=f"tcp:{status}:interface=127.0.0.1",
-                   CCL_MES_JOURNAL_FSYNC="false" if args.no_fsync else "true")
+                   CCL_MES_JOURNAL_FSYNC="false" if args.no_fsync else "true",
+                   # Forwarding has its own bench (forward_latency.py); here it would take production ports.
+                   CCL_GOKIWON_ENABLED="false")
         (work / "var").mkdir()
         log = open(work / "service.log", "wb")
         profile = ["--profile", os.environ["CCL_BENCH_PROFILE"], "--profiler", "cprofile", "--savestats"] \

@@ -90,7 +90,9 @@ class ServiceProcessTests(TestCase):
         env = {k: v for k, v in os.environ.items() if not k.startswith("CCL_")}
         env.update(PYTHONPATH=str(ROOT), CCL_DATABASE_DSN=dsn, CCL_PATHS_VAR=str(var),
                    CCL_PATHS_LOGS=str(var / "logs"), CCL_MES_LISTEN=f"tcp:{self.port}:interface=127.0.0.1",
-                   CCL_MES_STATUS_LISTEN=f"tcp:{self.status_port}:interface=127.0.0.1")
+                   CCL_MES_STATUS_LISTEN=f"tcp:{self.status_port}:interface=127.0.0.1",
+                   # Forwarding to 고기원 has its own process tests; here it would use production ports.
+                   CCL_GOKIWON_ENABLED="false")
         env.update(extra)
         return env
 

@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("ccl.cli.decode", "print the fields of a telegram given as hex or a file"),
     "create-user": ("ccl.cli.create_user", "create a UI user (password from stdin or a prompt)"),
     "ingest-token": ("ccl.cli.ingest_token", "create, list or revoke bearer tokens of the Jetson boxes"),
-    "simulate": ("ccl.cli.simulate", "play a partner (mes: the Dongkuk MES) against our listeners"),
+    "simulate": ("ccl.cli.simulate", "play a partner (mes: the Dongkuk MES; gokiwon: the 고기원 server) against our service"),
 }
 
 

@@ -11,6 +11,7 @@ import importlib
 
 SIMULATORS: dict[str, tuple[str, str]] = {
     "mes": ("ccl.cli.simulate_mes", "the Dongkuk MES: a production run of TC 4000-4003 to our MES listener"),
+    "gokiwon": ("ccl.cli.simulate_gokiwon", "the 고기원 server: takes forwarded telegrams, ACKs them to our 9306"),
 }
 
 

@@ -109,6 +109,11 @@ class MesService(service.MultiService):
         #: got new forward_outbox rows (see TelegramWriter.on_committed). The forwarding
         #: senders append a callable here to wake up at once.
         self.on_committed: list = []
+        #: More blocks of /health, by name (the forwarding to 고기원 adds "gokiwon").
+        self.health_parts: dict = {}
+        #: Callables returning Deferreds, awaited before the database pool closes at stop
+        #: (the forwarding to 고기원 finishes its last outbox writes).
+        self.before_db_close: list = []
         _Startup(self).setServiceParent(self)
         strports.service(settings.listen, self.factory, reactor=reactor).setServiceParent(self)
         site = server.Site(status_resource(self.registry, self.health))
@@ -146,6 +151,7 @@ class MesService(service.MultiService):
         if self.writer is not None:
             yield self.writer.stop()
             self.store.stop()
+        yield defer.gatherResults([defer.maybeDeferred(f) for f in self.before_db_close], consumeErrors=True)
         self.db.close()
 
     def health(self) -> dict:
@@ -167,6 +173,7 @@ class MesService(service.MultiService):
             "journal_writes": _recent(self.journal.write_seconds, self.journal.batch_sizes),
             "last_commit_at": writer.last_commit_at if writer else None,
             **self.links.snapshot(),
+            **{name: part() for name, part in self.health_parts.items()},
         }
 
 

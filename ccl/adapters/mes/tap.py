@@ -20,12 +20,14 @@ class Options(usage.Options):
                 "Settings: CCL_CONFIG and CCL_<SECTION>_<KEY> variables (see ccl/data/ccl.ini).")
 
     def postOptions(self):  # noqa: N802 (Twisted's name)
+        from ccl.adapters.gokiwon.service import GokiwonSettings
         from ccl.adapters.mes.service import MesSettings
 
         try:
             config = load_config()
             self["settings"] = MesSettings.from_config(config, resolve_dsn(config))
             self["layouts"] = load_layouts(self["settings"].layout_path)
+            self["gokiwon"] = GokiwonSettings.from_config(config, self["layouts"])
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
         except LayoutError as error:
@@ -35,9 +37,12 @@ class Options(usage.Options):
 def makeService(options):  # noqa: N802
     from twisted.internet import reactor
 
+    from ccl.adapters.gokiwon.service import attach_forwarding
     from ccl.adapters.mes.service import MesService
 
-    return MesService(reactor, options["settings"], options["layouts"])
+    mes = MesService(reactor, options["settings"], options["layouts"])
+    attach_forwarding(mes, options["gokiwon"])  # forwarding to 고기원 (issue 3), a child service
+    return mes
 
 
 def service_from_environment():

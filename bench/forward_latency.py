@@ -1,0 +1,264 @@
+"""Benchmark of forwarding to 고기원: MES-in to 고기원-in latency, and backlog drain after an outage.
+
+Starts its own throw-away PostgreSQL cluster (fsync on, as in production), the MES service
+as a real process (``twistd -n ccl-mes``, journal fsync on, forwarding with the default
+settings: window 16, drain_rate 5000/s per channel) and, in this process, an MES client
+and the 고기원 simulator (which ACKs every telegram at once). Then:
+
+1. latency at 100 and 1,000 telegrams/s: from the write of each telegram to the MES port
+   to its arrival at the simulator (journal fsync, MES ACK, PostgreSQL commit with the
+   outbox row, wake-up, read, send), p50/p99/max over the forwarded TCs;
+2. drain: the simulator goes away for ``--outage`` seconds (default 60) while the MES
+   keeps sending at ``--outage-rate`` telegrams/s; then it comes back and the time until
+   the whole backlog has arrived (and is marked delivered in PostgreSQL) is measured.
+
+The stream is a rotation of TC 4000, 4002, 4003, 4003, 4001 (4001 is stored, never forwarded).
+
+Run: CCL_VENV=/work/venv-x $CCL_VENV/bin/python bench/forward_latency.py [--seconds 10] [--outage 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg2
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from twisted.internet import defer, endpoints, protocol, task  # noqa: E402
+
+from ccl.adapters.gokiwon.simulator import GokiwonSimulator  # noqa: E402
+from ccl.adapters.storage.localdb import LocalCluster, free_port  # noqa: E402
+from ccl.adapters.storage.migrations import migrate  # noqa: E402
+from ccl.domain.telegrams import PLANT_TZ, encode, load_layouts  # noqa: E402
+
+LAYOUTS = load_layouts()
+ROTATION = ["4000", "4002", "4003", "4003", "4001"]
+FORWARDED = {"4000", "4002", "4003"}
+
+
+def make(tc: str, seq: int) -> bytes:
+    sent_at = datetime.datetime.now(PLANT_TZ).replace(microsecond=0)
+    values = {"4000": {"coil_number": f"H{seq:06d}", "customer_name": "이알텍㈜", "width": 1212, "weight": 7950},
+              "4001": {"coil_number": f"H{seq:06d}", "cut_mode": 1, "winding_length": 3449},
+              "4002": {"coil_number": f"H{seq:06d}"}, "4003": {"line_speed": seq % 300}}[tc]
+    return encode(LAYOUTS, tc, values, line_code="CCL1", sequence_no=seq, sent_at=sent_at)
+
+
+class MesClient(protocol.Protocol):
+    def __init__(self):
+        self.acks = 0
+
+    def connectionMade(self):  # noqa: N802
+        self.transport.setTcpNoDelay(True)
+
+    def dataReceived(self, data):  # noqa: N802
+        self.acks += len(data) // LAYOUTS.by_name("ack").length
+
+
+class Run:
+    def __init__(self, reactor, args, mes_port: int, ack_port: int, dsn: str):
+        self.reactor, self.args, self.mes_port, self.ack_port, self.dsn = reactor, args, mes_port, ack_port, dsn
+        self.sent_at: dict[tuple[str, int], float] = {}
+        self.arrived_at: dict[tuple[str, int], float] = {}
+        self.arrived_wall: dict[tuple[str, int], float] = {}
+        self.seq = 0
+        self.sim = GokiwonSimulator(reactor, LAYOUTS, alive_interval=30, on_received=self.received)
+
+    def received(self, item) -> None:
+        key = (item.tc_code, item.sequence_no)
+        if key not in self.arrived_at:
+            self.arrived_at[key] = time.perf_counter()
+            self.arrived_wall[key] = time.time()
+
+    @defer.inlineCallbacks
+    def send_at_rate(self, client: MesClient, rate: float, seconds: float):
+        """Send ``rate`` telegrams/s for ``seconds``; returns the keys of the forwarded ones."""
+        count = int(rate * seconds)
+        items = []
+        for _ in range(count):
+            self.seq = self.seq % 999999 + 1
+            tc = ROTATION[self.seq % len(ROTATION)]
+            items.append((tc, self.seq, make(tc, self.seq)))
+        begun = time.perf_counter()
+        done = 0
+        finished = defer.Deferred()
+
+        def tick():
+            nonlocal done
+            due = min(count, int((time.perf_counter() - begun) * rate) + 1)
+            if due > done:
+                now = time.perf_counter()
+                for tc, seq, _ in items[done:due]:
+                    self.sent_at[(tc, seq)] = now
+                client.transport.write(b"".join(raw for _, _, raw in items[done:due]))
+                done = due
+            if done >= count and not finished.called:
+                finished.callback(None)
+
+        loop = task.LoopingCall(tick)
+        loop.clock = self.reactor
+        loop.start(0.002)
+        yield finished
+        loop.stop()
+        return [(tc, seq) for tc, seq, _ in items if tc in FORWARDED]
+
+    @defer.inlineCallbacks
+    def wait_arrived(self, keys, limit: float):
+        waited = 0.0
+        while not all(k in self.arrived_at for k in keys):
+            if waited > limit:
+                missing = sum(1 for k in keys if k not in self.arrived_at)
+                raise SystemExit(f"gave up: {missing} telegrams not forwarded after {limit}s")
+            yield task.deferLater(self.reactor, 0.01, lambda: None)
+            waited += 0.01
+
+    def committed_at(self, keys) -> dict:
+        """created_at of the outbox rows (PostgreSQL's now() of the writer's transaction)."""
+        with psycopg2.connect(self.dsn) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT tc_code, sequence_no, extract(epoch FROM created_at) FROM forward_outbox")
+            rows = {(tc.strip(), seq): float(at) for tc, seq, at in cursor.fetchall()}
+        return {k: rows[k] for k in keys if k in rows}
+
+    def pending(self) -> int:
+        with psycopg2.connect(self.dsn) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM forward_outbox WHERE state <> 'delivered'")
+            return cursor.fetchone()[0]
+
+    @defer.inlineCallbacks
+    def main(self, ports: dict[str, int]):
+        self.sim.start_acks(("127.0.0.1", self.ack_port))
+        client = yield endpoints.connectProtocol(
+            endpoints.TCP4ClientEndpoint(self.reactor, "127.0.0.1", self.mes_port), MesClient())
+        # Warm-up: connections up, first queries done.
+        keys = yield self.send_at_rate(client, 100, 1)
+        yield self.wait_arrived(keys, 30)
+
+        for rate in self.args.rates:
+            keys = yield self.send_at_rate(client, rate, self.args.seconds)
+            yield self.wait_arrived(keys, 60)
+            latencies = [(self.arrived_at[k] - self.sent_at[k]) * 1000 for k in keys]
+            ordered = sorted(latencies)
+            print(f"latency MES-in -> 고기원-in at {rate:,.0f} telegrams/s ({len(keys)} forwarded of "
+                  f"{int(rate * self.args.seconds)} sent in {self.args.seconds:.0f} s): "
+                  f"p50 {statistics.median(latencies):.1f} ms, p99 {ordered[int(len(ordered) * 0.99)]:.1f} ms, "
+                  f"max {ordered[-1]:.1f} ms", flush=True)
+            # The forwarding part alone: from the writer's transaction (outbox row) to 고기원.
+            committed = self.committed_at(keys)
+            part = sorted((self.arrived_wall[k] - at) * 1000 for k, at in committed.items())
+            print(f"    of which outbox transaction -> 고기원-in: p50 {statistics.median(part):.1f} ms, "
+                  f"p99 {part[int(len(part) * 0.99)]:.1f} ms, max {part[-1]:.1f} ms", flush=True)
+
+        # Outage: 고기원 goes away, the MES keeps sending.
+        yield self.sim.stop()
+        keys = yield self.send_at_rate(client, self.args.outage_rate, self.args.outage)
+        while client.acks < self.seq:
+            yield task.deferLater(self.reactor, 0.05, lambda: None)
+        while self.pending() < len(keys):  # everything is in the outbox, waiting
+            yield task.deferLater(self.reactor, 0.05, lambda: None)
+        backlog = self.pending()
+        back = time.perf_counter()
+        yield self.sim.listen(ports)
+        yield self.wait_arrived(keys, 600)
+        arrived = time.perf_counter() - back
+        first = min(self.arrived_at[k] for k in keys)
+        last = max(self.arrived_at[k] for k in keys)
+        while self.pending():
+            yield task.deferLater(self.reactor, 0.01, lambda: None)
+        settled = time.perf_counter() - back
+        in_order = all(
+            [k for k in keys if k[0] == tc] == sorted((k for k in keys if k[0] == tc), key=self.arrived_at.get)
+            for tc in FORWARDED)
+        print(f"drain after a {self.args.outage:.0f} s outage at {self.args.outage_rate:,.0f} telegrams/s: "
+              f"backlog {backlog} entries; reconnected (back-off) {first - back:.2f} s after 고기원 came back, "
+              f"then all sent in {last - first:.2f} s ({backlog / max(last - first, 1e-6):,.0f} entries/s); "
+              f"all at 고기원 {arrived:.2f} s and marked delivered {settled:.2f} s after it came back; "
+              f"in order per channel: {in_order}", flush=True)
+        client.transport.loseConnection()
+        yield self.sim.shutdown()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", type=float, nargs="+", default=[100.0, 1000.0], help="telegrams/s")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each latency run")
+    parser.add_argument("--outage", type=float, default=60.0, help="seconds 고기원 is away")
+    parser.add_argument("--outage-rate", type=float, default=100.0, help="telegrams/s sent during the outage")
+    parser.add_argument("--linger", type=float, help="experiment: override the MES writer's WRITE_LINGER (s)")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="ccl-bench-fwd-"))
+    os.chmod(work, 0o755)
+    cluster = LocalCluster(work / "pg", free_port())
+    service = None
+    try:
+        cluster.init(trust=True)
+        cluster.start()  # fsync on: as the plant's database
+        dsn = cluster.superuser_dsn("postgres")
+        migrate(dsn)
+        mes_port, status_port, ack_port = free_port(), free_port(), free_port()
+        ports = {channel: free_port() for channel in LAYOUTS.channels}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CCL_")}
+        env.update(PYTHONPATH=str(ROOT), CCL_DATABASE_DSN=dsn, CCL_PATHS_VAR=str(work / "var"),
+                   CCL_MES_LISTEN=f"tcp:{mes_port}:interface=127.0.0.1",
+                   CCL_MES_STATUS_LISTEN=f"tcp:{status_port}:interface=127.0.0.1",
+                   CCL_MES_ACK_LISTEN=f"tcp:{ack_port}:interface=127.0.0.1", CCL_GOKIWON_HOST="127.0.0.1",
+                   **{f"CCL_GOKIWON_{channel.upper()}_PORT": str(port) for channel, port in ports.items()})
+        (work / "var").mkdir()
+        log = open(work / "service.log", "wb")
+        boot = "from twisted.scripts.twistd import run; run()"
+        if args.linger is not None:
+            boot = f"import ccl.adapters.mes.service as s; s.WRITE_LINGER = {args.linger!r}; " + boot
+        service = subprocess.Popen([sys.executable, "-c", boot, "-n",
+                                    "--pidfile=", "--logfile=-", "ccl-mes"], env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, cwd=work / "var")
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", mes_port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        print(f"ccl-mes pid {service.pid}; journal fsync ON, PostgreSQL fsync on; {os.cpu_count()} CPUs; "
+              f"forwarding defaults (window 16, drain_rate 5000/s per channel); MES writer linger "
+              f"{'default' if args.linger is None else args.linger}", flush=True)
+
+        def go(reactor):
+            bench = Run(reactor, args, mes_port, ack_port, dsn)
+
+            @defer.inlineCallbacks
+            def both():
+                yield bench.sim.listen(ports)
+                yield bench.main(ports)
+            return both()
+
+        task.react(go)
+    except SystemExit as done:
+        if done.code not in (None, 0):
+            print(done.code)
+        return 0 if done.code in (None, 0) else 1
+    finally:
+        if service is not None:
+            service.send_signal(signal.SIGTERM)
+            try:
+                service.wait(20)
+            except subprocess.TimeoutExpired:
+                service.kill()
+        cluster.destroy()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

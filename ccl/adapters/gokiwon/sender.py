@@ -1,0 +1,108 @@
+"""The outgoing connection of one channel to 고기원 (schedule 9308, wpd 9309, speed 9310).
+
+A ``ClientService`` keeps it up, reconnecting with capped exponential back-off. While
+connected, the channel's ``ChannelForwarder`` writes through it and a 4999 alive goes out
+every ``alive_interval`` seconds with a running count. 고기원 sends nothing on these
+connections (its answers come on our ACK port); anything it does send is logged and dropped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+from collections.abc import Callable
+
+import attrs
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet import endpoints, protocol, task
+from twisted.logger import Logger
+
+from ccl.application.forwarding import ChannelForwarder
+from ccl.domain.telegrams import PLANT_TZ, Layouts, encode_alive
+
+log = Logger()
+
+MAX_SEQUENCE = 999999
+MAX_ALIVE_COUNT = 9999
+
+
+@attrs.define
+class AliveCounter:
+    """Running alive count and our own sequence numbers for one channel (they survive reconnects)."""
+
+    alive_count: int = 0
+    sequence_no: int = 0
+    alives_sent: int = 0
+
+    def next(self) -> tuple[int, int]:
+        self.alive_count = self.alive_count % MAX_ALIVE_COUNT + 1
+        self.sequence_no = self.sequence_no % MAX_SEQUENCE + 1
+        self.alives_sent += 1
+        return self.alive_count, self.sequence_no
+
+
+class ChannelProtocol(protocol.Protocol):
+    def __init__(self, factory: "ChannelFactory") -> None:
+        self._factory = factory
+        self._alive: task.LoopingCall | None = None
+
+    def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
+        peer = self.transport.getPeer()
+        log.info("{channel}: connected to 고기원 at {host}:{port}", channel=self._factory.forwarder.channel,
+                 host=getattr(peer, "host", "?"), port=getattr(peer, "port", "?"))
+        try:
+            self.transport.setTcpNoDelay(True)  # one telegram, one segment, no Nagle wait
+        except (AttributeError, OSError):
+            pass
+        self._alive = task.LoopingCall(self._send_alive)
+        self._alive.clock = self._factory.reactor
+        self._alive.start(self._factory.alive_interval, now=False)
+        self._factory.forwarder.attach(self.transport.write)
+        self._factory.changed()
+
+    def _send_alive(self) -> None:
+        count, sequence = self._factory.alive.next()
+        self.transport.write(encode_alive(
+            self._factory.layouts, alive_count=count, line_code=self._factory.line_code, sequence_no=sequence,
+            sent_at=datetime.datetime.fromtimestamp(self._factory.reactor.seconds(), PLANT_TZ)))
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        log.debug("{channel}: ignoring {n} bytes from 고기원 on the forwarding connection",
+                  channel=self._factory.forwarder.channel, n=len(data))
+
+    def connectionLost(self, reason) -> None:  # noqa: N802
+        if self._alive is not None and self._alive.running:
+            self._alive.stop()
+        self._factory.forwarder.detach()
+        log.info("{channel}: connection to 고기원 lost ({reason})", channel=self._factory.forwarder.channel,
+                 reason=reason.getErrorMessage())
+        self._factory.changed()
+
+
+class ChannelFactory(protocol.Factory):
+    def __init__(self, reactor, forwarder: ChannelForwarder, layouts: Layouts, *, line_code: str,
+                 alive_interval: float, changed: Callable[[], None]) -> None:
+        self.reactor = reactor
+        self.forwarder = forwarder
+        self.layouts = layouts
+        self.line_code = line_code
+        self.alive_interval = alive_interval
+        self.alive = AliveCounter()
+        self.changed = changed
+
+    def buildProtocol(self, addr):  # noqa: N802
+        return ChannelProtocol(self)
+
+
+def channel_client(reactor, factory: ChannelFactory, host: str, port: int, *, retry_initial: float,
+                   retry_max: float, connect_timeout: float = 10.0) -> ClientService:
+    """A ClientService for one channel. ClientService waits initialDelay * factor before its first
+    retry, so initialDelay is retry_initial / factor to make the first retry come after retry_initial."""
+    factor = 2.0
+    endpoint = endpoints.HostnameEndpoint(reactor, host, port, timeout=connect_timeout)
+    # A little jitter so three channels do not knock on 고기원's door in lock-step.
+    policy = backoffPolicy(initialDelay=retry_initial / factor, maxDelay=retry_max, factor=factor,
+                           jitter=lambda: random.random() * retry_initial * 0.25)
+    service = ClientService(endpoint, factory, retryPolicy=policy, clock=reactor)
+    service.setName(f"gokiwon-{factory.forwarder.channel}")
+    return service

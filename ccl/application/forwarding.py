@@ -1,0 +1,332 @@
+"""Store-and-forward to 고기원: the per-channel outbox state machine.
+
+One ``ChannelForwarder`` per outgoing channel (schedule, wpd, speed). It owns no socket
+and no database: it reads pending outbox entries through an ``IOutboxStore``, writes bytes
+through the ``send`` callable of the connection currently attached, and keeps time with
+an ``IReactorTime`` (``task.Clock`` in tests). The adapter in ``ccl.adapters.gokiwon``
+plugs the real connection, store and ACK listener into it.
+
+The rules it enforces:
+
+* Entries go out in outbox id order, byte for byte as stored.
+* At most ``window`` entries are in flight (sent, not yet ACKed); an ACK or NAK opens the
+  window for the next one. An entry not answered within ``ack_timeout`` is sent again,
+  the same bytes (at-least-once: 고기원 de-duplicates by TC and sequence number).
+* An ACK is matched by (TC code, sequence number) against the entries sent and not yet
+  answered, the oldest first, so sequence numbers that wrap at 999999 do no harm.
+* A NAK (4901) moves the entry aside (state ``refused``, kept in the outbox with its
+  result code) and the channel goes on.
+* With ``require_ack`` off an entry counts as delivered once written to a connected socket.
+* Sending is paced by a token bucket at ``drain_rate`` per second, so a backlog after an
+  outage drains oldest first at a bounded rate while new entries queue behind it.
+* An entry is delivered only when the store has recorded it: after a restart whatever the
+  database still calls pending is sent again.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+import attrs
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+
+from ccl.ports import IOutboxStore, OutboxEntry
+
+log = Logger()
+
+ACCEPTED = "00"
+
+
+@attrs.define(eq=False)
+class _Sent:
+    """Bookkeeping of one entry this process has loaded."""
+
+    entry: OutboxEntry
+    sends: int = 0
+    timer: object | None = None  # IDelayedCall of the ACK timeout
+
+
+@attrs.define
+class ForwardingSettings:
+    window: int = 16
+    ack_timeout: float = 10.0
+    require_ack: bool = True
+    drain_rate: float = 5000.0  # telegrams per second, at most
+    batch: int = 500  # entries read from the store at a time
+
+    def __attrs_post_init__(self) -> None:
+        if self.window < 1:
+            raise ValueError("window must be at least 1")
+        if self.ack_timeout <= 0 or self.drain_rate <= 0 or self.batch < 1:
+            raise ValueError("ack_timeout, drain_rate and batch must be positive")
+
+
+@attrs.define
+class ChannelStats:
+    sent: int = 0
+    delivered: int = 0
+    resent: int = 0
+    refused: int = 0
+    last_ack_at: float | None = None
+    connected_since: float | None = None
+
+
+class ChannelForwarder:
+    """In-order, windowed, at-least-once delivery of one channel's outbox."""
+
+    def __init__(self, channel: str, store: IOutboxStore, clock, settings: ForwardingSettings | None = None,
+                 count: Callable[[str, str], None] | None = None) -> None:
+        self.channel = channel
+        self._store = store
+        self._clock = clock
+        self.settings = settings or ForwardingSettings()
+        self._count = count or (lambda name, channel: None)
+        self.stats = ChannelStats()
+        self._queue: deque[_Sent] = deque()  # loaded, waiting to be sent (again), id order
+        self._in_flight: dict[int, _Sent] = {}  # id -> sent on this connection, awaiting ACK
+        self._awaiting: dict[tuple[str, int], list[_Sent]] = {}  # ACK key -> sent, not answered
+        self._settling: set[int] = set()  # answered, store not yet updated
+        self._cursor = 0  # highest outbox id loaded
+        self._more = True  # the store may hold entries beyond the cursor
+        self._woken = False  # woken while a read was under way
+        self._fetching: Deferred | None = None
+        self._send: Callable[[bytes], None] | None = None
+        self._tokens = float(self._burst())
+        self._refilled_at = clock.seconds()
+        self._pacer = None  # IDelayedCall waiting for tokens
+        self._running = False
+
+    # Life cycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._running = True
+        self.wake()
+
+    def stop(self) -> None:
+        self._running = False
+        self.detach()
+        if self._pacer is not None and self._pacer.active():
+            self._pacer.cancel()
+        self._pacer = None
+
+    # The connection ----------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._send is not None
+
+    def attach(self, send: Callable[[bytes], None]) -> None:
+        """A connection to 고기원 is up: ``send`` writes bytes to it."""
+        self._send = send
+        self.stats.connected_since = self._clock.seconds()
+        self._pump()
+
+    def detach(self) -> None:
+        """The connection is gone: what was in flight goes back to the head of the queue.
+
+        The entries stay matchable, so an ACK that still arrives for one settles it.
+        """
+        self._send = None
+        self.stats.connected_since = None
+        if not self._in_flight:
+            return
+        for sent in self._in_flight.values():
+            self._cancel_timer(sent)
+        back = sorted(self._in_flight.values(), key=lambda s: s.entry.id)
+        self._in_flight.clear()
+        self._queue.extendleft(reversed(back))
+
+    # Reading the outbox ------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New entries may have been committed: read them (again after a read under way, which
+        may have started before their commit)."""
+        self._more = True
+        if self._fetching is not None:
+            self._woken = True
+        self._fill()
+
+    def _fill(self) -> None:
+        if not self._running or self._fetching is not None or not self._more:
+            return
+        if len(self._queue) >= self.settings.batch:
+            return
+        self._fetching = self._store.fetch_pending(self.channel, after_id=self._cursor, limit=self.settings.batch)
+        self._fetching.addCallbacks(self._loaded, self._load_failed)
+
+    def _loaded(self, entries: list[OutboxEntry]) -> None:
+        self._fetching = None
+        self._more = len(entries) >= self.settings.batch or self._woken
+        self._woken = False
+        for entry in entries:
+            if entry.id > self._cursor:
+                self._cursor = entry.id
+                self._queue.append(_Sent(entry))
+        self._pump()
+        if self._more:
+            self._fill()
+
+    def _load_failed(self, failure) -> None:
+        self._fetching = None
+        if failure.check(CancelledError):
+            return  # the store is closing
+        log.failure("reading the {channel} outbox failed", failure, channel=self.channel)
+
+    def rescan(self) -> Deferred:
+        """Safety net: pick up pending entries below the cursor that this process does not hold.
+
+        Ids are handed out when a row is inserted but become visible at commit, so a
+        transaction that commits after a later one can leave a gap behind the cursor.
+        """
+        known = [s.entry.id for s in self._queue] + list(self._in_flight) + list(self._settling)
+        found = self._store.fetch_pending(self.channel, after_id=0, limit=self.settings.batch,
+                                          before_id=self._cursor + 1, exclude=known)
+
+        def add(entries):
+            fresh = [e for e in entries if not self._is_loaded(e.id)]
+            if fresh:
+                log.warn("{channel}: {n} pending outbox entries found behind the cursor; sending them",
+                         channel=self.channel, n=len(fresh))
+                merged = sorted(list(self._queue) + [_Sent(e) for e in fresh], key=lambda s: s.entry.id)
+                self._queue = deque(merged)
+                self._pump()
+            self.wake()
+            return len(fresh)
+
+        return found.addCallback(add)
+
+    def _is_loaded(self, entry_id: int) -> bool:
+        return entry_id in self._in_flight or entry_id in self._settling or any(
+            s.entry.id == entry_id for s in self._queue)
+
+    # Sending -----------------------------------------------------------------------------
+
+    def _burst(self) -> float:
+        # Up to a tenth of a second's worth at once: pacing, not a stutter per telegram.
+        return max(float(self.settings.window), self.settings.drain_rate / 10)
+
+    def _take_token(self) -> bool:
+        now = self._clock.seconds()
+        self._tokens = min(self._burst(), self._tokens + (now - self._refilled_at) * self.settings.drain_rate)
+        self._refilled_at = now
+        if self._tokens >= 1 - 1e-9:  # float rounding must not starve the bucket
+            self._tokens = max(0.0, self._tokens - 1)
+            return True
+        return False
+
+    def _pump(self) -> None:
+        while self._send is not None and self._queue:
+            if self.settings.require_ack and len(self._in_flight) >= self.settings.window:
+                break
+            if not self._take_token():
+                if self._pacer is None or not self._pacer.active():
+                    wait = max((1 - self._tokens) / self.settings.drain_rate, 0.0005)
+                    self._pacer = self._clock.callLater(wait, self._pump)
+                break
+            self._transmit(self._queue.popleft())
+        if len(self._queue) < self.settings.batch // 2:
+            self._fill()
+
+    def _transmit(self, sent: _Sent) -> None:
+        assert self._send is not None
+        entry = sent.entry
+        self._send(entry.raw)
+        now = self._clock.seconds()
+        sent.sends += 1
+        self.stats.sent += 1
+        if sent.sends > 1 or entry.attempts > 0:
+            # Sent before: by this process (ACK timeout, lost connection) or an earlier one.
+            self.stats.resent += 1
+            self._count("resent", self.channel)
+        self._store.record_sent(entry.id, now)
+        if not self.settings.require_ack:
+            self._settle(sent, ACCEPTED, now)
+            return
+        key = (entry.tc_code, entry.sequence_no)
+        waiting = self._awaiting.setdefault(key, [])
+        if sent not in waiting:
+            waiting.append(sent)
+        self._in_flight[entry.id] = sent
+        sent.timer = self._clock.callLater(self.settings.ack_timeout, self._timed_out, sent)
+
+    def _timed_out(self, sent: _Sent) -> None:
+        sent.timer = None
+        if sent.entry.id not in self._in_flight or self._send is None:
+            return
+        log.info("{channel}: no ACK for TC {tc} #{seq} (outbox id {id}) within {timeout}s; sending it again",
+                 channel=self.channel, tc=sent.entry.tc_code, seq=sent.entry.sequence_no,
+                 id=sent.entry.id, timeout=self.settings.ack_timeout)
+        del self._in_flight[sent.entry.id]
+        self._transmit(sent)
+
+    def _cancel_timer(self, sent: _Sent) -> None:
+        if sent.timer is not None and sent.timer.active():
+            sent.timer.cancel()
+        sent.timer = None
+
+    # Answers from 고기원 -------------------------------------------------------------------
+
+    def ack(self, tc_code: str, sequence_no: int, result_code: str) -> bool:
+        """A 4900 (result "00") or 4901 for (tc_code, sequence_no); False when nothing matches."""
+        waiting = self._awaiting.get((tc_code, sequence_no))
+        if not waiting:
+            return False
+        sent = waiting[0]
+        now = self._clock.seconds()
+        self.stats.last_ack_at = now
+        self._cancel_timer(sent)
+        if self._in_flight.pop(sent.entry.id, None) is None:
+            # Answered after its connection dropped: it waits in the queue to be resent.
+            try:
+                self._queue.remove(sent)
+            except ValueError:
+                pass
+        self._settle(sent, result_code, now)
+        self._pump()
+        return True
+
+    def _settle(self, sent: _Sent, result_code: str, now: float) -> None:
+        entry = sent.entry
+        waiting = self._awaiting.get((entry.tc_code, entry.sequence_no))
+        if waiting and sent in waiting:
+            waiting.remove(sent)
+            if not waiting:
+                del self._awaiting[(entry.tc_code, entry.sequence_no)]
+        self._settling.add(entry.id)
+        if result_code == ACCEPTED:
+            self.stats.delivered += 1
+            self._count("delivered", self.channel)
+            written = self._store.mark_delivered(entry.id, now)
+        else:
+            log.warn("{channel}: 고기원 refused TC {tc} #{seq} (outbox id {id}) with result code {code}; "
+                     "kept as refused, the channel goes on",
+                     channel=self.channel, tc=entry.tc_code, seq=entry.sequence_no, id=entry.id, code=result_code)
+            self.stats.refused += 1
+            self._count("refused", self.channel)
+            written = self._store.mark_refused(entry.id, result_code, now)
+        written.addBoth(lambda result: (self._settling.discard(entry.id), result)[1])
+        written.addErrback(self._write_failed, entry.id)
+
+    def _write_failed(self, failure, entry_id: int) -> None:
+        if failure.check(CancelledError):
+            return  # stopping: the entry is still pending in the database and goes out again later
+        log.failure("{channel}: recording outbox id {id} failed", failure, channel=self.channel, id=entry_id)
+
+    # Status ------------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def oldest_loaded_at(self) -> float | None:
+        """created_at of the oldest entry held and not answered (None when none)."""
+        times = [s.entry.created_at for s in self._in_flight.values()]
+        if self._queue:
+            times.append(min(s.entry.created_at for s in list(self._queue)[:64]))
+        return min(times) if times else None

@@ -1,0 +1,276 @@
+"""The per-channel outbox state machine (ccl.application.forwarding) with plain values and a Clock.
+
+The store here is a small in-memory IOutboxStore: these tests are about the rules of the
+state machine; tests/test_gokiwon_forwarding.py runs it against PostgreSQL and sockets.
+"""
+
+from __future__ import annotations
+
+import attrs
+from twisted.internet import defer, task
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from ccl.application.forwarding import ChannelForwarder, ForwardingSettings
+from ccl.ports import IOutboxStore, OutboxEntry
+
+
+@implementer(IOutboxStore)
+class MemoryOutbox:
+    def __init__(self):
+        self.rows: dict[int, dict] = {}
+        self.fetches = 0
+        self.hold_writes = False
+        self._held: list[defer.Deferred] = []
+
+    def add(self, channel, tc_code, sequence_no, raw=None, created_at=0.0, entry_id=None):
+        entry_id = entry_id or (max(self.rows, default=0) + 1)
+        raw = raw or f"{tc_code}#{sequence_no}".encode()
+        self.rows[entry_id] = {"entry": OutboxEntry(entry_id, channel, tc_code, sequence_no, raw, created_at),
+                               "state": "pending", "attempts": 0, "code": None}
+        return entry_id
+
+    def state(self, entry_id):
+        return self.rows[entry_id]["state"]
+
+    def fetch_pending(self, channel, after_id, limit, before_id=None, exclude=None):
+        self.fetches += 1
+        found = [attrs.evolve(r["entry"], attempts=r["attempts"]) for i, r in sorted(self.rows.items())
+                 if r["state"] == "pending" and r["entry"].channel == channel and i > after_id
+                 and (before_id is None or i < before_id) and i not in (exclude or [])]
+        return defer.succeed(found[:limit])
+
+    def record_sent(self, entry_id, at):
+        self.rows[entry_id]["attempts"] += 1
+        return defer.succeed(None)
+
+    def _write(self):
+        if self.hold_writes:
+            held = defer.Deferred()
+            self._held.append(held)
+            return held
+        return defer.succeed(None)
+
+    def mark_delivered(self, entry_id, at):
+        self.rows[entry_id]["state"] = "delivered"
+        return self._write()
+
+    def mark_refused(self, entry_id, result_code, at):
+        self.rows[entry_id].update(state="refused", code=result_code)
+        return self._write()
+
+
+class Wire:
+    def __init__(self):
+        self.frames: list[bytes] = []
+
+    def __call__(self, data: bytes) -> None:
+        self.frames.append(data)
+
+
+class ForwarderTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = task.Clock()
+        self.store = MemoryOutbox()
+        self.counts: list[tuple[str, str]] = []
+
+    def forwarder(self, **settings) -> ChannelForwarder:
+        forwarder = ChannelForwarder("speed", self.store, self.clock, ForwardingSettings(**settings),
+                                     count=lambda name, channel: self.counts.append((name, channel)))
+        forwarder.start()
+        self.addCleanup(forwarder.stop)
+        return forwarder
+
+    def fill(self, n, start=1, tc="4003"):
+        return [self.store.add("speed", tc, seq) for seq in range(start, start + n)]
+
+    def test_store_provides_port(self):
+        verifyObject(IOutboxStore, self.store)
+
+    def test_sends_in_order_within_window(self):
+        self.fill(40)
+        forwarder = self.forwarder(window=16)
+        wire = Wire()
+        forwarder.attach(wire)
+        self.assertEqual(wire.frames, [f"4003#{i}".encode() for i in range(1, 17)])
+        self.assertTrue(forwarder.ack("4003", 1, "00"))
+        self.assertEqual(wire.frames[-1], b"4003#17")
+        for seq in range(2, 41):
+            forwarder.ack("4003", seq, "00")
+        self.assertEqual(wire.frames, [f"4003#{i}".encode() for i in range(1, 41)])
+        self.assertEqual({self.store.state(i) for i in self.store.rows}, {"delivered"})
+        self.assertEqual(forwarder.stats.delivered, 40)
+        self.assertEqual(forwarder.in_flight, 0)
+
+    def test_nothing_sent_while_disconnected(self):
+        self.fill(3)
+        forwarder = self.forwarder()
+        self.clock.advance(60)
+        self.assertEqual(forwarder.queued, 3)
+        self.assertEqual({r["attempts"] for r in self.store.rows.values()}, {0})
+
+    def test_resend_same_bytes_after_timeout_until_acked(self):
+        self.store.add("speed", "4003", 7, raw=b"exact bytes")
+        forwarder = self.forwarder(ack_timeout=10)
+        wire = Wire()
+        forwarder.attach(wire)
+        self.clock.advance(9.9)
+        self.assertEqual(wire.frames, [b"exact bytes"])
+        self.clock.advance(0.2)
+        self.assertEqual(wire.frames, [b"exact bytes"] * 2)
+        self.clock.advance(10)
+        self.assertEqual(len(wire.frames), 3)
+        self.assertTrue(forwarder.ack("4003", 7, "00"))
+        self.clock.advance(100)
+        self.assertEqual(len(wire.frames), 3)
+        self.assertEqual(forwarder.stats.resent, 2)
+        self.assertEqual(self.store.rows[1]["attempts"], 3)
+        self.assertEqual(self.store.state(1), "delivered")
+
+    def test_nak_moves_entry_aside_and_channel_goes_on(self):
+        self.fill(3)
+        forwarder = self.forwarder(window=1)
+        wire = Wire()
+        forwarder.attach(wire)
+        self.assertTrue(forwarder.ack("4003", 1, "12"))
+        self.assertEqual(wire.frames, [b"4003#1", b"4003#2"])
+        forwarder.ack("4003", 2, "00")
+        forwarder.ack("4003", 3, "00")
+        self.assertEqual([self.store.state(i) for i in (1, 2, 3)], ["refused", "delivered", "delivered"])
+        self.assertEqual(self.store.rows[1]["code"], "12")
+        self.assertIn(("refused", "speed"), self.counts)
+        self.clock.advance(60)
+        self.assertEqual(len(wire.frames), 3)  # the refused one is not sent again
+
+    def test_unknown_ack_ignored(self):
+        self.fill(1)
+        forwarder = self.forwarder()
+        forwarder.attach(Wire())
+        self.assertFalse(forwarder.ack("4003", 999, "00"))
+        self.assertFalse(forwarder.ack("4000", 1, "00"))
+        self.assertEqual(self.store.state(1), "pending")
+        self.assertTrue(forwarder.ack("4003", 1, "00"))
+        self.assertFalse(forwarder.ack("4003", 1, "00"))  # a second ACK for the same: nothing left
+
+    def test_wrapped_sequence_numbers_match_oldest_first(self):
+        # 999999 then 1 again: two entries with the same key at once.
+        first = self.store.add("speed", "4003", 5, raw=b"old")
+        self.store.add("speed", "4003", 999999, raw=b"mid")
+        second = self.store.add("speed", "4003", 5, raw=b"new")
+        forwarder = self.forwarder(window=16)
+        forwarder.attach(Wire())
+        self.assertTrue(forwarder.ack("4003", 5, "00"))
+        self.assertEqual((self.store.state(first), self.store.state(second)), ("delivered", "pending"))
+        self.assertTrue(forwarder.ack("4003", 5, "00"))
+        self.assertEqual(self.store.state(second), "delivered")
+
+    def test_reconnect_resends_in_flight_first_in_order(self):
+        self.fill(5)
+        forwarder = self.forwarder(window=3)
+        first = Wire()
+        forwarder.attach(first)
+        forwarder.ack("4003", 2, "00")  # 1 and 3 still unanswered, 4 went out
+        self.assertEqual(first.frames, [b"4003#1", b"4003#2", b"4003#3", b"4003#4"])
+        forwarder.detach()
+        forwarder.ack("4003", 3, "00")  # a late ACK for an entry waiting to be resent still counts
+        second = Wire()
+        forwarder.attach(second)
+        self.assertEqual(second.frames, [b"4003#1", b"4003#4", b"4003#5"])
+
+    def test_require_ack_off_delivers_on_write(self):
+        self.fill(20)
+        forwarder = self.forwarder(require_ack=False, window=2)
+        wire = Wire()
+        forwarder.attach(wire)
+        self.clock.advance(1)
+        self.assertEqual(len(wire.frames), 20)
+        self.assertEqual({self.store.state(i) for i in self.store.rows}, {"delivered"})
+        self.clock.advance(60)
+        self.assertEqual(len(wire.frames), 20)
+
+    def test_drain_rate_paces_backlog_oldest_first(self):
+        self.fill(100)
+        forwarder = self.forwarder(require_ack=False, drain_rate=10, window=1)
+        wire = Wire()
+        forwarder.attach(wire)
+        self.assertEqual(len(wire.frames), 1)
+        self.clock.pump([0.1] * 10)
+        sent_after_a_second = len(wire.frames)
+        self.assertTrue(9 <= sent_after_a_second <= 12, sent_after_a_second)
+        self.store.add("speed", "4003", 5000)  # a new one queues behind the backlog
+        forwarder.wake()
+        self.clock.pump([0.1] * 100)
+        self.assertEqual(wire.frames, [f"4003#{i}".encode() for i in range(1, 101)] + [b"4003#5000"])
+
+    def test_wake_reads_new_entries(self):
+        forwarder = self.forwarder()
+        wire = Wire()
+        forwarder.attach(wire)
+        self.fill(2)
+        self.assertEqual(wire.frames, [])
+        forwarder.wake()
+        self.assertEqual(wire.frames, [b"4003#1", b"4003#2"])
+
+    def test_wake_during_a_read_reads_again(self):
+        self.store.add("speed", "4003", 1)
+        slow = defer.Deferred()
+        fetch = self.store.fetch_pending
+        calls = []
+
+        def first_one_slow(*args, **kwargs):
+            calls.append(args)
+            return slow if len(calls) == 1 else fetch(*args, **kwargs)
+
+        self.store.fetch_pending = first_one_slow
+        forwarder = self.forwarder(require_ack=False)
+        wire = Wire()
+        forwarder.attach(wire)
+        self.store.add("speed", "4003", 2)  # committed while the first read is under way
+        forwarder.wake()
+        slow.callback([self.store.rows[1]["entry"]])  # the read saw only the first
+        self.assertEqual(wire.frames, [b"4003#1", b"4003#2"])
+
+    def test_rescan_finds_entry_committed_behind_cursor(self):
+        self.store.add("speed", "4003", 2, entry_id=2)
+        forwarder = self.forwarder(require_ack=False)
+        wire = Wire()
+        forwarder.attach(wire)
+        self.assertEqual(wire.frames, [b"4003#2"])
+        self.store.add("speed", "4003", 1, entry_id=1)  # lower id, committed later
+        forwarder.wake()
+        self.assertEqual(wire.frames, [b"4003#2"])
+        forwarder.rescan()
+        self.assertEqual(wire.frames, [b"4003#2", b"4003#1"])
+        self.assertEqual(self.store.state(1), "delivered")
+
+    def test_rescan_does_not_resend_answered_entries_not_yet_written(self):
+        self.fill(1)
+        forwarder = self.forwarder()
+        wire = Wire()
+        forwarder.attach(wire)
+        self.store.hold_writes = True
+        forwarder.ack("4003", 1, "00")
+        self.store.rows[1]["state"] = "pending"  # as PostgreSQL sees it until the write lands
+        forwarder.rescan()
+        self.assertEqual(wire.frames, [b"4003#1"])
+
+    def test_restart_resends_what_the_store_still_calls_pending(self):
+        self.fill(3)
+        forwarder = self.forwarder()
+        forwarder.attach(Wire())
+        forwarder.ack("4003", 1, "00")
+        forwarder.stop()
+        again = self.forwarder()
+        wire = Wire()
+        again.attach(wire)
+        self.assertEqual(wire.frames, [b"4003#2", b"4003#3"])
+        self.assertEqual(again.stats.resent, 2)
+
+    def test_loads_in_batches(self):
+        self.fill(25)
+        forwarder = self.forwarder(batch=10, require_ack=False)
+        wire = Wire()
+        forwarder.attach(wire)
+        self.clock.advance(1)
+        self.assertEqual(wire.frames, [f"4003#{i}".encode() for i in range(1, 26)])
