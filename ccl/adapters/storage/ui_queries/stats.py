@@ -70,11 +70,11 @@ def by_customer(db, params: dict) -> defer.Deferred:
             FROM ui_stats_coils c
             WHERE c.day BETWEEN %(from)s::date AND %(to)s::date AND c.day IN (SELECT day FROM rolled)
             UNION ALL
-            SELECT coalesce(u.customer_name, ''), x.n,
-                   CASE WHEN p.prev_day IS NULL OR p.prev_day < %(from)s::date THEN 1 ELSE 0 END
+            -- a subquery per coil, not a join: the planner cannot know how few live coils there are
+            SELECT coalesce((SELECT u.customer_name FROM ui_coil_latest u WHERE u.coil_number = x.coil_number), ''),
+                   x.n, CASE WHEN p.prev_day IS NULL OR p.prev_day < %(from)s::date THEN 1 ELSE 0 END
             FROM (SELECT l.day, d.coil_number, count(*) AS n FROM live l JOIN defect_detections d ON {_LIVE_DAY}
                   GROUP BY 1, 2) x
-            LEFT JOIN ui_coil_latest u ON u.coil_number = x.coil_number
             CROSS JOIN LATERAL (
                 SELECT (max(e.detection_time) AT TIME ZONE %(tz)s)::date AS prev_day FROM defect_detections e
                 WHERE e.coil_number = x.coil_number AND e.detection_time < (x.day::timestamp AT TIME ZONE %(tz)s)) p)
