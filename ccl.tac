@@ -1,7 +1,25 @@
-# twistd -ny ccl.tac: for now runs the MES service alone (the orchestrator will take this over).
-from twisted.application import service
+# twistd -y ccl.tac: run the CCL plant server (the orchestrator and, as its children, every service).
+#
+# Settings come from CCL_CONFIG and CCL_* variables (see ccl/data/ccl.ini). The orchestrator
+# writes its own log to [paths] logs/orchestrator.log (rotated) whatever --logfile says.
+# Run it from the project root: relative paths in the settings are taken from there.
+import sys
 
-from ccl.adapters.mes.tap import service_from_environment
+from twisted.application import service
+from twisted.logger import ILogObserver
+
+from ccl.config import ConfigError, load_config
+from ccl.orchestrator.app import RotatingLogObserver, make_service, orchestrator_log
+from ccl.orchestrator.settings import Settings
+
+try:
+    _config = load_config()
+    _log = orchestrator_log(Settings.from_config(_config))
+    _service = make_service(_config, log_file=_log, attach_log=False)
+except ConfigError as _error:
+    sys.stderr.write(f"ccl.tac: configuration error: {_error}\n")
+    sys.exit(2)
 
 application = service.Application("ccl")
-service_from_environment().setServiceParent(application)
+application.setComponent(ILogObserver, RotatingLogObserver(_log))
+_service.setServiceParent(application)

@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "localdb": ("ccl.cli.localdb", "create, start and stop the local PostgreSQL cluster"),
     "decode": ("ccl.cli.decode", "print the fields of a telegram given as hex or a file"),
     "create-user": ("ccl.cli.create_user", "create a UI user (password from stdin or a prompt)"),
+    "ctl": ("ccl.cli.ctl", "status, start/stop/restart, logs of the services via the orchestrator"),
     "ingest-token": ("ccl.cli.ingest_token", "create, list or revoke bearer tokens of the Jetson boxes"),
     "simulate": ("ccl.cli.simulate", "play a partner (mes: the Dongkuk MES; gokiwon: the 고기원 server) against our service"),
 }

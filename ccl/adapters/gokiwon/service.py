@@ -132,6 +132,7 @@ class ForwardingService(service.MultiService):
         self.store = PgOutboxStore(reactor, db)
         self.registry = registry if registry is not None else Registry()
         self._backlog: dict[str, tuple[int, float | None]] = {}
+        self._settled_at_poll: dict[str, int] = {}
         self.stopped: defer.Deferred = defer.succeed(None)  # fires when the last stop is complete
         self._ready = False  # the database pool is connected and the forwarders run
         self.peer_last_seen: float | None = None
@@ -257,10 +258,16 @@ class ForwardingService(service.MultiService):
                 lambda: self.peer_last_seen or 0.0)
 
     def backlog(self, channel: str) -> int:
-        """Pending entries: the database count of the last poll, never less than what this process holds."""
+        """Pending entries: the database count of the last poll less what was settled since it
+        was asked for, never less than what this process holds."""
         forwarder = self.forwarders[channel]
         held = forwarder.queued + forwarder.in_flight
-        return max(held, self._backlog.get(channel, (0, None))[0])
+        settled_since = self._settled(channel) - self._settled_at_poll.get(channel, 0)
+        return max(held, self._backlog.get(channel, (0, None))[0] - settled_since)
+
+    def _settled(self, channel: str) -> int:
+        stats = self.forwarders[channel].stats
+        return stats.delivered + stats.refused
 
     def oldest_pending_age(self, channel: str) -> float | None:
         candidates = [t for t in (self.forwarders[channel].oldest_loaded_at(),
@@ -293,8 +300,11 @@ class ForwardingService(service.MultiService):
         for forwarder in self.forwarders.values():
             forwarder.rescan().addErrback(_unless_cancelled, "outbox rescan failed")
 
+        settled_at_poll = {channel: self._settled(channel) for channel in self.forwarders}
+
         def got(backlog):
             self._backlog = backlog
+            self._settled_at_poll = settled_at_poll
         refreshed = self.store.backlog().addCallbacks(got, lambda f: None)
         return refreshed.addCallback(lambda _: self._write_links())
 

@@ -44,9 +44,3 @@ def makeService(options):  # noqa: N802
     attach_forwarding(mes, options["gokiwon"])  # forwarding to 고기원 (issue 3), a child service
     return mes
 
-
-def service_from_environment():
-    """The MES service configured from the environment (for ccl.tac)."""
-    options = Options()
-    options.parseOptions([])
-    return makeService(options)

@@ -1,0 +1,213 @@
+"""Alert rules and the ``alerts`` table.
+
+Every ``alert_interval`` the rules are evaluated into the set of conditions that hold now;
+the table is brought in line in one transaction: a new condition is inserted (the partial
+unique index keeps one open alert per rule and subject), a condition that no longer holds
+is cleared. Both go out as ``NOTIFY ccl_events`` so the UI shows them at once.
+
+Rules (thresholds in ``[orchestrator]``):
+- service.fatal: a child gave up after crashing in a loop (critical);
+- service.down: a wanted child not healthy for ``down_alert_after`` s (critical);
+- service.restart_loop: ``restart_loop_count`` restarts within ``restart_loop_window`` s;
+- disk.watermark: image root or database volume above ``disk_watermark`` % used;
+- mes.silent: no MES telegram for ``mes_silent_after`` s while the last line speed > 0;
+- gokiwon.backlog: more than ``backlog_max`` forwards pending for 고기원.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import attrs
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from ccl.adapters.storage.postgres import UNAVAILABLE, notify_sql
+
+log = Logger()
+
+RULES = ("service.fatal", "service.down", "service.restart_loop", "disk.watermark", "mes.silent", "gokiwon.backlog")
+
+
+@attrs.frozen
+class Condition:
+    rule: str
+    subject: str
+    severity: str
+    message: str
+    details: dict = attrs.field(factory=dict, eq=False, hash=False)
+
+
+def _event(kind: str, row_id: int, rule: str, subject: str, severity: str | None = None, message: str | None = None) -> str:
+    payload = {"type": "alert", "event": kind, "id": row_id, "rule": rule, "subject": subject}
+    if severity:
+        payload.update(severity=severity, message=message)
+    return json.dumps(payload, ensure_ascii=False)
+
+
+@defer.inlineCallbacks
+def _sync(cursor, conditions: list[Condition]):
+    changes = []
+    for c in conditions:
+        yield cursor.execute(
+            "INSERT INTO alerts (rule, subject, severity, message, details) VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT (rule, subject) WHERE cleared_at IS NULL DO NOTHING RETURNING id",
+            (c.rule, c.subject, c.severity, c.message, json.dumps(c.details, ensure_ascii=False, default=str)))
+        row = yield cursor.fetchone()
+        if row:
+            yield cursor.execute(notify_sql(), (_event("raised", row[0], c.rule, c.subject, c.severity, c.message),))
+            changes.append(("raised", c.rule, c.subject))
+    keys = [f"{c.rule}\x1f{c.subject}" for c in conditions]
+    yield cursor.execute(
+        "UPDATE alerts SET cleared_at = now() WHERE cleared_at IS NULL AND rule = ANY(%s)"
+        " AND NOT (rule || chr(31) || subject) = ANY(%s) RETURNING id, rule, subject",
+        (list(RULES), keys))
+    cleared = yield cursor.fetchall()
+    for row_id, rule, subject in cleared:
+        yield cursor.execute(notify_sql(), (_event("cleared", row_id, rule, subject),))
+        changes.append(("cleared", rule, subject))
+    return changes
+
+
+@defer.inlineCallbacks
+def _acknowledge(cursor, alert_id: int, actor: str):
+    yield cursor.execute("UPDATE alerts SET acknowledged_at = now(), acknowledged_by = %s WHERE id = %s"
+                         " AND acknowledged_at IS NULL RETURNING id, rule, subject", (actor, alert_id))
+    row = cursor.fetchone()
+    if row is None:
+        return False
+    payload = {"type": "alert", "event": "acknowledged", "id": row[0], "rule": row[1], "subject": row[2], "by": actor}
+    yield cursor.execute(notify_sql(), (json.dumps(payload, ensure_ascii=False),))
+    return True
+
+
+def acknowledge(db, alert_id: int, actor: str) -> defer.Deferred:
+    """Mark an alert seen by ``actor`` (and NOTIFY it); fires with True when it was open to acknowledge."""
+    return db.runInteraction(_acknowledge, alert_id, actor)
+
+
+def open_alerts(db) -> defer.Deferred:
+    d = db.runQuery("SELECT id, rule, subject, severity, message, details, raised_at, acknowledged_at, acknowledged_by"
+                    " FROM alerts WHERE cleared_at IS NULL ORDER BY raised_at")
+    keys = ("id", "rule", "subject", "severity", "message", "details", "raised_at", "acknowledged_at", "acknowledged_by")
+    return d.addCallback(lambda rows: [
+        {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in zip(keys, row)} for row in rows])
+
+
+def disk_usage(path: Path) -> dict | None:
+    """Usage of the volume holding ``path`` (its nearest existing parent), or None."""
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        usage = shutil.disk_usage(probe)
+    except OSError:
+        return None
+    return {"path": str(path), "total": usage.total, "used": usage.used, "free": usage.free,
+            "percent": round(100.0 * usage.used / usage.total, 2) if usage.total else 0.0}
+
+
+class AlertRules:
+    def __init__(self, reactor, monitor, db, settings, volumes: dict[str, Path]):
+        self._reactor = reactor
+        self._monitor = monitor
+        self._db = db
+        self._settings = settings
+        self.volumes = volumes
+        self._down_since: dict[str, float] = {}
+        self._running = False
+        self._idle: list[defer.Deferred] = []
+        self.last_conditions: list[Condition] = []
+
+    def idle(self) -> defer.Deferred:
+        """Fires once no evaluation is in flight (shutdown waits for it before closing the database)."""
+        if not self._running:
+            return defer.succeed(None)
+        waiter = defer.Deferred()
+        self._idle.append(waiter)
+        return waiter
+
+    def service_conditions(self) -> list[Condition]:
+        s = self._settings
+        now = self._reactor.seconds()
+        found = []
+        for child in self._monitor.children.values():
+            if child.state == "fatal":
+                found.append(Condition("service.fatal", child.id, "critical",
+                                       f"{child.id} gave up: {child.last_restart_reason}",
+                                       {"last_exit": child.last_exit}))
+            if child.wanted and child.state != "running":
+                since = self._down_since.setdefault(child.id, now)
+                if now - since >= s.down_alert_after:
+                    found.append(Condition("service.down", child.id, "critical",
+                                           f"{child.id} is {child.state} for {now - since:.0f} s",
+                                           {"state": child.state, "health": child.health}))
+            else:
+                self._down_since.pop(child.id, None)
+            recent = [t for t in child.restart_times if now - t <= s.restart_loop_window]
+            if len(recent) >= s.restart_loop_count:
+                found.append(Condition("service.restart_loop", child.id, "warning",
+                                       f"{child.id} restarted {len(recent)} times in {s.restart_loop_window:g} s",
+                                       {"last_restart_reason": child.last_restart_reason}))
+        return found
+
+    def disk_conditions(self) -> list[Condition]:
+        found = []
+        for name, path in self.volumes.items():
+            usage = disk_usage(path)
+            if usage and usage["percent"] > self._settings.disk_watermark:
+                found.append(Condition("disk.watermark", name, "critical",
+                                       f"{name} volume ({path}) is {usage['percent']:.1f} % full"
+                                       f" (watermark {self._settings.disk_watermark:g} %)", usage))
+        return found
+
+    @defer.inlineCallbacks
+    def database_conditions(self):
+        s = self._settings
+        found = []
+        rows = yield self._db.runQuery(
+            "SELECT (SELECT line_speed FROM tc_4003_speed ORDER BY received_at DESC LIMIT 1),"
+            " extract(epoch FROM now() - greatest("
+            "  (SELECT max(received_at) FROM tc_4000_schedule), (SELECT max(received_at) FROM tc_4001_cut),"
+            "  (SELECT max(received_at) FROM tc_4002_wpd), (SELECT max(received_at) FROM tc_4003_speed),"
+            "  (SELECT max(last_seen_at) FROM link_status WHERE kind = 'mes'))),"
+            " (SELECT count(*) FROM forward_outbox WHERE state = 'pending')")
+        speed, silent, backlog = rows[0]
+        if speed is not None and speed > 0 and silent is not None and silent > s.mes_silent_after:
+            found.append(Condition("mes.silent", "mes", "critical",
+                                   f"no MES telegram for {silent:.0f} s while the line runs (last speed {speed})",
+                                   {"silent_seconds": float(silent), "line_speed": speed}))
+        if backlog > s.backlog_max:
+            found.append(Condition("gokiwon.backlog", "gokiwon", "warning",
+                                   f"{backlog} telegrams waiting for 고기원 (limit {s.backlog_max})",
+                                   {"pending": backlog}))
+        return found
+
+    @defer.inlineCallbacks
+    def evaluate(self):
+        """Evaluate every rule and bring the alerts table in line; fires with the changes."""
+        if self._running:
+            return []
+        self._running = True
+        try:
+            conditions = self.service_conditions() + self.disk_conditions()
+            try:
+                conditions += yield self.database_conditions()
+            except UNAVAILABLE:
+                # The database itself is the problem: the service rules above say so.
+                log.info("alert rules: database unavailable, database rules skipped")
+                return []
+            self.last_conditions = conditions
+            changes = yield self._db.runInteraction(_sync, conditions)
+            for kind, rule, subject in changes:
+                log.warn("alert {kind}: {rule} {subject}", kind=kind, rule=rule, subject=subject)
+            return changes
+        except UNAVAILABLE:
+            return []
+        finally:
+            self._running = False
+            waiters, self._idle = self._idle, []
+            for waiter in waiters:
+                waiter.callback(None)

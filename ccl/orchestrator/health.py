@@ -1,0 +1,126 @@
+"""Health checks of a child (HTTP /health, TCP connect, PostgreSQL connect) and /metrics scrapes."""
+
+from __future__ import annotations
+
+from twisted.internet import defer, protocol, threads
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
+
+from ccl.domain.metrics import parse_text
+from ccl.orchestrator.services import Check
+
+
+class CheckFailed(Exception):
+    """A health check failed; the message says how (shown in /status and the restart reason)."""
+
+
+class _Nothing(protocol.Protocol):
+    pass
+
+
+def _agent(reactor, timeout: float) -> Agent:
+    # No persistent connections: a check is a fresh connection, as a client would make.
+    return Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False), connectTimeout=timeout)
+
+
+class _Body(protocol.Protocol):
+    """Collects a response body (at most ``limit`` bytes). Unlike readBody, a cancel that
+    races with the end of the body is harmless: whichever comes first wins."""
+
+    def __init__(self, limit: int = 4 * 1024 * 1024):
+        self.done = defer.Deferred(canceller=self._cancel)
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._limit = limit
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        self._size += len(data)
+        if self._size > self._limit:
+            self.transport.stopProducing()
+            if not self.done.called:
+                self.done.errback(CheckFailed(f"response larger than {self._limit} bytes"))
+            return
+        self._chunks.append(data)
+
+    def connectionLost(self, reason=protocol.connectionDone) -> None:  # noqa: N802
+        if self.done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(b"".join(self._chunks))
+        else:
+            self.done.errback(reason)
+
+    def _cancel(self, d) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+
+@defer.inlineCallbacks
+def http_get(reactor, url: str, timeout: float):
+    """(status code, body bytes) of a GET, failing after ``timeout`` seconds."""
+    request = _agent(reactor, timeout).request(b"GET", url.encode("ascii"))
+    request.addTimeout(timeout, reactor)
+    response = yield request
+    body = _Body()
+    response.deliverBody(body)
+    body.done.addTimeout(timeout, reactor)
+    content = yield body.done
+    return response.code, content
+
+
+@defer.inlineCallbacks
+def _http(reactor, url: str, timeout: float):
+    try:
+        code, body = yield http_get(reactor, url, timeout)
+    except defer.TimeoutError:
+        raise CheckFailed(f"GET {url}: no answer within {timeout:g} s") from None
+    except Exception as error:
+        raise CheckFailed(f"GET {url}: {type(error).__name__}: {_short(error)}") from None
+    if code != 200:
+        raise CheckFailed(f"GET {url}: HTTP {code} {body[:200].decode('utf-8', 'replace')}")
+
+
+@defer.inlineCallbacks
+def _tcp(reactor, target: str, timeout: float):
+    host, _, port = target.rpartition(":")
+    endpoint = HostnameEndpoint(reactor, host, int(port), timeout=timeout)
+    try:
+        connected = yield endpoint.connect(protocol.Factory.forProtocol(_Nothing))
+    except Exception as error:
+        raise CheckFailed(f"connect {target}: {_short(error)}") from None
+    connected.transport.loseConnection()
+
+
+def _postgres_connect(dsn: str, timeout: float) -> None:
+    import psycopg2
+
+    try:
+        psycopg2.connect(dsn, connect_timeout=max(1, int(timeout))).close()
+    except psycopg2.Error as error:
+        raise CheckFailed(f"postgres: {str(error).strip().splitlines()[0] if str(error).strip() else error}") from None
+
+
+def _short(error: Exception) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:200]
+
+
+def run_check(reactor, check: Check, timeout: float) -> defer.Deferred:
+    """Fires with None when healthy, fails with CheckFailed otherwise."""
+    if check.kind == "http":
+        return _http(reactor, check.target, timeout)
+    if check.kind == "tcp":
+        return _tcp(reactor, check.target, timeout)
+    if check.kind == "postgres":
+        return threads.deferToThread(_postgres_connect, check.target, timeout)
+    return defer.fail(CheckFailed(f"unknown check kind {check.kind}"))
+
+
+@defer.inlineCallbacks
+def scrape(reactor, url: str, timeout: float):
+    """Samples of a child's /metrics: [(name, labels, value)]."""
+    code, body = yield http_get(reactor, url, timeout)
+    if code != 200:
+        raise CheckFailed(f"GET {url}: HTTP {code}")
+    return parse_text(body.decode("utf-8", "replace"))
