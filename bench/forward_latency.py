@@ -196,7 +196,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each latency run")
     parser.add_argument("--outage", type=float, default=60.0, help="seconds 고기원 is away")
     parser.add_argument("--outage-rate", type=float, default=100.0, help="telegrams/s sent during the outage")
-    parser.add_argument("--linger", type=float, help="experiment: override the MES writer's WRITE_LINGER (s)")
+    parser.add_argument("--interval", type=float, help="experiment: override the MES writer's WRITE_INTERVAL (s)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="ccl-bench-fwd-"))
@@ -219,8 +219,8 @@ def main() -> int:
         (work / "var").mkdir()
         log = open(work / "service.log", "wb")
         boot = "from twisted.scripts.twistd import run; run()"
-        if args.linger is not None:
-            boot = f"import ccl.adapters.mes.service as s; s.WRITE_LINGER = {args.linger!r}; " + boot
+        if args.interval is not None:
+            boot = f"import ccl.adapters.mes.service as s; s.WRITE_INTERVAL = {args.interval!r}; " + boot
         service = subprocess.Popen([sys.executable, "-c", boot, "-n",
                                     "--pidfile=", "--logfile=-", "ccl-mes"], env=env, stdout=log,
                                    stderr=subprocess.STDOUT, cwd=work / "var")
@@ -231,8 +231,8 @@ def main() -> int:
             except OSError:
                 time.sleep(0.05)
         print(f"ccl-mes pid {service.pid}; journal fsync ON, PostgreSQL fsync on; {os.cpu_count()} CPUs; "
-              f"forwarding defaults (window 16, drain_rate 5000/s per channel); MES writer linger "
-              f"{'default' if args.linger is None else args.linger}", flush=True)
+              f"forwarding defaults (window 16, drain_rate 5000/s per channel); MES writer interval "
+              f"{'default' if args.interval is None else args.interval}", flush=True)
 
         def go(reactor):
             bench = Run(reactor, args, mes_port, ack_port, dsn)

@@ -102,7 +102,7 @@ class TelegramWriter:
 
     def __init__(self, store: IProcessStore, layouts: Layouts, clock, *, journal: str,
                  release: Callable[[int], None] = lambda upto: None, batch_size: int = 2000,
-                 registry: Registry | None = None, max_delay: float = 5.0, linger: float = 0.0):
+                 registry: Registry | None = None, max_delay: float = 5.0, min_interval: float = 0.0):
         self._store = store
         self._layouts = layouts
         self._clock = clock
@@ -110,9 +110,15 @@ class TelegramWriter:
         self._release = release
         self._batch_size = batch_size
         self._max_delay = max_delay
-        # Wait this long for more records before a batch that is not full: fewer, bigger
-        # transactions mean fewer WAL fsyncs competing with the journal's on the same disk.
-        self._linger = linger
+        # Adaptive batching instead of a fixed linger: a record arriving while the writer is
+        # idle is committed at once (low latency at any ordinary rate), and records arriving
+        # while a transaction is in flight make up the next batch. Only when transactions
+        # follow each other back to back does the next one wait until ``min_interval`` after
+        # the start of the previous one: that caps the commits (WAL fsyncs on the journal's
+        # disk, forwarder wake-ups) at 1/min_interval per second under sustained load, and
+        # adds at most min_interval to the latency.
+        self._min_interval = min_interval
+        self._last_start: float | None = None
         self.on_committed: list[Callable[[set[str]], None]] = []
         self._queue: collections.deque[JournalRecord] = collections.deque()
         self._wake: defer.Deferred | None = None
@@ -215,10 +221,12 @@ class TelegramWriter:
                 self._wake = defer.Deferred()
                 yield self._wake
                 continue
-            if self._linger and len(self._queue) < self._batch_size:
-                yield self._pause(self._linger)
+            wait = self._pacing()
+            if wait > 0:
+                yield self._pause(wait)
                 if self._stopping:
                     return
+            self._last_start = self._clock.seconds()
             batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
             upto = batch[-1].number
             outcome = yield self._apply(batch)
@@ -235,6 +243,12 @@ class TelegramWriter:
                     hook(set(outcome.channels))
                 except Exception:
                     log.failure("on_committed hook {hook!r} failed", hook=hook)
+
+    def _pacing(self) -> float:
+        """Seconds to wait before the next transaction (0: go now)."""
+        if not self._min_interval or self._last_start is None or len(self._queue) >= self._batch_size:
+            return 0.0
+        return self._last_start + self._min_interval - self._clock.seconds()
 
     @defer.inlineCallbacks
     def _apply(self, batch: list[JournalRecord]):

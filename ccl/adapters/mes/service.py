@@ -31,9 +31,9 @@ from ccl.domain.telegrams import Layouts, load_layouts
 
 log = Logger()
 
-#: Seconds the writer waits to fill a batch: telegrams reach PostgreSQL at most this much
-#: later, in a few transactions per second instead of hundreds.
-WRITE_LINGER = 0.1
+#: Least seconds between the starts of two writer transactions under sustained load (an
+#: idle writer commits at once; see TelegramWriter): at most 1/WRITE_INTERVAL commits/s.
+WRITE_INTERVAL = 0.01
 
 
 @attrs.frozen
@@ -131,7 +131,7 @@ class MesService(service.MultiService):
         self.writer = TelegramWriter(self.store, self.layouts, self.reactor,
                                      journal=self.journal.journal_id, release=self.journal.release,
                                      batch_size=self.settings.write_batch, registry=self.registry,
-                                     linger=WRITE_LINGER)
+                                     min_interval=WRITE_INTERVAL)
         self.writer.on_committed = self.on_committed  # one shared list: hooks added later count
         self.writer.enqueue(records)
         self.journal.on_durable.append(self.writer.enqueue)
