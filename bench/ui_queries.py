@@ -109,12 +109,33 @@ def measure_queries(reactor, dsn: str, rounds: int):
     return run()
 
 
+def sum_rollup(reactor, dsn: str):
+    """Deferred: sum every closed day into the statistics' roll-up, as ccl-ui's refresh job
+    does in the background (a fresh seed is one big "late" history), and print how long it took."""
+    from twisted.internet import defer
+
+    from ccl.adapters.storage.postgres import Database
+    from ccl.adapters.storage.ui_queries import rollup
+
+    @defer.inlineCallbacks
+    def run():
+        db = Database(reactor, dsn, size=1)
+        yield db.start()
+        began = time.perf_counter()
+        days = yield rollup.refresh_all(db)
+        print(f"roll-up: summed {len(days)} days in {time.perf_counter() - began:.1f} s", flush=True)
+        db.close()
+
+    return run()
+
+
 def run_measurements(dsn: str, base: Path, args) -> None:
     """Everything that needs the reactor, in one reactor run (it cannot be restarted)."""
     from twisted.internet import defer, task, threads
 
     @defer.inlineCallbacks
     def main(reactor):
+        yield sum_rollup(reactor, dsn)
         print("-- query layer (direct)")
         yield measure_queries(reactor, dsn, args.rounds)
         if args.http:
@@ -143,6 +164,7 @@ def main() -> int:
     from ui_seed import seed
 
     if args.dsn:
+        migrate(args.dsn)
         run_measurements(args.dsn, Path(tempfile.mkdtemp(prefix="ccl-bench-ui-")), args)
         return 0
     base = Path(tempfile.mkdtemp(prefix="ccl-bench-ui-"))

@@ -2,10 +2,11 @@
 
 Every function takes a ``Database`` (anything with txpostgres' ``runQuery`` and
 ``runInteraction``), is parameterised, and fires with plain dicts/lists ready for a template or
-``json.dumps``. The indexes they rely on are in schema/001_initial.sql and schema/060_ui_indexes.sql;
+``json.dumps``. The indexes and summaries they rely on are in schema/001, 060, 070 (the
+statistics' daily roll-up, kept by rollup.py) and 071 (each coil's newest schedule row);
 bench/ui_queries.py measures them on 50,000 coils and 1,000,000 defects.
 """
 
-from ccl.adapters.storage.ui_queries import coil, dashboard, history, models, stats
+from ccl.adapters.storage.ui_queries import coil, dashboard, history, models, rollup, stats
 
-__all__ = ["coil", "dashboard", "history", "models", "stats"]
+__all__ = ["coil", "dashboard", "history", "models", "rollup", "stats"]

@@ -1,7 +1,8 @@
 """코일 이력: search the coils, page by page, sortable on whitelisted columns only; CSV export.
 
 A coil is its latest TC 4000 schedule row (a coil can be rescheduled; the newest row wins),
-dated by when that row arrived.
+dated by when that row arrived. ui_coil_latest (schema/071, kept by triggers in the same
+transaction) names that row for every coil.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from ccl.adapters.storage.ui_queries._sql import PLANT_TZ, clamp, like_pattern, 
 
 #: Sort keys the client may ask for -> the SQL expression. Nothing else reaches ORDER BY.
 SORTABLE = {
-    "received_at": "s.received_at",
-    "coil_number": "s.coil_number",
-    "customer_name": "s.customer_name",
+    "received_at": "l.received_at",
+    "coil_number": "l.coil_number",
+    "customer_name": "l.customer_name",
     "ccl_bom": "s.ccl_bom",
     "thickness": "s.thickness",
     "width": "s.width",
@@ -95,24 +96,14 @@ class Search:
         args.update({k: str(v) for k, v in changes.items()})
         return {k: v for k, v in args.items() if v != ""}
 
-    def where(self, probe: bool = True) -> tuple[str, dict[str, Any]]:
-        """The WHERE clause over ``s`` (a schedule row) and its named parameters.
-
-        Only the newest schedule row of each coil counts. The condition is written two ways
-        because the planner treats them differently (measured on 50,000 coils): ``probe``
-        looks up the coil's newest row in the (coil_number, received_at) index for each
-        candidate row, right for a count and for a page sorted on anything but the date;
-        NOT EXISTS (``probe=False``) becomes a nested-loop anti join that stops after the page
-        when the page follows the received_at index, but a hash over the whole table otherwise.
-        """
-        latest = ("s.id = (SELECT n.id FROM tc_4000_schedule n WHERE n.coil_number = s.coil_number"
-                  " ORDER BY n.received_at DESC, n.id DESC LIMIT 1)" if probe else
-                  "NOT EXISTS (SELECT 1 FROM tc_4000_schedule n WHERE n.coil_number = s.coil_number"
-                  " AND (n.received_at, n.id) > (s.received_at, s.id))")
+    def where(self) -> tuple[str, dict[str, Any]]:
+        """The WHERE clause over ``l`` (ui_coil_latest: each coil's newest schedule row,
+        schema/071) and its named parameters. Every filter is on ``l``, so counting never
+        touches the wide schedule rows."""
         clauses = [
-            "s.received_at >= (%(from)s::date AT TIME ZONE %(tz)s)",
-            "s.received_at < ((%(to)s::date + 1) AT TIME ZONE %(tz)s)",
-            latest,
+            # ::timestamp: a bare date would become a timestamptz in the SESSION's time zone first
+            "l.received_at >= (%(from)s::date::timestamp AT TIME ZONE %(tz)s)",
+            "l.received_at < ((%(to)s::date + 1)::timestamp AT TIME ZONE %(tz)s)",
         ]
         params: dict[str, Any] = {"from": self.date_from, "to": self.date_to, "tz": PLANT_TZ}
         # LIKE, not ILIKE: ILIKE is several times slower here. Coil numbers are upper case in
@@ -120,26 +111,28 @@ class Search:
         if self.coil:
             params["coil"] = like_pattern(self.coil)
             if self.coil == self.coil.upper():
-                clauses.append("s.coil_number LIKE %(coil)s")
+                clauses.append("l.coil_number LIKE %(coil)s")
             else:
-                clauses.append("(s.coil_number LIKE %(coil)s OR s.coil_number LIKE %(coil_upper)s)")
+                clauses.append("(l.coil_number LIKE %(coil)s OR l.coil_number LIKE %(coil_upper)s)")
                 params["coil_upper"] = like_pattern(self.coil.upper())
         if self.customer:
-            clauses.append("s.customer_name LIKE %(customer)s")
+            clauses.append("l.customer_name LIKE %(customer)s")
             params["customer"] = like_pattern(self.customer)
         if self.defect_type:
-            clauses.append("EXISTS (SELECT 1 FROM defect_detections d WHERE d.coil_number = s.coil_number"
+            clauses.append("EXISTS (SELECT 1 FROM defect_detections d WHERE d.coil_number = l.coil_number"
                            " AND d.defect_type = %(defect_type)s)")
             params["defect_type"] = self.defect_type
         return " AND ".join(clauses), params
 
     def order_by(self) -> str:
         direction = "DESC" if self.descending else "ASC"
-        # NOT NULL columns without NULLS LAST, so that the received_at index serves the sort
+        # NOT NULL columns without NULLS LAST, so that an index serves the sort
         nulls = "" if self.sort in ("received_at", "coil_number") else " NULLS LAST"
-        return f"{SORTABLE[self.sort]} {direction}{nulls}, s.id {direction}"
+        return f"{SORTABLE[self.sort]} {direction}{nulls}, l.schedule_id {direction}"
 
 
+#: A coil's newest schedule row: ``l`` names it, ``s`` is the row itself.
+_COILS = "ui_coil_latest l JOIN tc_4000_schedule s ON s.id = l.schedule_id"
 _LIST_COLUMNS = """s.id, s.coil_number, s.received_at, s.customer_name, s.ccl_bom, s.product_group,
     s.thickness, s.width, s.length_value, s.weight"""
 
@@ -147,17 +140,15 @@ _LIST_COLUMNS = """s.id, s.coil_number, s.received_at, s.customer_name, s.ccl_bo
 @defer.inlineCallbacks
 def search(db, query: Search) -> defer.Deferred:
     """One page of coils with their defect counts, plus the total (capped at COUNT_CAP)."""
-    where, params = query.where(probe=query.sort != "received_at")
-    count_where, _ = query.where(probe=True)
+    where, params = query.where()
     params = dict(params, limit=query.page_size, offset=(query.page - 1) * query.page_size, cap=COUNT_CAP + 1)
     page, counted = yield defer.gatherResults([
         rows(db, f"""
             SELECT p.*, (SELECT count(*) FROM defect_detections d WHERE d.coil_number = p.coil_number) AS defects,
                    (SELECT max(w.received_at) FROM tc_4002_wpd w WHERE w.coil_number = p.coil_number) AS wpd_at
-            FROM (SELECT {_LIST_COLUMNS} FROM tc_4000_schedule s WHERE {where}
+            FROM (SELECT {_LIST_COLUMNS} FROM {_COILS} WHERE {where}
                   ORDER BY {query.order_by()} LIMIT %(limit)s OFFSET %(offset)s) p""", params),
-        one(db, f"SELECT count(*) AS n FROM (SELECT 1 FROM tc_4000_schedule s WHERE {count_where} LIMIT %(cap)s) c",
-            params),
+        one(db, f"SELECT count(*) AS n FROM (SELECT 1 FROM ui_coil_latest l WHERE {where} LIMIT %(cap)s) c", params),
     ], consumeErrors=True)
     total = counted["n"]
     return {"rows": page, "total": min(total, COUNT_CAP), "more": total > COUNT_CAP,
@@ -172,12 +163,12 @@ CSV_MAX_ROWS = 200_000
 def export_rows(query: Search) -> tuple[str, dict[str, Any]]:
     """``(sql, params)`` selecting every matching coil as CSV_COLUMNS, in the search's order
     (no paging, at most CSV_MAX_ROWS)."""
-    where, params = query.where(probe=False)  # all rows: one hash beats a probe per row
+    where, params = query.where()
     params = dict(params, limit=CSV_MAX_ROWS)
     sql = f"""SELECT s.coil_number, to_char(s.received_at AT TIME ZONE %(tz)s, 'YYYY-MM-DD HH24:MI:SS'),
                      s.customer_name, s.ccl_bom, s.product_group, s.thickness, s.width, s.length_value, s.weight,
                      (SELECT count(*) FROM defect_detections d WHERE d.coil_number = s.coil_number)
-              FROM tc_4000_schedule s WHERE {where} ORDER BY {query.order_by()} LIMIT %(limit)s"""
+              FROM {_COILS} WHERE {where} ORDER BY {query.order_by()} LIMIT %(limit)s"""
     return sql, params
 
 

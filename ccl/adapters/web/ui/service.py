@@ -86,6 +86,40 @@ class _Housekeeping(service.Service):
         return self.ui.orchestrator.close()
 
 
+class _StatsRollup(service.Service):
+    """Keeps the daily roll-up of the statistics current (ui_queries/rollup.py). The page is
+    exact without it (unsummed days are read from the defects), only slower."""
+
+    def __init__(self, db, every: int):
+        self.db = db
+        self.every = every
+        self._loop = task.LoopingCall(self._refresh)
+
+    def _refresh(self):
+        from ccl.adapters.storage.postgres import UNAVAILABLE
+        from ccl.adapters.storage.ui_queries import rollup
+
+        d = rollup.refresh(self.db)
+        d.addCallback(lambda days: days and log.info("statistics roll-up: summed {n} day(s), {first} .. {last}",
+                                                     n=len(days), first=days[0], last=days[-1]))
+
+        def failed(failure):
+            if not failure.check(*UNAVAILABLE):
+                log.failure("statistics roll-up failed", failure)
+
+        d.addErrback(failed)
+        return d
+
+    def startService(self):  # noqa: N802
+        super().startService()
+        self._loop.start(self.every, now=True)
+
+    def stopService(self):  # noqa: N802
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+
+
 def site(ui) -> server.Site:
     factory = server.Site(ui.resource())
     factory.requestFactory = _Request
@@ -104,6 +138,7 @@ def makeService(options) -> service.MultiService:  # noqa: N802 (twistd's name)
     top = service.MultiService()
     _Database(db).setServiceParent(top)
     _Housekeeping(ui).setServiceParent(top)
+    _StatsRollup(db, config.get_int("ui", "stats_refresh_seconds", 1, 86_400)).setServiceParent(top)
     strports.service(listen, site(ui)).setServiceParent(top)
     log.info("UI listening on {listen}, orchestrator at {url}", listen=listen, url=ui.orchestrator.base_url)
     return top
