@@ -8,13 +8,11 @@ import datetime
 import itertools
 import random
 
-import psycopg2
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
-from ccl.adapters.storage.postgres import Database
 from ccl.adapters.storage.ui_queries import history
-from tests.support.database import fresh_database
+from tests.support.database import DatabaseTestCase
 
 # The definition: a coil's newest row is the one with the latest received_at, then highest id.
 REFERENCE_LATEST = """
@@ -24,23 +22,12 @@ REFERENCE_LATEST = """
     ORDER BY 1"""
 
 
-class CoilLatestTests(TestCase):
+class CoilLatestTests(DatabaseTestCase, TestCase):
     def setUp(self):
-        self.dsn = fresh_database(self)
-        self.connection = psycopg2.connect(self.dsn)
-        self.connection.autocommit = True
-        self.addCleanup(self.connection.close)
-        self.db = Database(reactor, self.dsn, size=2)
-        self.addCleanup(self.db.close)
         self.rng = random.Random(71)
         self.sequence = itertools.count(1)
         self.now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-        return self.db.start()
-
-    def sql(self, statement: str, params=()) -> list[tuple]:
-        with self.connection.cursor() as cursor:
-            cursor.execute(statement, params)
-            return cursor.fetchall() if cursor.description else []
+        return self.start_database()
 
     def schedules(self, rows: list[tuple]) -> None:
         """(coil, customer, received_at) rows in ONE statement."""

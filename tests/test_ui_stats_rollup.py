@@ -9,13 +9,11 @@ import datetime
 import random
 import zoneinfo
 
-import psycopg2
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
-from ccl.adapters.storage.postgres import Database
 from ccl.adapters.storage.ui_queries import rollup, stats
-from tests.support.database import fresh_database
+from tests.support.database import DatabaseTestCase
 
 SEOUL = zoneinfo.ZoneInfo("Asia/Seoul")
 TYPES = ["scratch", "dent", "stain", "pinhole", "edge_crack"]
@@ -44,21 +42,10 @@ def today() -> datetime.date:
     return datetime.datetime.now(SEOUL).date()
 
 
-class RollupTests(TestCase):
+class RollupTests(DatabaseTestCase, TestCase):
     def setUp(self):
-        self.dsn = fresh_database(self)
-        self.connection = psycopg2.connect(self.dsn)
-        self.connection.autocommit = True
-        self.addCleanup(self.connection.close)
-        self.db = Database(reactor, self.dsn, size=2)
-        self.addCleanup(self.db.close)
         self.rng = random.Random(70)
-        return self.db.start()
-
-    def sql(self, statement: str, params=()) -> list[tuple]:
-        with self.connection.cursor() as cursor:
-            cursor.execute(statement, params)
-            return cursor.fetchall() if cursor.description else []
+        return self.start_database()
 
     def schedule(self, coil: str, customer: str | None, at: datetime.datetime) -> None:
         self.sql("INSERT INTO tc_4000_schedule (line_code, sequence_no, sent_at, received_at, coil_number,"

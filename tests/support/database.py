@@ -50,3 +50,26 @@ def query(dsn: str, statement: str, params: tuple = ()) -> list[tuple]:
             return cursor.fetchall() if cursor.description else []
     finally:
         connection.close()
+
+
+class DatabaseTestCase:
+    """Mixin for a trial TestCase with a fresh database, a txpostgres ``self.db`` and an
+    autocommit psycopg2 ``self.connection`` for arranging data with ``self.sql``."""
+
+    def start_database(self):
+        from twisted.internet import reactor
+
+        from ccl.adapters.storage.postgres import Database
+
+        self.dsn = fresh_database(self)
+        self.connection = psycopg2.connect(self.dsn)
+        self.connection.autocommit = True
+        self.addCleanup(self.connection.close)
+        self.db = Database(reactor, self.dsn, size=2)
+        self.addCleanup(self.db.close)
+        return self.db.start()
+
+    def sql(self, statement: str, params=()) -> list[tuple]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
