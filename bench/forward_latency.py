@@ -32,6 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import json
+import resource
+import urllib.request
+
+import psutil
 import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,9 +73,21 @@ class MesClient(protocol.Protocol):
         self.acks += len(data) // LAYOUTS.by_name("ack").length
 
 
+def cpu_of(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class Run:
-    def __init__(self, reactor, args, mes_port: int, ack_port: int, dsn: str):
+    def __init__(self, reactor, args, mes_port: int, ack_port: int, dsn: str, service_pid: int, status_port: int):
         self.reactor, self.args, self.mes_port, self.ack_port, self.dsn = reactor, args, mes_port, ack_port, dsn
+        self.service = psutil.Process(service_pid)
+        self.status_port = status_port
         self.sent_at: dict[tuple[str, int], float] = {}
         self.arrived_at: dict[tuple[str, int], float] = {}
         self.arrived_wall: dict[tuple[str, int], float] = {}
@@ -132,6 +149,10 @@ class Run:
             rows = {(tc.strip(), seq): float(at) for tc, seq, at in cursor.fetchall()}
         return {k: rows[k] for k in keys if k in rows}
 
+    def health(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.status_port}/health", timeout=5) as answer:
+            return json.loads(answer.read())
+
     def pending(self) -> int:
         with psycopg2.connect(self.dsn) as connection, connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM forward_outbox WHERE state <> 'delivered'")
@@ -147,19 +168,30 @@ class Run:
         yield self.wait_arrived(keys, 30)
 
         for rate in self.args.rates:
+            service_cpu, bench_cpu, begun = cpu_of(self.service), own_cpu(), time.perf_counter()
             keys = yield self.send_at_rate(client, rate, self.args.seconds)
             yield self.wait_arrived(keys, 60)
+            service_cpu, bench_cpu = cpu_of(self.service) - service_cpu, own_cpu() - bench_cpu
+            took = time.perf_counter() - begun
+            sent = int(rate * self.args.seconds)
             latencies = [(self.arrived_at[k] - self.sent_at[k]) * 1000 for k in keys]
             ordered = sorted(latencies)
             print(f"latency MES-in -> 고기원-in at {rate:,.0f} telegrams/s ({len(keys)} forwarded of "
-                  f"{int(rate * self.args.seconds)} sent in {self.args.seconds:.0f} s): "
+                  f"{sent} sent in {self.args.seconds:.0f} s): "
                   f"p50 {statistics.median(latencies):.1f} ms, p99 {ordered[int(len(ordered) * 0.99)]:.1f} ms, "
                   f"max {ordered[-1]:.1f} ms", flush=True)
-            # The forwarding part alone: from the writer's transaction (outbox row) to 고기원.
+            # Where the outbox row was when the telegram reached 고기원: live forwarding sends
+            # from the journal, before the PostgreSQL transaction that writes the row.
             committed = self.committed_at(keys)
-            part = sorted((self.arrived_wall[k] - at) * 1000 for k, at in committed.items())
-            print(f"    of which outbox transaction -> 고기원-in: p50 {statistics.median(part):.1f} ms, "
-                  f"p99 {part[int(len(part) * 0.99)]:.1f} ms, max {part[-1]:.1f} ms", flush=True)
+            early = sum(1 for k, at in committed.items() if self.arrived_wall[k] < at)
+            health = self.health()
+            writes = health.get("journal_writes", {})
+            print(f"    {early * 100 / max(len(committed), 1):.0f}% reached 고기원 before their outbox transaction "
+                  f"began; journal write+fdatasync (last {writes.get('count')} batches) p50 {writes.get('p50_ms')} ms, "
+                  f"p99 {writes.get('p99_ms')} ms, {writes.get('records_per_batch')} records/batch", flush=True)
+            print(f"    CPU: ccl-mes {service_cpu:.2f} s = {service_cpu / sent * 1e6:.0f} us per telegram received "
+                  f"({service_cpu / took * 100:.0f}% of a core); this bench process (MES client + 고기원 "
+                  f"simulator) {bench_cpu / took * 100:.0f}% of a core", flush=True)
 
         # Outage: 고기원 goes away, the MES keeps sending.
         yield self.sim.stop()
@@ -169,6 +201,9 @@ class Run:
         while self.pending() < len(keys):  # everything is in the outbox, waiting
             yield task.deferLater(self.reactor, 0.05, lambda: None)
         backlog = self.pending()
+        # 고기원 comes back: the clock starts when the simulator listens again, and stops
+        # when the last backlog entry has arrived at it (the reconnect is part of it).
+        service_cpu = cpu_of(self.service)
         back = time.perf_counter()
         yield self.sim.listen(ports)
         yield self.wait_arrived(keys, 600)
@@ -178,14 +213,17 @@ class Run:
         while self.pending():
             yield task.deferLater(self.reactor, 0.01, lambda: None)
         settled = time.perf_counter() - back
+        service_cpu = cpu_of(self.service) - service_cpu
         in_order = all(
             [k for k in keys if k[0] == tc] == sorted((k for k in keys if k[0] == tc), key=self.arrived_at.get)
             for tc in FORWARDED)
-        print(f"drain after a {self.args.outage:.0f} s outage at {self.args.outage_rate:,.0f} telegrams/s: "
-              f"backlog {backlog} entries; reconnected (back-off) {first - back:.2f} s after 고기원 came back, "
-              f"then all sent in {last - first:.2f} s ({backlog / max(last - first, 1e-6):,.0f} entries/s); "
-              f"all at 고기원 {arrived:.2f} s and marked delivered {settled:.2f} s after it came back; "
-              f"in order per channel: {in_order}", flush=True)
+        print(f"drain after a {self.args.outage:.0f} s outage at {self.args.outage_rate:,.0f} telegrams/s "
+              f"(backlog {backlog} entries), timed from 고기원 listening again: "
+              f"DRAINED (last backlog entry at 고기원) in {arrived:.2f} s; of which reconnect (first entry "
+              f"arrived) {first - back:.2f} s, then sending {last - first:.2f} s "
+              f"({backlog / max(last - first, 1e-6):,.0f} entries/s); all marked delivered in PostgreSQL "
+              f"{settled:.2f} s after 고기원 came back; ccl-mes CPU {service_cpu / backlog * 1e6:.0f} us per "
+              f"entry; in order per channel: {in_order}", flush=True)
         client.transport.loseConnection()
         yield self.sim.shutdown()
 
@@ -231,11 +269,12 @@ def main() -> int:
             except OSError:
                 time.sleep(0.05)
         print(f"ccl-mes pid {service.pid}; journal fsync ON, PostgreSQL fsync on; {os.cpu_count()} CPUs; "
-              f"forwarding defaults (window 16, drain_rate 5000/s per channel); MES writer interval "
+              f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; forwarding defaults (window 16, "
+              f"drain_rate 5000/s per channel, retry_max 2 s); MES writer interval "
               f"{'default' if args.interval is None else args.interval}", flush=True)
 
         def go(reactor):
-            bench = Run(reactor, args, mes_port, ack_port, dsn)
+            bench = Run(reactor, args, mes_port, ack_port, dsn, service.pid, status_port)
 
             @defer.inlineCallbacks
             def both():

@@ -5,8 +5,11 @@ and the ``ClientService`` of its connection; the ACK listener on ``[mes] ack_lis
 a slow timer that looks for pending entries the wake-ups missed, refreshes the backlog
 figures and writes ``link_status`` rows ``gokiwon-<channel>`` and ``gokiwon-ack``.
 
-The MES writer calls ``wake(channels)`` after each committed batch, so a telegram is on
-its way to 고기원 a moment after it is safe in PostgreSQL.
+Two ways in (see ccl.application.forwarding): while catching up, the MES writer calls
+``wake(channels)`` after each committed batch and the forwarders read the outbox; once a
+channel has caught up it goes live: ``durable(records)`` (a journal observer) hands it each
+telegram the moment the journal has it on disk, and ``applied(outcome, upto)`` (a writer
+hook) gives those entries their outbox ids after the commit.
 """
 
 from __future__ import annotations
@@ -25,10 +28,16 @@ from ccl.adapters.gokiwon.store import PgOutboxStore
 from ccl.adapters.storage.postgres import Database
 from ccl.application.forwarding import ChannelForwarder, ForwardingSettings
 from ccl.config import Config, ConfigError
+from ccl.domain.journal_record import TELEGRAM
 from ccl.domain.metrics import Registry
-from ccl.domain.telegrams import Layouts
+from ccl.domain.telegrams import Layouts, Telegram, TelegramRejected, decode
+from ccl.ports import OutboxEntry
 
 log = Logger()
+
+#: A channel goes live only while at most this many journal records wait for the writer
+#: (they are handed over in one go; more means PostgreSQL is behind: keep reading the outbox).
+LIVE_CATCH_UP = 2000
 
 
 @attrs.frozen
@@ -42,7 +51,7 @@ class GokiwonSettings:
     window: int = 16
     alive_interval: float = 30.0
     retry_initial: float = 1.0
-    retry_max: float = 30.0
+    retry_max: float = 2.0
     drain_rate: float = 5000.0
     poll_interval: float = 2.0
     line_code: str = "CCL1"
@@ -134,6 +143,8 @@ class ForwardingService(service.MultiService):
         self._backlog: dict[str, tuple[int, float | None]] = {}
         self._settled_at_poll: dict[str, int] = {}
         self.stopped: defer.Deferred = defer.succeed(None)  # fires when the last stop is complete
+        #: The MES writer (set by attach_forwarding; None: never live, outbox reads only).
+        self.writer = lambda: None
         self._ready = False  # the database pool is connected and the forwarders run
         self.peer_last_seen: float | None = None
         self.peer_alive_count: int | None = None
@@ -144,6 +155,7 @@ class ForwardingService(service.MultiService):
         self.factories: dict[str, ChannelFactory] = {}
         for channel, port in settings.ports.items():
             forwarder = ChannelForwarder(channel, self.store, reactor, forwarding, count=self._count)
+            forwarder.caught_up = lambda channel=channel: self._maybe_go_live(channel)
             factory = ChannelFactory(reactor, forwarder, layouts, line_code=settings.line_code,
                                      alive_interval=settings.alive_interval, changed=self._link_changed)
             self.forwarders[channel] = forwarder
@@ -201,6 +213,59 @@ class ForwardingService(service.MultiService):
             forwarder = self.forwarders.get(channel)
             if forwarder is not None:
                 forwarder.wake()
+
+    def durable(self, records) -> None:
+        """Journal observer: records just made durable; live channels take theirs at once."""
+        if not self._ready or not any(f.live for f in self.forwarders.values()):
+            return
+        for channel, entries in self._by_channel(records).items():
+            forwarder = self.forwarders.get(channel)
+            if forwarder is not None:
+                forwarder.offer(entries)
+
+    def applied(self, outcome, upto: int) -> None:
+        """Writer hook: a batch up to journal record ``upto`` is committed."""
+        if not self._ready:
+            return
+        pairs: dict[str, list[tuple[int, int]]] = {}
+        for channel, number, entry_id in outcome.forwarded:
+            pairs.setdefault(channel, []).append((number, entry_id))
+        for channel, forwarder in self.forwarders.items():
+            forwarder.bind(pairs.get(channel, []), upto)
+
+    def _maybe_go_live(self, channel: str) -> None:
+        """A forwarder read everything the outbox holds: hand it what the writer has not
+        committed yet and make it live, if nothing can slip between the two."""
+        forwarder = self.forwarders[channel]
+        writer = self.writer()
+        if not self._ready or writer is None or writer.in_transaction or not forwarder.can_go_live():
+            return
+        # No transaction under way: every commit so far has been reported (and woke this
+        # forwarder, whose read found everything committed), and the records after the
+        # last commit are all in the writer's queue.
+        waiting = writer.waiting_records(LIVE_CATCH_UP)
+        if waiting is None:
+            return
+        forwarder.go_live(self._by_channel(waiting).get(channel, []))
+
+    def _by_channel(self, records) -> dict[str, list[tuple[int, OutboxEntry]]]:
+        found: dict[str, list[tuple[int, OutboxEntry]]] = {}
+        for record in records:
+            if record.kind != TELEGRAM:
+                continue
+            telegram = record.decoded
+            if not isinstance(telegram, Telegram):
+                try:
+                    telegram = decode(record.raw, self._layouts)
+                except TelegramRejected:
+                    continue  # the writer keeps it as rejected: never forwarded
+            layout = telegram.layout
+            if not layout.forward or not layout.table:
+                continue
+            found.setdefault(layout.forward, []).append((record.number, OutboxEntry(
+                id=None, channel=layout.forward, tc_code=telegram.tc_code, sequence_no=telegram.sequence_no,
+                raw=record.raw, created_at=record.received_at)))
+        return found
 
     def on_ack(self, tc_code: str, sequence_no: int, result_code: str) -> None:
         self.peer_last_seen = self._reactor.seconds()
@@ -349,6 +414,9 @@ def attach_forwarding(mes, settings: GokiwonSettings) -> ForwardingService | Non
     # Added after the MES core, so it starts once the database pool is started and stops first.
     forwarding.setServiceParent(mes)
     mes.on_committed.append(forwarding.wake)
+    mes.on_applied.append(forwarding.applied)
+    mes.journal.on_durable.append(forwarding.durable)
+    forwarding.writer = lambda: mes.writer
     mes.before_db_close.append(lambda: forwarding.stopped)
     mes.health_parts["gokiwon"] = forwarding.health
     return forwarding
