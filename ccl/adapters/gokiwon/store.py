@@ -16,6 +16,7 @@ import json
 
 import attrs
 from twisted.internet import defer
+from txpostgres.txpostgres import RollbackFailed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -128,7 +129,7 @@ class PgOutboxStore:
             nonlocal delay
             if self._closed:
                 result.errback(defer.CancelledError())
-            elif failure.check(*UNAVAILABLE):
+            elif _unavailable(failure):
                 log.warn("{what} failed, database unavailable ({error}); retrying in {delay:.1f}s",
                          what=what, error=failure.getErrorMessage().strip() or failure.type.__name__, delay=delay)
                 call = self._reactor.callLater(delay, lambda: (self._sleeping.pop(call, None), attempt()))
@@ -265,6 +266,17 @@ def _apply(cursor, batch: _Pending):
     if batch.refused:
         ids = list(batch.refused)
         yield cursor.execute(_REFUSED, (ids, [batch.refused[i][0] for i in ids], [batch.refused[i][1] for i in ids]))
+
+
+def _unavailable(failure: Failure) -> bool:
+    """The database is away: one of UNAVAILABLE, or a transaction whose rollback failed
+    because the connection died under it (txpostgres wraps that in RollbackFailed)."""
+    if failure.check(*UNAVAILABLE):
+        return True
+    if failure.check(RollbackFailed):
+        original = getattr(failure.value, "originalFailure", None)
+        return isinstance(original, Failure) and original.check(*UNAVAILABLE) is not None
+    return False
 
 
 def _ignore_unavailable(failure, what: str) -> None:
