@@ -2,15 +2,21 @@
 
 Starts its own throw-away PostgreSQL cluster (fsync on, as in production), the MES service
 as a real process (``twistd -n ccl-mes``, journal fsync on, forwarding with the default
-settings: window 16, drain_rate 5000/s per channel) and, in this process, an MES client
-and the 고기원 simulator (which ACKs every telegram at once). Then:
+settings: window 16, drain_rate 5000/s per channel, retry_max 2 s) and, in this process, an
+MES client and the 고기원 simulator (which ACKs every telegram at once). Then:
 
-1. latency at 100 and 1,000 telegrams/s: from the write of each telegram to the MES port
-   to its arrival at the simulator (journal fsync, MES ACK, PostgreSQL commit with the
-   outbox row, wake-up, read, send), p50/p99/max over the forwarded TCs;
-2. drain: the simulator goes away for ``--outage`` seconds (default 60) while the MES
-   keeps sending at ``--outage-rate`` telegrams/s; then it comes back and the time until
-   the whole backlog has arrived (and is marked delivered in PostgreSQL) is measured.
+1. latency at 100 and 1,000 telegrams/s (``--rates``): from the write of each telegram to
+   the MES port to its arrival at the simulator, p50/p99/max over the forwarded TCs. Once a
+   channel has caught up, telegrams are forwarded as soon as the journal has them on disk
+   (before the PostgreSQL commit); the run prints how many arrived before their outbox
+   transaction began, the journal's write+fdatasync times, and the CPU seconds of ccl-mes
+   per telegram (psutil) and of this bench process;
+2. drain: the simulator stops listening and cuts its connections for ``--outage`` seconds
+   (default 60) while the MES keeps sending at ``--outage-rate`` telegrams/s; once every
+   one of those is ACKed by ccl-mes and in the outbox, the simulator listens again. The
+   drain time is measured from that moment (고기원 back) to the arrival of the LAST backlog
+   entry at the simulator: it includes finding 고기원 again (reconnect back-off) and sending
+   the backlog; both parts are printed, and when PostgreSQL has them all marked delivered.
 
 The stream is a rotation of TC 4000, 4002, 4003, 4003, 4001 (4001 is stored, never forwarded).
 

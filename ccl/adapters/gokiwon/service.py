@@ -246,7 +246,10 @@ class ForwardingService(service.MultiService):
         waiting = writer.waiting_records(LIVE_CATCH_UP)
         if waiting is None:
             return
-        forwarder.go_live(self._by_channel(waiting).get(channel, []))
+        entries = self._by_channel(waiting).get(channel, [])
+        if forwarder.queued + len(entries) > forwarder.settings.live_queue // 2:
+            return  # it would fall back again at once: catch up some more first
+        forwarder.go_live(entries)
 
     def _by_channel(self, records) -> dict[str, list[tuple[int, OutboxEntry]]]:
         found: dict[str, list[tuple[int, OutboxEntry]]] = {}
