@@ -195,6 +195,11 @@ class Run:
             print(f"    {early * 100 / max(len(committed), 1):.0f}% reached 고기원 before their outbox transaction "
                   f"began; journal write+fdatasync (last {writes.get('count')} batches) p50 {writes.get('p50_ms')} ms, "
                   f"p99 {writes.get('p99_ms')} ms, {writes.get('records_per_batch')} records/batch", flush=True)
+            channels = health.get("gokiwon", {}).get("channels", {})
+            print("    ACK round trip (ccl-mes send -> 고기원's ACK back) ms p50/p99/max: " + ", ".join(
+                f"{ch} {(c.get('ack_rtt_ms') or {}).get('p50')}/{(c.get('ack_rtt_ms') or {}).get('p99')}/"
+                f"{(c.get('ack_rtt_ms') or {}).get('max')} (live {c.get('live')}, resent {c.get('resent')})"
+                for ch, c in channels.items()), flush=True)
             print(f"    CPU: ccl-mes {service_cpu:.2f} s = {service_cpu / sent * 1e6:.0f} us per telegram received "
                   f"({service_cpu / took * 100:.0f}% of a core); this bench process (MES client + 고기원 "
                   f"simulator) {bench_cpu / took * 100:.0f}% of a core", flush=True)
@@ -216,6 +221,8 @@ class Run:
         arrived = time.perf_counter() - back
         first = min(self.arrived_at[k] for k in keys)
         last = max(self.arrived_at[k] for k in keys)
+        # Each channel reconnects on its own: the slowest one's first arrival ends "reconnect".
+        reconnected = max(min(self.arrived_at[k] for k in keys if k[0] == tc) for tc in FORWARDED)
         while self.pending():
             yield task.deferLater(self.reactor, 0.01, lambda: None)
         settled = time.perf_counter() - back
@@ -225,8 +232,9 @@ class Run:
             for tc in FORWARDED)
         print(f"drain after a {self.args.outage:.0f} s outage at {self.args.outage_rate:,.0f} telegrams/s "
               f"(backlog {backlog} entries), timed from 고기원 listening again: "
-              f"DRAINED (last backlog entry at 고기원) in {arrived:.2f} s; of which reconnect (first entry "
-              f"arrived) {first - back:.2f} s, then sending {last - first:.2f} s "
+              f"DRAINED (last backlog entry at 고기원) in {arrived:.2f} s; first entry arrived after "
+              f"{first - back:.2f} s, every channel's first after {reconnected - back:.2f} s (reconnect), "
+              f"sending from the first to the last {last - first:.2f} s "
               f"({backlog / max(last - first, 1e-6):,.0f} entries/s); all marked delivered in PostgreSQL "
               f"{settled:.2f} s after 고기원 came back; ccl-mes CPU {service_cpu / backlog * 1e6:.0f} us per "
               f"entry; in order per channel: {in_order}", flush=True)
@@ -240,6 +248,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each latency run")
     parser.add_argument("--outage", type=float, default=60.0, help="seconds 고기원 is away")
     parser.add_argument("--outage-rate", type=float, default=100.0, help="telegrams/s sent during the outage")
+    parser.add_argument("--window", type=int, help="experiment: [gokiwon] window (default: the configured one)")
+    parser.add_argument("--service-log", help="keep a copy of the ccl-mes log here")
     parser.add_argument("--interval", type=float, help="experiment: override the MES writer's WRITE_INTERVAL (s)")
     args = parser.parse_args()
 
@@ -260,6 +270,8 @@ def main() -> int:
                    CCL_MES_STATUS_LISTEN=f"tcp:{status_port}:interface=127.0.0.1",
                    CCL_MES_ACK_LISTEN=f"tcp:{ack_port}:interface=127.0.0.1", CCL_GOKIWON_HOST="127.0.0.1",
                    **{f"CCL_GOKIWON_{channel.upper()}_PORT": str(port) for channel, port in ports.items()})
+        if args.window:
+            env["CCL_GOKIWON_WINDOW"] = str(args.window)
         (work / "var").mkdir()
         log = open(work / "service.log", "wb")
         boot = "from twisted.scripts.twistd import run; run()"
@@ -301,6 +313,8 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 service.kill()
         cluster.destroy()
+        if args.service_log:
+            shutil.copy(work / "service.log", args.service_log)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -397,3 +397,19 @@ class LiveForwardingTests(SynchronousTestCase):
         self.assertFalse(forwarder.can_go_live())  # reading
         slow.callback([self.store.rows[i]["entry"] for i in (1, 2)])
         self.assertFalse(forwarder.can_go_live())  # a full batch read: there may be more
+
+    def test_reads_from_the_store_only_up_to_the_last_reported_commit(self):
+        self.fill(3)  # 3: committed, but the writer has not reported it yet
+        forwarder = ChannelForwarder("speed", self.store, self.clock, ForwardingSettings(require_ack=False))
+        forwarder.limit = 2
+        wire = Wire()
+        forwarder.attach(wire)
+        forwarder.start()
+        self.addCleanup(forwarder.stop)
+        self.assertEqual(wire.frames, [b"4003#1", b"4003#2"])
+        self.assertTrue(forwarder.can_go_live())
+        forwarder.go_live([live(7, 3)])  # record 7 is the one behind row 3
+        forwarder.limit = 3
+        forwarder.bind([(7, 3)], applied_upto=7)
+        self.assertEqual(wire.frames, [b"4003#1", b"4003#2", b"4003#3"])
+        self.assertEqual(self.store.state(3), "delivered")

@@ -95,6 +95,8 @@ class ChannelStats:
     refused: int = 0
     last_ack_at: float | None = None
     connected_since: float | None = None
+    #: Seconds from the last send of an entry to its answer, the most recent ones.
+    ack_rtt: deque = attrs.Factory(lambda: deque(maxlen=2000))
 
 
 class ChannelForwarder:
@@ -112,6 +114,10 @@ class ChannelForwarder:
         self._in_flight: dict[_Sent, None] = {}  # sent on this connection, awaiting ACK (in order)
         self._unbound: dict[int, _Sent] = {}  # journal number -> live entry without outbox id yet
         self.live = False
+        #: Highest outbox id whose commit the MES writer has reported (None: read without
+        #: limit). A row above it may be committed while its report is still on the way;
+        #: reading only up to it means a live entry and a loaded row are never the same one.
+        self.limit: int | None = None
         #: Called when a read from the store finds nothing more (a chance to go live).
         self.caught_up: Callable[[], None] = lambda: None
         self._awaiting: dict[tuple[str, int], list[_Sent]] = {}  # ACK key -> sent, not answered
@@ -188,7 +194,9 @@ class ChannelForwarder:
             return
         if len(self._queue) >= self.settings.batch:
             return
-        self._fetching = self._store.fetch_pending(self.channel, after_id=self._cursor, limit=self.settings.batch)
+        before = None if self.limit is None else self.limit + 1
+        self._fetching = self._store.fetch_pending(self.channel, after_id=self._cursor, limit=self.settings.batch,
+                                                   before_id=before)
         self._fetching.addCallbacks(self._loaded, self._load_failed)
 
     def _loaded(self, entries: list[OutboxEntry]) -> None:
@@ -410,6 +418,7 @@ class ChannelForwarder:
         sent = waiting[0]
         now = self._clock.seconds()
         self.stats.last_ack_at = now
+        self.stats.ack_rtt.append(now - sent.last_sent_at)
         self._cancel_timer(sent)
         if sent in self._in_flight:
             del self._in_flight[sent]

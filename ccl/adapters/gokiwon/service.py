@@ -23,7 +23,7 @@ from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 
 from ccl.adapters.gokiwon.acks import LISTENER, AckFactory
-from ccl.adapters.gokiwon.sender import ChannelFactory, channel_client
+from ccl.adapters.gokiwon.sender import ChannelFactory, RetryClock, channel_client
 from ccl.adapters.gokiwon.store import PgOutboxStore
 from ccl.adapters.storage.postgres import Database
 from ccl.application.forwarding import ChannelForwarder, ForwardingSettings
@@ -145,6 +145,7 @@ class ForwardingService(service.MultiService):
         self.stopped: defer.Deferred = defer.succeed(None)  # fires when the last stop is complete
         #: The MES writer (set by attach_forwarding; None: never live, outbox reads only).
         self.writer = lambda: None
+        self._reported: int | None = None  # highest outbox id the writer reported committed
         self._ready = False  # the database pool is connected and the forwarders run
         self.peer_last_seen: float | None = None
         self.peer_alive_count: int | None = None
@@ -153,17 +154,21 @@ class ForwardingService(service.MultiService):
                                         require_ack=settings.require_ack, drain_rate=settings.drain_rate)
         self.forwarders: dict[str, ChannelForwarder] = {}
         self.factories: dict[str, ChannelFactory] = {}
+        self._retry_clocks: dict[str, RetryClock] = {}
         for channel, port in settings.ports.items():
             forwarder = ChannelForwarder(channel, self.store, reactor, forwarding, count=self._count)
             forwarder.caught_up = lambda channel=channel: self._maybe_go_live(channel)
             factory = ChannelFactory(reactor, forwarder, layouts, line_code=settings.line_code,
-                                     alive_interval=settings.alive_interval, changed=self._link_changed)
+                                     alive_interval=settings.alive_interval, changed=self._link_changed,
+                                     connected=self._partner_back)
             self.forwarders[channel] = forwarder
             self.factories[channel] = factory
-            channel_client(reactor, factory, settings.host, port, retry_initial=settings.retry_initial,
-                           retry_max=settings.retry_max).setServiceParent(self)
+            client, self._retry_clocks[channel] = channel_client(
+                reactor, factory, settings.host, port, retry_initial=settings.retry_initial,
+                retry_max=settings.retry_max)
+            client.setServiceParent(self)
         self.acks = AckFactory(reactor, layouts, on_ack=self.on_ack, on_alive=self.on_alive, reject=self._reject,
-                               changed=self._link_changed, idle_timeout=settings.idle_timeout)
+                               changed=self._ack_link_changed, idle_timeout=settings.idle_timeout)
         self.ack_listener = _Listening(reactor, settings.ack_listen, self.acks)
         self.ack_listener.setServiceParent(self)
         poll = TimerService(settings.poll_interval, self._poll)
@@ -230,7 +235,10 @@ class ForwardingService(service.MultiService):
         pairs: dict[str, list[tuple[int, int]]] = {}
         for channel, number, entry_id in outcome.forwarded:
             pairs.setdefault(channel, []).append((number, entry_id))
+            # One id sequence for all channels: every row up to here is committed and reported.
+            self._reported = max(self._reported or 0, entry_id)
         for channel, forwarder in self.forwarders.items():
+            forwarder.limit = self._reported
             forwarder.bind(pairs.get(channel, []), upto)
 
     def _maybe_go_live(self, channel: str) -> None:
@@ -238,11 +246,14 @@ class ForwardingService(service.MultiService):
         committed yet and make it live, if nothing can slip between the two."""
         forwarder = self.forwarders[channel]
         writer = self.writer()
-        if not self._ready or writer is None or writer.in_transaction or not forwarder.can_go_live():
+        if not self._ready or writer is None or not forwarder.can_go_live():
             return
-        # No transaction under way: every commit so far has been reported (and woke this
-        # forwarder, whose read found everything committed), and the records after the
-        # last commit are all in the writer's queue.
+        # The forwarder has read every row up to its limit (the last id the writer reported;
+        # each report woke it), and the records after the last report are all in the
+        # writer's queue: together, everything, once. Before the first report there is no
+        # limit, and only a writer between transactions makes that true.
+        if forwarder.limit is None and writer.in_transaction:
+            return
         waiting = writer.waiting_records(LIVE_CATCH_UP)
         if waiting is None:
             return
@@ -355,6 +366,7 @@ class ForwardingService(service.MultiService):
                 "in_flight": forwarder.in_flight, "delivered": stats.delivered, "resent": stats.resent,
                 "refused": stats.refused, "last_ack_at": stats.last_ack_at,
                 "alive_sent": self.factories[channel].alive.alives_sent,
+                "live": forwarder.live, "ack_rtt_ms": _percentiles(stats.ack_rtt),
             }
         all_up = all(f.connected for f in self.forwarders.values())
         return {"enabled": True, "status": "ok" if all_up else "degraded", "require_ack": self.settings.require_ack,
@@ -375,6 +387,18 @@ class ForwardingService(service.MultiService):
             self._settled_at_poll = settled_at_poll
         refreshed = self.store.backlog().addCallbacks(got, lambda f: None)
         return refreshed.addCallback(lambda _: self._write_links())
+
+    def _partner_back(self) -> None:
+        """A connection to 고기원 was just made: channels waiting out their back-off try now
+        (its backlog should not wait up to retry_max for each of them)."""
+        for channel, clock in self._retry_clocks.items():
+            if not self.forwarders[channel].connected and clock.try_now():
+                log.info("{channel}: 고기원 is reachable again; reconnecting now", channel=channel)
+
+    def _ack_link_changed(self) -> None:
+        if self.acks.connections > 0 and self.running:
+            self._partner_back()  # 고기원 connected to our ACK port: it is up
+        self._link_changed()
 
     def _link_changed(self) -> None:
         if self.running and self._ready:
@@ -398,6 +422,16 @@ class ForwardingService(service.MultiService):
                                              last_seen_at=self.peer_last_seen, alive_count=self.peer_alive_count,
                                              details={"listen": self.settings.ack_listen}))
         return defer.gatherResults(writes, consumeErrors=True).addErrback(lambda f: None)
+
+
+def _percentiles(seconds) -> dict | None:
+    """p50/p99/max in ms of recent ACK round trips (None before the first)."""
+    if not seconds:
+        return None
+    ordered = sorted(seconds)
+    return {"p50": round(ordered[len(ordered) // 2] * 1000, 2),
+            "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2),
+            "max": round(ordered[-1] * 1000, 2)}
 
 
 def _unless_cancelled(failure, what: str) -> None:
