@@ -45,9 +45,22 @@ class ChannelProtocol(protocol.Protocol):
     def __init__(self, factory: "ChannelFactory") -> None:
         self._factory = factory
         self._alive: task.LoopingCall | None = None
+        self._self_connected = False
 
     def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
         peer = self.transport.getPeer()
+        host = self.transport.getHost()
+        if (getattr(peer, "host", None), getattr(peer, "port", None)) == (getattr(host, "host", 0),
+                                                                          getattr(host, "port", 0)):
+            # A TCP self-connect: nothing listened on a port in the ephemeral range and the
+            # kernel picked that same port as our end. Telegrams written here would come
+            # straight back to us, so never treat it as 고기원.
+            log.warn("{channel}: connection to {port} reached ourselves (nothing listens there); dropping it",
+                     channel=self._factory.forwarder.channel, port=getattr(peer, "port", "?"))
+            self._alive = None
+            self._self_connected = True
+            self.transport.abortConnection()
+            return
         log.info("{channel}: connected to 고기원 at {host}:{port}", channel=self._factory.forwarder.channel,
                  host=getattr(peer, "host", "?"), port=getattr(peer, "port", "?"))
         try:
@@ -72,6 +85,8 @@ class ChannelProtocol(protocol.Protocol):
                   channel=self._factory.forwarder.channel, n=len(data))
 
     def connectionLost(self, reason) -> None:  # noqa: N802
+        if self._self_connected:
+            return
         if self._alive is not None and self._alive.running:
             self._alive.stop()
         self._factory.forwarder.detach()
