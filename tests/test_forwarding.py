@@ -290,8 +290,16 @@ class LiveForwardingTests(SynchronousTestCase):
 
     def caught_up_forwarder(self, **settings) -> ChannelForwarder:
         forwarder = self.forwarder(**settings)
-        self.assertTrue(forwarder.can_go_live())
+        self.assertFalse(forwarder.can_go_live())  # not while 고기원 is away
         return forwarder
+
+    def test_not_live_while_disconnected(self):
+        forwarder = self.forwarder()
+        self.assertFalse(forwarder.can_go_live())
+        forwarder.attach(Wire())
+        self.assertTrue(forwarder.can_go_live())
+        forwarder.detach()
+        self.assertFalse(forwarder.can_go_live())
 
     def commit(self, forwarder, numbers_and_seqs, applied_upto):
         """What the MES writer does: rows in the store, then bind() with their ids."""
@@ -310,7 +318,8 @@ class LiveForwardingTests(SynchronousTestCase):
         forwarder.attach(Wire())
         for seq in range(1, 26):
             forwarder.ack("4003", seq, "00")
-        self.assertEqual(signals[-1:], [True])
+        self.assertTrue(signals)
+        self.assertTrue(all(signals))
 
     def test_live_entries_go_out_before_their_rows_exist_and_are_recorded_after_the_commit(self):
         self.fill(2)
@@ -376,7 +385,10 @@ class LiveForwardingTests(SynchronousTestCase):
 
     def test_too_much_held_falls_back_to_the_store_without_loss_or_reorder(self):
         forwarder = self.caught_up_forwarder(live_queue=5, batch=4, require_ack=False)
-        forwarder.go_live([live(n, n) for n in range(1, 4)])  # 고기원 is away: nothing goes out
+        forwarder.attach(Wire())
+        forwarder.go_live([])
+        forwarder.detach()  # 고기원 goes away: nothing goes out, the live queue grows
+        forwarder.offer([live(n, n) for n in range(1, 4)])
         self.commit(forwarder, [(1, 1), (2, 2)], applied_upto=2)
         forwarder.offer([live(n, n) for n in range(4, 7)])  # six queued: too many
         self.assertFalse(forwarder.live)
@@ -394,6 +406,7 @@ class LiveForwardingTests(SynchronousTestCase):
         slow = defer.Deferred()
         self.store.fetch_pending = lambda *args, **kwargs: slow
         forwarder = self.forwarder(batch=2)
+        forwarder.attach(Wire())
         self.assertFalse(forwarder.can_go_live())  # reading
         slow.callback([self.store.rows[i]["entry"] for i in (1, 2)])
         self.assertFalse(forwarder.can_go_live())  # a full batch read: there may be more

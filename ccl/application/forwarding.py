@@ -250,9 +250,11 @@ class ChannelForwarder:
     # Live: straight from the journal ----------------------------------------------------
 
     def can_go_live(self) -> bool:
-        """Everything the store holds for this channel is loaded and no read is under way."""
-        return (self._running and not self.live and self._fetching is None and not self._more
-                and len(self._queue) < self.settings.batch)
+        """Connected, everything the store holds for this channel is loaded and no read is
+        under way. (Not while 고기원 is away: the live queue would only grow until it falls
+        back, again and again.)"""
+        return (self._running and not self.live and self._send is not None and self._fetching is None
+                and not self._more and len(self._queue) < self.settings.batch)
 
     def go_live(self, entries: list[tuple[int, OutboxEntry]]) -> None:
         """From now on new entries come through ``offer``. ``entries``: (journal number, entry
