@@ -54,8 +54,39 @@ def _literal(text: str) -> str:
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
+def _copy_str(value: str) -> str:
+    return value.translate(_ESCAPES)
+
+
+def _copy_bytes(value) -> str:
+    return "\\\\x" + bytes(value).hex()
+
+
+def _copy_moment(value) -> str:
+    return value.isoformat()
+
+
+# By exact type: the COPY text of a batch is built in the writer thread, holding the GIL the
+# receiver needs, and a chain of isinstance tests per value was a fifth of that work.
+_COPY_BY_TYPE = {
+    type(None): lambda value: "\\N",
+    str: _copy_str,
+    int: str,
+    bool: lambda value: "t" if value else "f",
+    decimal.Decimal: str,
+    float: repr,
+    bytes: _copy_bytes,
+    datetime.datetime: _copy_moment,
+    datetime.date: _copy_moment,
+    datetime.time: _copy_moment,
+}
+
+
 def copy_text(value) -> str:
     """One value in COPY's text format."""
+    fast = _COPY_BY_TYPE.get(type(value))
+    if fast is not None:
+        return fast(value)
     if value is None:
         return "\\N"
     if isinstance(value, str):
