@@ -79,6 +79,32 @@ class Bench:
         times = self.ps.cpu_times()
         return times.user + times.system
 
+    def count(self, table: str) -> int:
+        import psycopg2
+
+        with psycopg2.connect(self.dsn) as connection, connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {table}")
+            count = cursor.fetchone()[0]
+        connection.close()
+        return count
+
+    def pg_cpu_seconds(self) -> float:
+        """CPU time of the PostgreSQL server (postmaster and its live children): the database's
+        share of the cost per request, on the same two cores."""
+        try:
+            pid = int((self.cluster.datadir / "postmaster.pid").read_text().split()[0])
+            root = psutil.Process(pid)
+            total = 0.0
+            for process in [root, *root.children(recursive=True)]:
+                try:
+                    times = process.cpu_times()
+                    total += times.user + times.system
+                except psutil.Error:
+                    pass
+            return total
+        except (OSError, ValueError, psutil.Error):
+            return 0.0
+
     def reset_peak(self):
         self.peak_rss = self.rss_now()
 
@@ -169,6 +195,14 @@ def run_clients(port: int, concurrency: int, make_request, duration: float, warm
     for process in children:
         process.join()
     return latencies, failures, duration
+
+
+def client_cpu_seconds() -> float:
+    """CPU time of this benchmark process and its finished client processes."""
+    import resource
+
+    mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -3,6 +3,11 @@
 An upload is acknowledged once its files and rows are safe; the thumbnail is derived data, so
 it never holds the Jetson up. The queue is bounded; what does not fit (or what a restart lost)
 is found again by ``catch_up``, which looks for rows without a thumbnail_path.
+
+Thumbnails also give way to uploads: decoding two images costs about as much CPU as receiving
+them, so while an upload is in flight at most one thumbnail is made every ``yield_seconds``
+and the queue catches up as soon as the line pauses. Until a thumbnail exists the UI makes
+one itself when it is viewed.
 """
 
 from __future__ import annotations
@@ -22,7 +27,14 @@ log = Logger()
 
 @implementer(IThumbnails)
 class Thumbnailer:
-    def __init__(self, store: ImageStore, db, max_backlog: int = 10_000):
+    def __init__(self, store: ImageStore, db, max_backlog: int = 10_000, *, clock=None, yield_seconds: float = 0.5):
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self._clock = clock
+        self._yield_seconds = yield_seconds
+        self._uploads = 0
+        self._delayed = None
+        self._turn = False
         self._store = store
         self._db = db
         self._max_backlog = max_backlog
@@ -44,6 +56,21 @@ class Thumbnailer:
         self._queued.add(image_id)
         self._next()
 
+    def upload_started(self) -> None:
+        self._uploads += 1
+
+    def upload_finished(self) -> None:
+        # The last upload ended: the waiting thumbnail goes now (no delayed call outlives uploads).
+        self._uploads -= 1
+        if self._uploads == 0 and self._delayed is not None:
+            self._delayed.cancel()
+            self._take_turn()
+
+    def _take_turn(self) -> None:
+        self._delayed = None
+        self._turn = True
+        self._next()
+
     def backlog(self) -> int:
         return len(self._queue) + (1 if self._running else 0)
 
@@ -56,13 +83,18 @@ class Thumbnailer:
         return waiter
 
     def _next(self) -> None:
-        if self._running:
+        if self._running or self._delayed is not None:
             return
         if not self._queue:
             waiters, self._waiters = self._waiters, []
             for waiter in waiters:
                 waiter.callback(None)
             return
+        if self._uploads and not self._turn:
+            # Uploads first: one thumbnail per yield_seconds while they keep coming.
+            self._delayed = self._clock.callLater(self._yield_seconds, self._take_turn)
+            return
+        self._turn = False
         self._running = True
         image_id, kind, filename = self._queue.popleft()
 
