@@ -135,7 +135,11 @@ class ThumbnailYieldTests(TestCase, DatabaseTestCase):
         yield task.deferLater(reactor, 0.3, lambda: None)
         self.assertEqual((len(self.made()), thumbnailer.backlog()), (1, 2))
 
-        thumbnailer.upload_finished()  # the line pauses: the rest go at once, no timer left behind
+        thumbnailer.upload_finished()
+        clock.advance(0.4)  # uploads ended only just now: still one per turn
+        yield task.deferLater(reactor, 0.3, lambda: None)
+        self.assertEqual(len(self.made()), 1)
+        clock.advance(0.1)  # the line is quiet: the rest go back to back, no timer left behind
         yield thumbnailer.idle()
         self.assertEqual(len(self.made()), 3)
         self.assertEqual(clock.getDelayedCalls(), [])

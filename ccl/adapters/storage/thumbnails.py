@@ -5,9 +5,9 @@ it never holds the Jetson up. The queue is bounded; what does not fit (or what a
 is found again by ``catch_up``, which looks for rows without a thumbnail_path.
 
 Thumbnails also give way to uploads: decoding two images costs about as much CPU as receiving
-them, so while an upload is in flight at most one thumbnail is made every ``yield_seconds``
-and the queue catches up as soon as the line pauses. Until a thumbnail exists the UI makes
-one itself when it is viewed.
+them, so while uploads keep coming (one in flight, or one ended less than ``yield_seconds``
+ago) at most one thumbnail is made every ``yield_seconds``; the queue catches up at full
+speed once the line pauses. Until a thumbnail exists the UI makes one itself when viewed.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class Thumbnailer:
         self._clock = clock
         self._yield_seconds = yield_seconds
         self._uploads = 0
+        self._last_upload = float("-inf")
         self._delayed = None
         self._turn = False
         self._store = store
@@ -60,11 +61,12 @@ class Thumbnailer:
         self._uploads += 1
 
     def upload_finished(self) -> None:
-        # The last upload ended: the waiting thumbnail goes now (no delayed call outlives uploads).
         self._uploads -= 1
-        if self._uploads == 0 and self._delayed is not None:
-            self._delayed.cancel()
-            self._take_turn()
+        self._last_upload = self._clock.seconds()
+
+    def _busy(self) -> bool:
+        # Counted from the end of the last upload too: the next one is often still being received.
+        return self._uploads > 0 or self._clock.seconds() - self._last_upload < self._yield_seconds
 
     def _take_turn(self) -> None:
         self._delayed = None
@@ -90,7 +92,7 @@ class Thumbnailer:
             for waiter in waiters:
                 waiter.callback(None)
             return
-        if self._uploads and not self._turn:
+        if not self._turn and self._busy():
             # Uploads first: one thumbnail per yield_seconds while they keep coming.
             self._delayed = self._clock.callLater(self._yield_seconds, self._take_turn)
             return
