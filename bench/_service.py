@@ -166,7 +166,10 @@ class LeanConnection:
             name, _, value = line.partition(b":")
             fields[name.strip().lower()] = value.strip()
         if b"content-length" not in fields:
-            raise ConnectionError(f"reply {status} without Content-Length")
+            if fields.get(b"transfer-encoding", b"").lower() != b"chunked":
+                raise ConnectionError(f"reply {status} without Content-Length")
+            self._read_chunked(rest)
+            return status
         remaining = int(fields[b"content-length"]) - len(rest)
         while remaining > 0:
             chunk = self.sock.recv(min(remaining, 1 << 20))
@@ -176,6 +179,25 @@ class LeanConnection:
         if fields.get(b"connection", b"").lower() == b"close":
             self.close()
         return status
+
+    def _read_chunked(self, data: bytes) -> None:
+        """Skip a chunked body (chunk sizes, data, the final empty chunk and its blank line)."""
+        while True:
+            while b"\r\n" not in data:
+                data += self._more()
+            size_line, _, data = data.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            while len(data) < size + 2:
+                data += self._more()
+            data = data[size + 2:]
+            if size == 0:
+                return
+
+    def _more(self) -> bytes:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection mid-reply")
+        return chunk
 
     def close(self):
         if self.sock is not None:
