@@ -1,9 +1,10 @@
 """The durable journal on real files: group commit, order, torn tails, rotation."""
 
 import os
+import threading
 from pathlib import Path
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
 
 from ccl.adapters.storage import journal as journal_module
@@ -181,6 +182,46 @@ class JournalTests(TestCase):
         records = Journal(reactor, self.dir).open()
         self.assertEqual([(r.number, r.raw) for r in records][-2:], [(3, b"telegram 00002 \xc0\xcc\xbe\xcb\xc5\xd8"),
                                                                      (4, b"kept")])
+
+    @defer.inlineCallbacks
+    def test_groups_are_durable_together_in_order_and_renumbered_behind_a_failed_write(self):
+        journal, _ = self.open()
+        yield self.append_many(journal, 2)
+        real_write = os.write
+        calls = []
+
+        gate = threading.Event()
+
+        def failing_once(fd, data):
+            if not calls:
+                calls.append(1)
+                gate.wait(30)  # until the next group is queued behind this write
+                raise OSError(28, "No space left on device")
+            return real_write(fd, data)
+
+        self.patch(journal_module.os, "write", failing_once)
+
+        def draft(kind, raw, **extra):
+            return (kind, 1.0, "10.0.0.1:5000", "mes", raw, extra.get("code"), extra.get("reason"),
+                    extra.get("tc_code"), extra.get("sequence_no"), None)
+
+        yield task.deferLater(reactor, 0, lambda: None)  # out of the callbacks of the last write
+        lost = journal.append_many([draft(TELEGRAM, b"lost 1"), draft(TELEGRAM, b"lost 2")])
+        # Queued while the failing write is under way: numbered 5-7 now, 3-5 once that failed.
+        kept = journal.append_many([draft(TELEGRAM, b"kept 1"),
+                                    draft(REJECTED, b"kept 2", code="12", reason="bad", tc_code="4003",
+                                          sequence_no=9),
+                                    draft(TELEGRAM, b"kept 3")])
+        gate.set()
+        yield self.assertFailure(lost, JournalError)
+        self.flushLoggedErrors(OSError)
+        group = yield kept
+        self.assertEqual([(r.number, r.raw) for r in group], [(3, b"kept 1"), (4, b"kept 2"), (5, b"kept 3")])
+        yield journal.stop()
+        records = Journal(reactor, self.dir).open()
+        self.assertEqual([(r.number, r.kind, r.raw, r.code, r.sequence_no) for r in records][2:],
+                         [(3, TELEGRAM, b"kept 1", None, None), (4, REJECTED, b"kept 2", "12", 9),
+                          (5, TELEGRAM, b"kept 3", None, None)])
 
     @defer.inlineCallbacks
     def test_a_failed_write_that_cannot_be_undone_stops_all_appends_until_restart(self):

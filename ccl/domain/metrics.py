@@ -15,7 +15,12 @@ LabelKey = tuple[tuple[str, str], ...]
 
 
 def _key(labels: Mapping[str, object] | None) -> LabelKey:
-    return tuple(sorted((k, str(v)) for k, v in (labels or {}).items()))
+    if not labels:
+        return ()
+    if len(labels) == 1:  # the common case on hot paths (tc=..., result=...): no sort needed
+        (name, value), = labels.items()
+        return ((name, value if type(value) is str else str(value)),)
+    return tuple(sorted((k, str(v)) for k, v in labels.items()))
 
 
 def _escape(value: str) -> str:

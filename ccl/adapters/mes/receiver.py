@@ -39,17 +39,32 @@ UNKNOWN_SEQUENCE = 0
 #: A garbage run followed by this much silence is refused at once (NAK) instead of waiting
 #: for the next header, so a sender that waits for each reply is not kept waiting.
 GARBAGE_QUIET = 0.3
-#: Stop reading a connection whose replies wait for this many journal writes, until they drain.
+#: Stop reading a connection with this many telegrams waiting for their replies, until they drain.
 PAUSE_ABOVE = 20000
 RESUME_BELOW = 2000
 
 
 class _Reply:
-    __slots__ = ("data", "ready")
+    """The replies to one TCP read's telegrams, written once its journal group is on disk."""
 
-    def __init__(self):
+    __slots__ = ("data", "ready", "count")
+
+    def __init__(self, count: int = 0):
         self.data: bytes | None = None
         self.ready = False
+        self.count = count
+
+
+class _Group:
+    """What one TCP read brought: journal drafts and the replies they will get, in order."""
+
+    __slots__ = ("drafts", "replies", "received")
+
+    def __init__(self):
+        self.drafts: list[tuple] = []
+        #: (acked TC, acked sequence number, result code) per reply, in arrival order.
+        self.replies: list[tuple[str, int, str]] = []
+        self.received: dict[str, int] = {}
 
 
 class MesReceiver(protocol.Protocol):
@@ -65,6 +80,8 @@ class MesReceiver(protocol.Protocol):
         self._gone = False
         self._paused = False
         self._flush_due = False
+        #: Telegrams whose replies wait for the journal (reading pauses above PAUSE_ABOVE).
+        self._waiting = 0
 
     def connectionMade(self):  # noqa: N802 (Twisted's name)
         address = self.transport.getPeer()
@@ -82,32 +99,41 @@ class MesReceiver(protocol.Protocol):
             return
         self.last_data = self.factory.clock.seconds()
         self.factory.links.seen(self.host)
+        group = _Group()
         for item in self.framer.feed(data):
-            self._take(item)
+            self._take(item, group)
+        self._submit(group)
 
     def connectionLost(self, reason):  # noqa: N802
         self._gone = True
         # Bytes that never became a telegram are still kept for diagnosis (no NAK: nobody to tell).
+        group = _Group()
         for item in self.framer.flush(final=True):
-            self._reject(item.raw, item.code, f"{item.reason} (connection closed)", item.tc_code,
+            self._reject(group, item.raw, item.code, f"{item.reason} (connection closed)", item.tc_code,
                          item.sequence_no, reply=False)
+        self._submit(group)
         self._replies.clear()
         self.factory.closed(self)
         log.info("MES connection from {peer} closed", peer=self.peer)
 
     def quiet(self) -> None:
         """No data for a moment: refuse garbage that cannot start a telegram (keeps a plausible start)."""
+        group = _Group()
         for item in self.framer.flush(final=False):
-            self._reject(item.raw, item.code, item.reason, item.tc_code, item.sequence_no, reply=not item.continued)
+            self._reject(group, item.raw, item.code, item.reason, item.tc_code, item.sequence_no,
+                         reply=not item.continued)
+        self._submit(group)
 
     def idle_expired(self) -> None:
         """Half a telegram and silence for idle_timeout: refuse those bytes, then close."""
         log.warn("MES connection {peer}: {count} bytes of an unfinished telegram and no data for {timeout}s; "
                  "rejecting them and closing", peer=self.peer, count=self.framer.buffered,
                  timeout=self.factory.idle_timeout)
+        group = _Group()
         for item in self.framer.flush(final=True):
-            self._reject(item.raw, item.code, f"{item.reason} (idle timeout)", item.tc_code, item.sequence_no,
+            self._reject(group, item.raw, item.code, f"{item.reason} (idle timeout)", item.tc_code, item.sequence_no,
                          reply=not item.continued)
+        self._submit(group)
         self._closing = True
         closer = _Reply()
         closer.ready = True
@@ -116,18 +142,20 @@ class MesReceiver(protocol.Protocol):
 
     # one framed item ------------------------------------------------------------------------
 
-    def _take(self, item: Frame | Garbage) -> None:
+    def _take(self, item: Frame | Garbage, group: _Group) -> None:
         factory = self.factory
         if isinstance(item, Garbage):
-            self._reject(item.raw, item.code, item.reason, item.tc_code, item.sequence_no, reply=not item.continued)
+            self._reject(group, item.raw, item.code, item.reason, item.tc_code, item.sequence_no,
+                         reply=not item.continued)
             return
         try:
             telegram = decode(item.raw, factory.layouts)
         except TelegramRejected as error:
-            self._reject(item.raw, error.code, error.reason, error.tc_code, error.sequence_no, reply=True)
+            self._reject(group, item.raw, error.code, error.reason, error.tc_code, error.sequence_no, reply=True)
             return
         kind = telegram.layout.kind
-        factory.received.inc(tc=telegram.tc_code)
+        tc_code = telegram.tc_code
+        group.received[tc_code] = group.received.get(tc_code, 0) + 1
         if kind == ALIVE:
             fields = telegram.fields
             factory.links.alive(self.host, fields.get("alive_count"), fields.get("state"))
@@ -135,52 +163,67 @@ class MesReceiver(protocol.Protocol):
         if kind != PROCESS:
             # A 4900/4901 sent to us on this port has nothing to answer and nothing to store.
             log.warn("MES {peer} sent TC {tc} ({name}) on the telegram port; ignored", peer=self.peer,
-                     tc=telegram.tc_code, name=telegram.layout.name)
+                     tc=tc_code, name=telegram.layout.name)
             return
-        reply = self._slot()
-        durable = factory.journal.append(TELEGRAM, received_at=factory.clock.seconds(), peer=self.peer,
-                                         listener=factory.listener, raw=item.raw, decoded=telegram)
-        durable.addCallbacks(self._durable, self._journal_failed,
-                             callbackArgs=(reply, telegram.tc_code, telegram.sequence_no, ACCEPTED))
+        group.drafts.append((TELEGRAM, factory.clock.seconds(), self.peer, factory.listener, item.raw,
+                             None, None, None, None, telegram))
+        group.replies.append((tc_code, telegram.sequence_no, ACCEPTED))
 
-    def _reject(self, raw: bytes, code: str, reason: str, tc_code: str | None, sequence_no: int | None,
-                *, reply: bool) -> None:
+    def _reject(self, group: _Group, raw: bytes, code: str, reason: str, tc_code: str | None,
+                sequence_no: int | None, *, reply: bool) -> None:
         factory = self.factory
         factory.rejected.inc(tc=tc_code or "unknown", code=code)
         log.info("MES {peer}: refused {count} bytes, code {code}: {reason}", peer=self.peer, count=len(raw),
                  code=code, reason=reason)
-        slot = self._slot() if reply else None
-        durable = factory.journal.append(REJECTED, received_at=factory.clock.seconds(), peer=self.peer,
-                                         listener=factory.listener, raw=raw, code=code, reason=reason,
-                                         tc_code=tc_code, sequence_no=sequence_no)
-        tc_width = factory.tc_width
-        acked_tc = tc_code if tc_code and len(tc_code) == tc_width and tc_code.isdigit() else UNKNOWN_TC
-        durable.addCallbacks(self._durable, self._journal_failed,
-                             callbackArgs=(slot, acked_tc, sequence_no or UNKNOWN_SEQUENCE, code))
+        group.drafts.append((REJECTED, factory.clock.seconds(), self.peer, factory.listener, raw, code, reason,
+                             tc_code, sequence_no, None))
+        if reply:
+            tc_width = factory.tc_width
+            acked_tc = tc_code if tc_code and len(tc_code) == tc_width and tc_code.isdigit() else UNKNOWN_TC
+            group.replies.append((acked_tc, sequence_no or UNKNOWN_SEQUENCE, code))
+
+    def _submit(self, group: _Group) -> None:
+        """Journal what one read brought, as one group; its replies go out once it is on disk."""
+        factory = self.factory
+        for tc_code, count in group.received.items():
+            factory.received.inc(count, tc=tc_code)
+        if not group.drafts:
+            return
+        slot = self._slot(len(group.replies)) if group.replies else None
+        durable = factory.journal.append_many(group.drafts)
+        durable.addCallbacks(self._durable, self._journal_failed, callbackArgs=(slot, group.replies))
 
     # replies, in arrival order ------------------------------------------------------------
 
-    def _slot(self) -> _Reply | None:
+    def _slot(self, count: int) -> _Reply | None:
         if not self.factory.reply_ack or self._gone:
             return None
-        slot = _Reply()
+        slot = _Reply(count)
         self._replies.append(slot)
-        if not self._paused and len(self._replies) > PAUSE_ABOVE:
+        self._waiting += count
+        if not self._paused and self._waiting > PAUSE_ABOVE:
             self._paused = True
             self.transport.pauseProducing()
         return slot
 
-    def _durable(self, record, slot: _Reply | None, acked_tc: str, acked_sequence: int, code: str) -> None:
+    def _durable(self, records, slot: _Reply | None, replies: list[tuple[str, int, str]]) -> None:
         if slot is None or self._gone:
             return
-        slot.data = self.factory.reply(acked_tc, acked_sequence, code)
+        factory = self.factory
+        build = factory.reply
+        slot.data = b"".join([build(acked_tc, acked_sequence, code) for acked_tc, acked_sequence, code in replies])
         slot.ready = True
-        self.factory.replies.inc(result=code)
+        accepted = sum(1 for _, _, code in replies if code == ACCEPTED)
+        if accepted:
+            factory.replies.inc(accepted, result=ACCEPTED)
+        for _, _, code in replies:
+            if code != ACCEPTED:
+                factory.replies.inc(result=code)
         if not self._flush_due and self._replies and self._replies[0] is slot:
-            # The journal fires a whole batch of these in one go: write them out together,
-            # once, right after.
+            # The journal fires all the groups of one disk write in one go: write their
+            # replies out together, once, right after.
             self._flush_due = True
-            self.factory.clock.callLater(0, self._flush)
+            factory.clock.callLater(0, self._flush)
 
     def _flush(self) -> None:
         self._flush_due = False
@@ -197,10 +240,11 @@ class MesReceiver(protocol.Protocol):
                 self.transport.loseConnection()
                 replies.clear()
                 break
+            self._waiting -= slot.count
             out.append(slot.data)
         if out:
             self.transport.write(b"".join(out))
-        if self._paused and len(replies) < RESUME_BELOW:
+        if self._paused and self._waiting < RESUME_BELOW:
             self._paused = False
             self.transport.resumeProducing()
 
@@ -211,6 +255,7 @@ class MesReceiver(protocol.Protocol):
             log.error("MES {peer}: journal write failed ({error}); closing the connection without ACK",
                       peer=self.peer, error=failure.getErrorMessage())
             self._replies.clear()
+            self._waiting = 0
             self._closing = True
             self.transport.abortConnection()
 

@@ -9,7 +9,6 @@ journal for the next start).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import attrs
@@ -20,6 +19,7 @@ from twisted.web import server
 
 from ccl.adapters.mes.links import LinkTracker
 from ccl.adapters.mes.receiver import MesReceiverFactory
+from ccl.adapters.runtime import tune_interpreter
 from ccl.adapters.storage.journal import Journal
 from ccl.adapters.storage.postgres import Database
 from ccl.adapters.storage.process_store import PostgresProcessStore
@@ -123,9 +123,7 @@ class MesService(service.MultiService):
     def start_core(self) -> None:
         records = self.journal.open()  # synchronous: nothing listens yet
         self.journal.start()
-        # Short GIL switch interval: the store's worker thread formats big batches, and the
-        # reactor thread (ACKs) must get the GIL back within a millisecond, not five.
-        sys.setswitchinterval(0.001)
+        tune_interpreter()  # garbage collector and GIL switch interval, see runtime.py
         self.store = PostgresProcessStore(self.reactor, self.settings.dsn)
         self.store.start()
         self.writer = TelegramWriter(self.store, self.layouts, self.reactor,

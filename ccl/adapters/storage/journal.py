@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import json
+import operator
 import os
 import secrets
 import struct
@@ -39,6 +40,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -203,7 +205,8 @@ class Journal:
         self._segments: list[int] = []  # first record number of each segment on disk, ascending
         self._file: _SegmentFile | None = None
         self._next = 1
-        self._pending: list[tuple[JournalRecord, bytes, defer.Deferred]] = []
+        #: Groups of records queued for the next write: (records, their bytes, Deferred of the group).
+        self._pending: list[tuple[list[JournalRecord], list[bytes], defer.Deferred]] = []
         self._writing = False
         self._idle: list[defer.Deferred] = []
         self._released = 0
@@ -301,15 +304,33 @@ class Journal:
                sequence_no: int | None = None, decoded: object | None = None) -> defer.Deferred:
         """Queue one record; the Deferred fires with the JournalRecord once it is on disk
         (or fails with JournalError, in which case nothing may be acknowledged)."""
+        done = self.append_many([(kind, received_at, peer, listener, raw, code, reason, tc_code, sequence_no,
+                                  decoded)])
+        return done.addCallback(operator.itemgetter(0))
+
+    def append_many(self, drafts: list[tuple]) -> defer.Deferred:
+        """Queue records, in order, as one group; the Deferred fires with their JournalRecords
+        once all are on disk (or fails with JournalError: none may be acknowledged).
+
+        A draft is the tuple ``(kind, received_at, peer, listener, raw, code, reason, tc_code,
+        sequence_no, decoded)``. The receiver hands over everything one TCP read brought in one
+        call: a Deferred per telegram cost more CPU than the rest of the journal.
+        """
         if self._closed:
             return defer.fail(JournalError("journal is closed (service stopping)"))
-        record = JournalRecord(number=self._next, kind=kind, received_at=received_at, peer=peer,
-                               listener=listener, raw=bytes(raw), code=code, reason=reason,
-                               tc_code=tc_code, sequence_no=sequence_no, decoded=decoded)
-        data = encode_record(record)
-        self._next += 1
+        number = self._next
+        records = []
+        blobs = []
+        for kind, received_at, peer, listener, raw, code, reason, tc_code, sequence_no, decoded in drafts:
+            record = JournalRecord(number=number, kind=kind, received_at=received_at, peer=peer, listener=listener,
+                                   raw=bytes(raw), code=code, reason=reason, tc_code=tc_code,
+                                   sequence_no=sequence_no, decoded=decoded)
+            records.append(record)
+            blobs.append(encode_record(record))
+            number += 1
+        self._next = number
         done: defer.Deferred = defer.Deferred()
-        self._pending.append((record, data, done))
+        self._pending.append((records, blobs, done))
         if not self._writing:
             self._write_next()
         return done
@@ -317,8 +338,8 @@ class Journal:
     def _write_next(self) -> None:
         batch, self._pending = self._pending, []
         self._writing = True
-        blob = b"".join(data for _, data, _ in batch)
-        last = batch[-1][0].number
+        blob = b"".join(data for _, blobs, _ in batch for data in blobs)
+        last = batch[-1][0][-1].number
         writing = threads.deferToThreadPool(self._reactor, self._pool, self._write_batch, blob, last)
         writing.addBoth(self._written, batch)
 
@@ -347,8 +368,9 @@ class Journal:
         return last + 1, took
 
     def _written(self, result, batch) -> None:
-        self._writing = False
-        records = [record for record, _, _ in batch]
+        # _writing stays True until every callback ran: an append made from a callback must
+        # queue behind this batch, not start a second write that a failure here would not renumber.
+        records = [record for group, _, _ in batch for record in group]
         if isinstance(result, Failure):
             log.failure("journal write of records {first}-{last} failed; they are NOT acknowledged",
                         result, first=records[0].number, last=records[-1].number)
@@ -371,8 +393,9 @@ class Journal:
                     observer(records)
                 except Exception:
                     log.failure("journal on_durable observer failed")
-            for record, _, done in batch:
-                done.callback(record)
+            for group, _, done in batch:
+                done.callback(group)
+        self._writing = False
         if self._pending:
             self._write_next()
         else:
@@ -383,13 +406,10 @@ class Journal:
     def _renumber_after_failure(self, first_failed: int) -> None:
         self._next = first_failed
         renumbered = []
-        for record, _, done in self._pending:
-            fresh = JournalRecord(number=self._next, kind=record.kind, received_at=record.received_at,
-                                  peer=record.peer, listener=record.listener, raw=record.raw,
-                                  code=record.code, reason=record.reason, tc_code=record.tc_code,
-                                  sequence_no=record.sequence_no, decoded=record.decoded)
-            self._next += 1
-            renumbered.append((fresh, encode_record(fresh), done))
+        for group, _, done in self._pending:
+            fresh_group = [attrs.evolve(record, number=self._next + index) for index, record in enumerate(group)]
+            self._next += len(group)
+            renumbered.append((fresh_group, [encode_record(record) for record in fresh_group], done))
         self._pending = renumbered
 
     # applied records ---------------------------------------------------------------------

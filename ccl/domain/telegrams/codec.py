@@ -30,6 +30,13 @@ except (ImportError, ZoneInfoNotFoundError):  # pragma: no cover - host without 
 HEADER_KEYS = ("tc_code", "line_code", "sequence_no", "length", "date", "time")
 
 
+def _read_only(fields: Mapping[str, object]) -> Mapping[str, object]:
+    # The decoder hands over a fresh dict it keeps no reference to, already wrapped.
+    if type(fields) is types.MappingProxyType:
+        return fields
+    return types.MappingProxyType(dict(fields))
+
+
 @attrs.frozen
 class Telegram:
     tc_code: str
@@ -39,8 +46,7 @@ class Telegram:
     sent_at: datetime.datetime  # header date + time, Asia/Seoul
     date: str  # raw header YYYYMMDD
     time: str  # raw header HHMMSS
-    fields: Mapping[str, object] = attrs.field(
-        converter=lambda m: types.MappingProxyType(dict(m)), hash=False)
+    fields: Mapping[str, object] = attrs.field(converter=_read_only, hash=False)
     raw: bytes
     layout: TelegramLayout
 
@@ -59,7 +65,8 @@ def decode(raw: bytes, layouts: Layouts) -> Telegram:
         return Telegram(tc_code=header["tc_code"], line_code=header["line_code"],
                         sequence_no=header["sequence_no"], length=layout.length,
                         sent_at=fast_sent_at(moments, PLANT_TZ),
-                        date=header["date"], time=header["time"], fields=body, raw=raw, layout=layout)
+                        date=header["date"], time=header["time"], fields=types.MappingProxyType(body), raw=raw,
+                        layout=layout)
     verdict = judge_header(raw, layouts)
     if verdict.code is not None:
         raise TelegramRejected(verdict.code, verdict.reason, tc_code=verdict.tc_code,

@@ -17,7 +17,7 @@ import re
 
 import attrs
 
-from ccl.domain.telegrams.header import BAD_LENGTH, HeaderVerdict, judge_header
+from ccl.domain.telegrams.header import BAD_LENGTH, HeaderVerdict, judge_header, quick_layout
 from ccl.domain.telegrams.layout import Layouts
 
 
@@ -101,9 +101,14 @@ class TelegramFramer:
         if self._run is None:
             if self.buffered < self._probe:
                 return False
-            verdict = judge_header(self._view(self._pos, self._probe), self._layouts)
-            if verdict.code is None:
-                length = verdict.layout.length
+            head = self._view(self._pos, self._probe)
+            layout = quick_layout(head, self._layouts)
+            verdict = None
+            if layout is None:
+                verdict = judge_header(head, self._layouts)
+                layout = verdict.layout if verdict.code is None else None
+            if layout is not None:
+                length = layout.length
                 if self.buffered < length:
                     return False
                 out.append(Frame(bytes(self._buf[self._pos:self._pos + length])))

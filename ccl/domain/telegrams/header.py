@@ -97,9 +97,10 @@ def _read(head: bytes, layouts: Layouts, name: str) -> tuple[object, str | None]
 _VALID_HEADS: dict[int, tuple] = {}
 
 
-def _quick_valid(head: bytes, layouts: Layouts) -> HeaderVerdict | None:
-    """The verdict on a header that is plainly valid (a known TC, its exact length written as
-    digits, maybe with leading spaces); None sends every other case to the general reading."""
+def quick_layout(head: bytes, layouts: Layouts) -> TelegramLayout | None:
+    """The layout of a plainly valid header (a known TC, its exact length written as digits,
+    maybe with leading spaces, a readable sequence number); None when any of that is in doubt.
+    The framer cuts well-formed telegrams with this alone, without building a verdict."""
     entry = _VALID_HEADS.get(id(layouts))
     if entry is None or entry[0] is not layouts:
         table = {}
@@ -113,9 +114,10 @@ def _quick_valid(head: bytes, layouts: Layouts) -> HeaderVerdict | None:
         if len(_VALID_HEADS) > 64:
             _VALID_HEADS.clear()
         entry = _VALID_HEADS[id(layouts)] = (layouts, table, spans["tc_code"], spans["length"],
-                                              spans["sequence_no"])
-    _, table, (ts, te), (ls, le), (ss, se) = entry
-    if len(head) < max(te, le, se):
+                                              spans["sequence_no"], max(spans["tc_code"][1], spans["length"][1],
+                                                                        spans["sequence_no"][1]))
+    _, table, (ts, te), (ls, le), (ss, se), needed = entry
+    if len(head) < needed:
         return None
     layout = table.get((head[ts:te], head[ls:le]))
     if layout is None:
@@ -123,6 +125,17 @@ def _quick_valid(head: bytes, layouts: Layouts) -> HeaderVerdict | None:
     digits = head[ss:se].lstrip(b" ")
     if digits and not digits.isdigit():
         return None  # an unreadable sequence number: the general path words it
+    return layout
+
+
+def _quick_valid(head: bytes, layouts: Layouts) -> HeaderVerdict | None:
+    """The verdict on a header that is plainly valid (see quick_layout); None sends every
+    other case to the general reading."""
+    layout = quick_layout(head, layouts)
+    if layout is None:
+        return None
+    ss, se = layouts.header_spans["sequence_no"]
+    digits = head[ss:se].lstrip(b" ")
     return HeaderVerdict(None, "valid header", tc_code=layout.tc_code,
                          sequence_no=int(digits) if digits else None, layout=layout)
 

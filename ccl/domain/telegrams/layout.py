@@ -62,9 +62,11 @@ class TelegramLayout:
     fields: tuple[FieldSpec, ...]  # body only, in wire order
     table: str | None = None
     forward: str | None = None
+    #: The body fields that are stored (all but spares), in wire order; computed once.
+    record_fields: tuple[FieldSpec, ...] = attrs.field(init=False, eq=False, hash=False, repr=False)
 
-    @property
-    def record_fields(self) -> tuple[FieldSpec, ...]:
+    @record_fields.default
+    def _record_fields(self) -> tuple[FieldSpec, ...]:
         return tuple(f for f in self.fields if f.name != SPARE)
 
 

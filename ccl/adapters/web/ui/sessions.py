@@ -10,6 +10,7 @@ the account for a while (``[ui] lockout_failures``, ``[ui] lockout_minutes``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from datetime import timedelta
@@ -22,8 +23,15 @@ from ccl.domain.accounts import hash_password, verify_password
 
 COOKIE = "ccl_session"
 
-# Checked when the user id is unknown, so an unknown id costs as much time as a wrong password.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+@functools.cache
+def _dummy_hash() -> str:
+    # Made on first use, in a thread: hashing at import would add ~0.4 s to every (re)start.
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def _check_unknown_user(password: str) -> bool:
+    """Costs as much time as a wrong password, so an unknown user name is not revealed by timing."""
+    return verify_password(_dummy_hash(), password)
 
 
 @attrs.frozen
@@ -92,7 +100,7 @@ class SessionStore:
             (username,),
         )
         if not rows:
-            await deferToThread(verify_password, _DUMMY_HASH, password)
+            await deferToThread(_check_unknown_user, password)
             return LoginResult("failure")
         user_id, name, role, display, stored, disabled, locked = rows[0]
         user = User(user_id, name, role, display)
