@@ -92,7 +92,8 @@ class GroupWriterTests(TestCase, DatabaseTestCase):
     @defer.inlineCallbacks
     def test_a_defect_the_database_refuses_fails_alone(self):
         writer = SingleWriter(self.db)
-        first = writer.submit(self.defect())  # in flight: the next two wait and go together
+        # Submitted in one reactor turn: the three go as one statement, which fails on the bad one.
+        first = writer.submit(self.defect())
         bad = writer.submit(self.defect(defect_type="scratch \ud800"))  # a lone surrogate: not storable
         good = writer.submit(self.defect(defect_type="dent"))
         bad_failure = []

@@ -128,18 +128,23 @@ def _group_json(group) -> str:
 class SingleWriter:
     """Stores single defects, many requests to one transaction (group commit).
 
-    Each POST /defect/single waits for its own row to be committed, but while one statement is
-    being committed (an fsync of the WAL, milliseconds), the requests that arrive meanwhile
-    gather and go together in the next: one fsync for many defects, no timer, no added wait
-    when the line is quiet. Fires ``(row, created)``; a stored event_id gives the stored row.
+    Each POST /defect/single waits for its own row to be committed. The posts the reactor
+    reads in one pass over its sockets go as one statement, sent at the end of that pass (a
+    zero-delay call: no timer, no added wait); while statements are being committed (an fsync
+    of the WAL, milliseconds), the posts that arrive meanwhile gather for the next. One fsync
+    for many defects. Fires ``(row, created)``; a stored event_id gives the stored row.
     """
 
-    def __init__(self, db, *, parallel: int = 1, max_group: int = 500):
+    def __init__(self, db, *, parallel: int = 1, max_group: int = 500, clock=None):
+        if clock is None:
+            from twisted.internet import reactor as clock
         self._db = db
+        self._clock = clock
         self._parallel = parallel
         self._max_group = max_group
         self._pending: list[tuple[Defect, defer.Deferred]] = []
         self._in_flight = 0
+        self._tick = None
         self._known_models: set[int] = set()
 
     def submit(self, defect: Defect) -> defer.Deferred:
@@ -149,8 +154,13 @@ class SingleWriter:
                 self._model_checked, defect)
         waiting = defer.Deferred()
         self._pending.append((defect, waiting))
-        self._flush()
+        if self._tick is None:
+            self._tick = self._clock.callLater(0, self._end_of_tick)
         return waiting
+
+    def _end_of_tick(self) -> None:
+        self._tick = None
+        self._flush()
 
     def _model_checked(self, rows, defect):
         if not rows:
