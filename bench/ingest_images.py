@@ -15,7 +15,7 @@ import io
 import sys
 import uuid
 
-from _service import ROOT, Bench, percentile, run_clients
+from _service import ROOT, Bench, client_cpu_seconds, percentile, run_clients
 
 TARGET = "target at concurrency 8: >= 100 pairs/s, p99 < 250 ms, peak RSS < 200 MB"
 
@@ -87,10 +87,12 @@ def main() -> int:
     bench = Bench("ccl-images", env={"CCL_IMAGES_RETENTION_INTERVAL": "3600"})
     try:
         print(f"server RSS after start: {bench.rss_now() / 2**20:.0f} MB")
-        print(f"{'conc':>4} {'pairs/s':>8} {'MB/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'peak RSS MB':>11} {'errors':>6} {'CPU ms/req':>9}")
+        print(f"{'conc':>4} {'pairs/s':>8} {'MB/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'peak RSS MB':>11} {'errors':>6} {'CPU ms/req':>9} {'PG ms/req':>9} {'client ms':>9}")
         for level in [int(x) for x in args.levels.split(",")]:
             bench.reset_peak()
             cpu_before = bench.cpu_seconds()
+            pg_before = bench.pg_cpu_seconds()
+            client_before = client_cpu_seconds()
 
             def request(i):
                 body, content_type, _ = bodies[i % len(bodies)]
@@ -99,9 +101,11 @@ def main() -> int:
             latencies, failures, seconds = run_clients(bench.port, level, request, args.seconds)
             rate = len(latencies) / seconds
             cpu = (bench.cpu_seconds() - cpu_before) / max(1, len(latencies))
+            pg_cpu = (bench.pg_cpu_seconds() - pg_before) / max(1, len(latencies))
+            client_cpu = (client_cpu_seconds() - client_before) / max(1, len(latencies))
             print(f"{level:>4} {rate:>8.1f} {rate * mean_pair / 1e6:>7.1f} {percentile(latencies, 50) * 1000:>7.1f}"
                   f" {percentile(latencies, 99) * 1000:>7.1f} {bench.peak_rss / 2**20:>11.0f} {len(failures):>6}"
-                  f" {cpu * 1000:>9.1f}")
+                  f" {cpu * 1000:>9.1f} {pg_cpu * 1000:>9.1f} {client_cpu * 1000:>9.1f}")
             if failures:
                 print(f"     first failures: {failures[:3]}")
             waited = drain_thumbnails(bench.port)

@@ -15,9 +15,11 @@ from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
 import attrs
+import orjson
 from psycopg2 import errors as pg_errors
 from twisted.internet import defer
 
+from ccl.adapters.storage.postgres import UNAVAILABLE
 from ccl.domain.ingest.defects import SCORES, Defect, Performance, Thresholds
 from ccl.domain.ingest.defects_fast import defect_row
 from ccl.domain.ingest.images import name_from_path
@@ -82,26 +84,32 @@ def load_thresholds(db):
 _GROUP_COLUMNS = _SINGLE_COLUMNS[:14] + ("oname", "lname") + _SINGLE_COLUMNS[16:18]
 
 
-def _group_sql(count: int) -> str:
-    """One statement for ``count`` defects: ids, rows, image links, events; returns (ord, row)."""
-    row = "(" + ", ".join(["%s"] * (len(_GROUP_COLUMNS) + 1)) + ")"
-    return f"""
-WITH v (ord, {", ".join(_GROUP_COLUMNS)}) AS (VALUES {", ".join([row] * count)}),
-n AS MATERIALIZED (SELECT nextval('defect_detections_id_seq') AS id, v.* FROM v),
+_GROUP_TYPES = ("uuid", "text", "text", "float8", "text", "boolean", "int", "int", "int", "int", "float8",
+                "timestamptz", "text", "text", "text", "text", "int", "text")
+
+#: One statement for any number of defects: ids, rows, image links and events. The rows come
+#: as ONE parameter, a JSON array made by orjson: psycopg2 adapting ~20 parameters per row was
+#: a seventh of the service's CPU at 1,000 posts a second. Returns (ord, row as JSON).
+_GROUP_SQL = f"""
+WITH n AS MATERIALIZED (
+    SELECT nextval('defect_detections_id_seq') AS id, v.*
+    FROM json_to_recordset(%s::json) AS v (ord int, {", ".join(f"{c} {t}" for c, t in zip(_GROUP_COLUMNS, _GROUP_TYPES))})),
 ins AS (
     INSERT INTO defect_detections (id, {", ".join(_SINGLE_COLUMNS)})
-    SELECT n.id, n.event_id::uuid, n.coil_number, n.defect_type, n.confidence_score::float8, n.severity,
-           n.needs_review::boolean, n.defect_position_x::int, n.defect_position_y::int,
-           n.defect_size_width::int, n.defect_size_height::int, n.defect_position_meter::float8,
-           n.detection_time::timestamptz, n.original_image_path, n.labeled_image_path,
+    SELECT n.id, n.event_id, n.coil_number, n.defect_type, n.confidence_score, n.severity,
+           n.needs_review, n.defect_position_x, n.defect_position_y,
+           n.defect_size_width, n.defect_size_height, n.defect_position_meter,
+           n.detection_time, n.original_image_path, n.labeled_image_path,
            (SELECT i.id FROM images i WHERE i.kind = 'original' AND i.filename = n.oname),
            (SELECT i.id FROM images i WHERE i.kind = 'labeled' AND i.filename = n.lname),
-           n.model_id::int, n.camera_id, NULL::jsonb
+           n.model_id, n.camera_id, NULL::jsonb
     FROM n ORDER BY n.ord
     ON CONFLICT (event_id) DO NOTHING
     RETURNING *)
 SELECT n.ord, row_to_json(ins)::text, pg_notify('{EVENTS}', {_EVENT_SQL})
 FROM ins JOIN n ON n.id = ins.id"""
+
+_GROUP_KEYS = ("ord", *_GROUP_COLUMNS)
 
 
 def _params(d: Defect) -> tuple:
@@ -111,21 +119,32 @@ def _params(d: Defect) -> tuple:
             name_from_path(d.original_image_path), name_from_path(d.labeled_image_path), d.model_id, d.camera_id)
 
 
+def _group_json(group) -> str:
+    """The rows of a group as the JSON array _GROUP_SQL reads (validated values: finite
+    numbers, ints in range, aware datetimes, which orjson writes as RFC 3339)."""
+    return orjson.dumps([dict(zip(_GROUP_KEYS, (index, *_params(d)))) for index, (d, _w) in enumerate(group)]).decode()
+
+
 class SingleWriter:
     """Stores single defects, many requests to one transaction (group commit).
 
-    Each POST /defect/single waits for its own row to be committed, but while one statement is
-    being committed (an fsync of the WAL, milliseconds), the requests that arrive meanwhile
-    gather and go together in the next: one fsync for many defects, no timer, no added wait
-    when the line is quiet. Fires ``(row, created)``; a stored event_id gives the stored row.
+    Each POST /defect/single waits for its own row to be committed. The posts the reactor
+    reads in one pass over its sockets go as one statement, sent at the end of that pass (a
+    zero-delay call: no timer, no added wait); while statements are being committed (an fsync
+    of the WAL, milliseconds), the posts that arrive meanwhile gather for the next. One fsync
+    for many defects. Fires ``(row, created)``; a stored event_id gives the stored row.
     """
 
-    def __init__(self, db, *, parallel: int = 2, max_group: int = 500):
+    def __init__(self, db, *, parallel: int = 1, max_group: int = 500, clock=None):
+        if clock is None:
+            from twisted.internet import reactor as clock
         self._db = db
+        self._clock = clock
         self._parallel = parallel
         self._max_group = max_group
         self._pending: list[tuple[Defect, defer.Deferred]] = []
         self._in_flight = 0
+        self._tick = None
         self._known_models: set[int] = set()
 
     def submit(self, defect: Defect) -> defer.Deferred:
@@ -135,8 +154,13 @@ class SingleWriter:
                 self._model_checked, defect)
         waiting = defer.Deferred()
         self._pending.append((defect, waiting))
-        self._flush()
+        if self._tick is None:
+            self._tick = self._clock.callLater(0, self._end_of_tick)
         return waiting
+
+    def _end_of_tick(self) -> None:
+        self._tick = None
+        self._flush()
 
     def _model_checked(self, rows, defect):
         if not rows:
@@ -156,21 +180,26 @@ class SingleWriter:
 
     @defer.inlineCallbacks
     def _write(self, group):
-        params: list = []
-        for index, (d, _waiting) in enumerate(group):
-            params.append(index)
-            params.extend(_params(d))
         try:
-            rows = yield self._db.runQuery(_group_sql(len(group)), params)
+            rows = yield self._db.runQuery(_GROUP_SQL, (_group_json(group),))
         except pg_errors.ForeignKeyViolation:
             # A model deleted meanwhile: store them one by one, so only that one fails.
             self._known_models.clear()
             for d, waiting in group:
                 self.submit(d).chainDeferred(waiting)
             return
-        except Exception as error:
+        except UNAVAILABLE as error:
             for _d, waiting in group:
                 waiting.errback(error)
+            return
+        except Exception as error:
+            if len(group) == 1:
+                group[0][1].errback(error)
+                return
+            # One defect the database (or the encoder) refuses must not fail the others
+            # that happened to share its statement: each goes again on its own.
+            for item in group:
+                yield self._write([item])
             return
         stored = {index: RawRow(text) for index, text, _ in rows}
         for index, (d, waiting) in enumerate(group):

@@ -126,7 +126,9 @@ class ImageStore:
             fd, name = tempfile.mkstemp(dir=self.temp, prefix="up-", suffix=".part")
         except OSError as error:
             raise StorageUnavailable(f"cannot create a file under {self.temp}: {error.strerror}") from error
-        return TempFile(Path(name), os.fdopen(fd, "wb", buffering=1024 * 1024))
+        # A small buffer: the multipart reader hands over pieces of up to 256 KB, which a
+        # buffer smaller than them passes straight to the kernel instead of copying first.
+        return TempFile(Path(name), os.fdopen(fd, "wb", buffering=64 * 1024))
 
     def inspect(self, path: Path) -> Inspected:
         """Decide the type by decoding the header, check the pixel budget, and check that the

@@ -3,6 +3,11 @@
 An upload is acknowledged once its files and rows are safe; the thumbnail is derived data, so
 it never holds the Jetson up. The queue is bounded; what does not fit (or what a restart lost)
 is found again by ``catch_up``, which looks for rows without a thumbnail_path.
+
+Thumbnails also give way to uploads: decoding two images costs about as much CPU as receiving
+them, so while uploads keep coming (one in flight, or one ended less than ``yield_seconds``
+ago) at most one thumbnail is made every ``yield_seconds``; the queue catches up at full
+speed once the line pauses. Until a thumbnail exists the UI makes one itself when viewed.
 """
 
 from __future__ import annotations
@@ -22,7 +27,15 @@ log = Logger()
 
 @implementer(IThumbnails)
 class Thumbnailer:
-    def __init__(self, store: ImageStore, db, max_backlog: int = 10_000):
+    def __init__(self, store: ImageStore, db, max_backlog: int = 10_000, *, clock=None, yield_seconds: float = 0.5):
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self._clock = clock
+        self._yield_seconds = yield_seconds
+        self._uploads = 0
+        self._last_upload = float("-inf")
+        self._delayed = None
+        self._turn = False
         self._store = store
         self._db = db
         self._max_backlog = max_backlog
@@ -44,6 +57,22 @@ class Thumbnailer:
         self._queued.add(image_id)
         self._next()
 
+    def upload_started(self) -> None:
+        self._uploads += 1
+
+    def upload_finished(self) -> None:
+        self._uploads -= 1
+        self._last_upload = self._clock.seconds()
+
+    def _busy(self) -> bool:
+        # Counted from the end of the last upload too: the next one is often still being received.
+        return self._uploads > 0 or self._clock.seconds() - self._last_upload < self._yield_seconds
+
+    def _take_turn(self) -> None:
+        self._delayed = None
+        self._turn = True
+        self._next()
+
     def backlog(self) -> int:
         return len(self._queue) + (1 if self._running else 0)
 
@@ -56,13 +85,18 @@ class Thumbnailer:
         return waiter
 
     def _next(self) -> None:
-        if self._running:
+        if self._running or self._delayed is not None:
             return
         if not self._queue:
             waiters, self._waiters = self._waiters, []
             for waiter in waiters:
                 waiter.callback(None)
             return
+        if not self._turn and self._busy():
+            # Uploads first: one thumbnail per yield_seconds while they keep coming.
+            self._delayed = self._clock.callLater(self._yield_seconds, self._take_turn)
+            return
+        self._turn = False
         self._running = True
         image_id, kind, filename = self._queue.popleft()
 

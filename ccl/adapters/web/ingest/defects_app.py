@@ -20,6 +20,7 @@ from ccl.adapters.web.ingest.common import (
     parse_json,
     read_json,
 )
+from ccl.adapters.web.ingest.hot_routes import HotRoutes
 from ccl.domain.ingest.defects import (
     InvalidBatch,
     InvalidDefect,
@@ -49,7 +50,8 @@ class DefectsApp:
         self.stored = registry.counter("ingest_defects_total", "Defects stored, by path (single, batch)")
 
     def resource(self):
-        return self.app.resource()
+        hot = {b"/defect/single": self.single, b"/defect/batch": self.batch}
+        return HotRoutes(hot, self.app.resource())
 
     @app.route("/health", branch=False)
     def health(self, request):

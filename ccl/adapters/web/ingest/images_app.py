@@ -13,6 +13,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from ccl.adapters.storage import image_records
 from ccl.adapters.storage.image_store import ImageRefused, ImageStore
 from ccl.adapters.web.ingest.common import HttpError, endpoint, int_arg, json_reply, text_arg
+from ccl.adapters.web.ingest.hot_routes import HotRoutes
 from ccl.adapters.web.ingest.multipart_form import FormRefused, read_form
 from ccl.application.image_pairs import PairIngestion, ReceivedFile
 from ccl.domain.ingest.coils import InvalidCoilNumber, check_coil_number
@@ -41,7 +42,7 @@ class ImagesApp:
         self.bytes_in = registry.counter("ingest_image_bytes_total", "Bytes of image files stored")
 
     def resource(self):
-        return self.app.resource()
+        return HotRoutes({b"/upload/pair": self.upload_pair}, self.app.resource())
 
     @app.route("/health", branch=False)
     def health(self, request):
@@ -54,6 +55,14 @@ class ImagesApp:
     @app.route("/upload/pair", methods=["POST"])
     @endpoint("upload_pair")
     async def upload_pair(self, request):
+        # Thumbnails wait while uploads are in flight (the line first, derived data later).
+        self.thumbnailer.upload_started()
+        try:
+            return await self._upload_pair(request)
+        finally:
+            self.thumbnailer.upload_finished()
+
+    async def _upload_pair(self, request):
         length = int(request.getHeader(b"content-length") or -1)
         content_type = request.getHeader(b"content-type")
         try:

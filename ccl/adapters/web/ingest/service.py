@@ -8,6 +8,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python import usage
 
+from ccl.adapters.runtime import tune_interpreter
 from ccl.adapters.storage.image_records import ImageRecord, IngestRecords
 from ccl.adapters.storage.image_store import ImageStore, StorageUnavailable, ThreadedImageFiles
 from ccl.adapters.storage.localdb import resolve_dsn
@@ -59,6 +60,7 @@ class IngestService(service.MultiService):
     def startService(self):  # noqa: N802
         self.pool.start()
         self.db.start()
+        tune_interpreter()  # garbage collector and GIL switch interval, see ccl/adapters/runtime.py
         super().startService()
 
     def stopService(self):  # noqa: N802
