@@ -426,3 +426,20 @@ class LiveForwardingTests(SynchronousTestCase):
         forwarder.bind([(7, 3)], applied_upto=7)
         self.assertEqual(wire.frames, [b"4003#1", b"4003#2", b"4003#3"])
         self.assertEqual(self.store.state(3), "delivered")
+
+    def test_stop_forgets_live_entries_without_an_id_and_a_start_reads_them_from_the_store(self):
+        forwarder = self.caught_up_forwarder(window=1)
+        wire = Wire()
+        forwarder.attach(wire)
+        forwarder.go_live([live(1, 1), live(2, 2)])
+        forwarder.stop()
+        ids = [self.store.add("speed", "4003", seq) for seq in (1, 2)]  # committed meanwhile
+        forwarder.start()
+        again = Wire()
+        forwarder.attach(again)
+        self.assertFalse(forwarder.live)
+        self.assertEqual(again.frames, [b"4003#1"])
+        forwarder.ack("4003", 1, "00")
+        forwarder.ack("4003", 2, "00")
+        self.assertEqual(again.frames, [b"4003#1", b"4003#2"])
+        self.assertEqual([self.store.state(i) for i in ids], ["delivered", "delivered"])

@@ -141,8 +141,13 @@ class ChannelForwarder:
     def stop(self) -> None:
         self._running = False
         self.detach()
+        # Live entries without an outbox id are not ours to keep: after a start they come
+        # from the store like any other row (the journal has them, PostgreSQL will).
         self.live = False
+        for sent in self._unbound.values():
+            self._forget_key(sent)
         self._unbound.clear()
+        self._queue = deque(s for s in self._queue if s.entry.id is not None)
         if self._pacer is not None and self._pacer.active():
             self._pacer.cancel()
         self._pacer = None
