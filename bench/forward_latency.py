@@ -10,7 +10,8 @@ MES client and the 고기원 simulator (which ACKs every telegram at once). Then
    channel has caught up, telegrams are forwarded as soon as the journal has them on disk
    (before the PostgreSQL commit); the run prints how many arrived before their outbox
    transaction began, the journal's write+fdatasync times, and the CPU seconds of ccl-mes
-   per telegram (psutil) and of this bench process;
+   per telegram (psutil) and of this bench process (whose garbage collector is off during the
+   measured run, as in bench/mes_ingest.py, so that its own pauses do not count as latency);
 2. drain: the simulator stops listening and cuts its connections for ``--outage`` seconds
    (default 60) while the MES keeps sending at ``--outage-rate`` telegrams/s; once every
    one of those is ACKed by ccl-mes and in the outbox, the simulator listens again. The
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import os
 import shutil
 import signal
@@ -174,9 +176,15 @@ class Run:
         yield self.wait_arrived(keys, 30)
 
         for rate in self.args.rates:
+            # The bench process's own garbage collections (its dicts of times and the
+            # simulator's record grow by the thousand) would stall its reading of what arrives
+            # and show up as forwarding latency: none during the measured run.
+            gc.collect()
+            gc.disable()
             service_cpu, bench_cpu, begun = cpu_of(self.service), own_cpu(), time.perf_counter()
             keys = yield self.send_at_rate(client, rate, self.args.seconds)
             yield self.wait_arrived(keys, 60)
+            gc.enable()
             service_cpu, bench_cpu = cpu_of(self.service) - service_cpu, own_cpu() - bench_cpu
             took = time.perf_counter() - begun
             sent = int(rate * self.args.seconds)
