@@ -150,6 +150,18 @@ class SingleBadInputTests(Base):
     def test_bad_event_id(self):
         return self.assertRefused("/defect/single", defect(event_id="17"), 422, "event_id")
 
+    @defer.inlineCallbacks
+    def test_texts_no_column_can_hold(self):
+        # JSON can spell a NUL and a lone surrogate; PostgreSQL text can hold neither.
+        for field in ("defect_type", "camera_id", "original_image_path"):
+            for bad in ("scr\\u0000atch", "scr\\ud800atch"):  # JSON escapes, as a client sends them
+                raw = json.dumps(defect()).encode()
+                raw = raw[:-1] + f', "{field}": "{bad}"}}'.encode()  # a repeated key: the last one counts
+                code, body = yield post_json(self.svc.url, "/defect/single", None, raw=raw)
+                self.assertEqual((code, body["details"][0]["field"]), (422, field), body)
+                self.assertIn("surrogate", body["details"][0]["reason"])
+        self.assertEqual(self.count(), 0)
+
 
 class BatchTests(Base):
     @defer.inlineCallbacks
@@ -212,6 +224,20 @@ class BatchBadInputTests(Base):
     def test_unknown_model_in_a_batch(self):
         return self.assertRefused("/defect/batch", {"coil_number": "C1", "defects": [self.item, dict(self.item, model_id=5)]},
                                   422, '"index": 1')
+
+    @defer.inlineCallbacks
+    def test_texts_no_column_can_hold(self):
+        good = json.dumps({"defect_type": "dent", "confidence_score": 0.9})
+        for bad in ('{"defect_type": "de\\u0000nt", "confidence_score": 0.9}',
+                    '{"defect_type": "dent", "confidence_score": 0.9, "camera_id": "\\udfff"}'):
+            raw = f'{{"coil_number": "C1", "defects": [{good}, {bad}]}}'.encode()
+            code, body = yield post_json(self.svc.url, "/defect/batch", None, raw=raw)
+            self.assertEqual(code, 422, body)
+            self.assertEqual([problem["index"] for problem in body["details"]], [1])
+            self.assertIn("surrogate", json.dumps(body))
+        self.assertEqual(self.count(), 0)
+        raw = f'{{"coil_number": "C1", "defects": [{good}], "batch_info": {{"note\\u0000": 1}}}}'.encode()
+        yield self.assertRefused("/defect/batch", None, 422, "batch_info", raw=raw)
 
     def test_repeated_event_id_inside_the_batch(self):
         items = [dict(self.item, event_id=EVENT), dict(self.item, event_id=EVENT)]

@@ -229,6 +229,10 @@ class BadInputTests(Base):
     def test_defect_data_not_json(self):
         return self.assertRefused(pair_parts(defect_data="{defect: scratch"), 400, "not valid JSON")
 
+    def test_defect_data_with_a_text_no_column_can_hold(self):
+        return self.assertRefused(
+            pair_parts(defect_data='[{"defect_type": "de\\u0000nt", "confidence_score": 0.5}]'), 422, "defect_type")
+
     def test_defect_data_with_an_invalid_defect(self):
         return self.assertRefused(pair_parts(defect_data='[{"defect_type": "dent", "confidence_score": 1.5}]'),
                                   422, "confidence_score")

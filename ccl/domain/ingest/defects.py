@@ -122,7 +122,35 @@ def _text(item: Mapping[str, Any], name: str, errors: list, *, maximum: int, def
     if len(value) > maximum:
         errors.append({"field": name, "reason": f"has {len(value)} characters; at most {maximum} are allowed"})
         return None
+    if not storable_text(value):
+        errors.append({"field": name, "reason": "contains a NUL character or an unpaired surrogate (\\u0000, "
+                                                "\\ud800-\\udfff), which no text column can hold"})
+        return None
     return value
+
+
+def storable_json(value: object) -> bool:
+    """Every text (keys included) of a decoded JSON value is storable (see storable_text)."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, Mapping):
+        return all(storable_text(str(key)) and storable_json(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(storable_json(item) for item in value)
+    return True
+
+
+def storable_text(value: str) -> bool:
+    """PostgreSQL text holds neither NUL nor a lone UTF-16 surrogate (JSON can spell both)."""
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate_defect(item: object, thresholds: Thresholds, *, now: datetime, coil_number: str | None = None,

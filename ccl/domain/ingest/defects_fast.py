@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ccl.domain.ingest.defects import _CANONICAL_UUID, MAX_INT, SEVERITIES, Defect, Thresholds
+from ccl.domain.ingest.defects import _CANONICAL_UUID, MAX_INT, SEVERITIES, Defect, Thresholds, storable_text
 from ccl.domain.ingest.times import parse_timestamp
 
 #: The order of the fields in a defect row (what the store writes, in this order).
@@ -59,7 +59,7 @@ def fast_batch_rows(items: object, thresholds: Thresholds, *, now: datetime, coi
         if type(defect_type) is not str_:
             return None
         if defect_type not in short_texts:
-            if len(defect_type) > 50 or not defect_type.strip():
+            if len(defect_type) > 50 or not defect_type.strip() or not storable_text(defect_type):
                 return None
             short_texts.add(defect_type)
 
@@ -107,7 +107,8 @@ def fast_batch_rows(items: object, thresholds: Thresholds, *, now: datetime, coi
 
         original, labeled = get("original_image_path"), get("labeled_image_path")
         for path in (original, labeled):
-            if path is not None and (type(path) is not str_ or len(path) > 255 or not path.strip()):
+            if path is not None and (type(path) is not str_ or len(path) > 255 or not path.strip()
+                                     or not storable_text(path)):
                 return None
 
         model_id = get("model_id")
@@ -120,7 +121,7 @@ def fast_batch_rows(items: object, thresholds: Thresholds, *, now: datetime, coi
         elif type(camera_id) is not str_:
             return None
         elif camera_id not in short_texts:
-            if len(camera_id) > 50 or not camera_id.strip():
+            if len(camera_id) > 50 or not camera_id.strip() or not storable_text(camera_id):
                 return None
             short_texts.add(camera_id)
 

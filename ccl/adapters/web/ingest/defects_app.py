@@ -24,6 +24,7 @@ from ccl.adapters.web.ingest.hot_routes import HotRoutes
 from ccl.domain.ingest.defects import (
     InvalidBatch,
     InvalidDefect,
+    storable_json,
     validate_batch,
     validate_defect,
     validate_performance,
@@ -162,6 +163,9 @@ def _parse_batch(raw: bytes, thresholds, maximum: int):
     info = body.get("batch_info")
     if info is not None and not isinstance(info, dict):
         raise HttpError(422, "invalid batch", [{"field": "batch_info", "reason": "must be a JSON object"}])
+    if info is not None and not storable_json(info):
+        raise HttpError(422, "invalid batch", [{"field": "batch_info", "reason": "contains a NUL character or an "
+                                                "unpaired surrogate, which cannot be stored"}])
     now = datetime.now(timezone.utc)
     coil, items = body.get("coil_number"), body.get("defects")
     # The fast lane takes plainly valid batches; anything else gets the rule-by-rule check,
