@@ -2,15 +2,22 @@
 
 Starts its own throw-away PostgreSQL cluster (fsync on, as in production), the MES service
 as a real process (``twistd -n ccl-mes``, journal fsync on, forwarding with the default
-settings: window 16, drain_rate 5000/s per channel) and, in this process, an MES client
-and the 고기원 simulator (which ACKs every telegram at once). Then:
+settings: window 16, drain_rate 5000/s per channel, retry_max 2 s) and, in this process, an
+MES client and the 고기원 simulator (which ACKs every telegram at once). Then:
 
-1. latency at 100 and 1,000 telegrams/s: from the write of each telegram to the MES port
-   to its arrival at the simulator (journal fsync, MES ACK, PostgreSQL commit with the
-   outbox row, wake-up, read, send), p50/p99/max over the forwarded TCs;
-2. drain: the simulator goes away for ``--outage`` seconds (default 60) while the MES
-   keeps sending at ``--outage-rate`` telegrams/s; then it comes back and the time until
-   the whole backlog has arrived (and is marked delivered in PostgreSQL) is measured.
+1. latency at 100 and 1,000 telegrams/s (``--rates``): from the write of each telegram to
+   the MES port to its arrival at the simulator, p50/p99/max over the forwarded TCs. Once a
+   channel has caught up, telegrams are forwarded as soon as the journal has them on disk
+   (before the PostgreSQL commit); the run prints how many arrived before their outbox
+   transaction began, the journal's write+fdatasync times, and the CPU seconds of ccl-mes
+   per telegram (psutil) and of this bench process (whose garbage collector is off during the
+   measured run, as in bench/mes_ingest.py, so that its own pauses do not count as latency);
+2. drain: the simulator stops listening and cuts its connections for ``--outage`` seconds
+   (default 60) while the MES keeps sending at ``--outage-rate`` telegrams/s; once every
+   one of those is ACKed by ccl-mes and in the outbox, the simulator listens again. The
+   drain time is measured from that moment (고기원 back) to the arrival of the LAST backlog
+   entry at the simulator: it includes finding 고기원 again (reconnect back-off) and sending
+   the backlog; both parts are printed, and when PostgreSQL has them all marked delivered.
 
 The stream is a rotation of TC 4000, 4002, 4003, 4003, 4001 (4001 is stored, never forwarded).
 
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import os
 import shutil
 import signal
@@ -32,6 +40,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import json
+import resource
+import urllib.request
+
+import psutil
 import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,9 +81,21 @@ class MesClient(protocol.Protocol):
         self.acks += len(data) // LAYOUTS.by_name("ack").length
 
 
+def cpu_of(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class Run:
-    def __init__(self, reactor, args, mes_port: int, ack_port: int, dsn: str):
+    def __init__(self, reactor, args, mes_port: int, ack_port: int, dsn: str, service_pid: int, status_port: int):
         self.reactor, self.args, self.mes_port, self.ack_port, self.dsn = reactor, args, mes_port, ack_port, dsn
+        self.service = psutil.Process(service_pid)
+        self.status_port = status_port
         self.sent_at: dict[tuple[str, int], float] = {}
         self.arrived_at: dict[tuple[str, int], float] = {}
         self.arrived_wall: dict[tuple[str, int], float] = {}
@@ -132,6 +157,10 @@ class Run:
             rows = {(tc.strip(), seq): float(at) for tc, seq, at in cursor.fetchall()}
         return {k: rows[k] for k in keys if k in rows}
 
+    def health(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.status_port}/health", timeout=5) as answer:
+            return json.loads(answer.read())
+
     def pending(self) -> int:
         with psycopg2.connect(self.dsn) as connection, connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM forward_outbox WHERE state <> 'delivered'")
@@ -147,19 +176,41 @@ class Run:
         yield self.wait_arrived(keys, 30)
 
         for rate in self.args.rates:
+            # The bench process's own garbage collections (its dicts of times and the
+            # simulator's record grow by the thousand) would stall its reading of what arrives
+            # and show up as forwarding latency: none during the measured run.
+            gc.collect()
+            gc.disable()
+            service_cpu, bench_cpu, begun = cpu_of(self.service), own_cpu(), time.perf_counter()
             keys = yield self.send_at_rate(client, rate, self.args.seconds)
             yield self.wait_arrived(keys, 60)
+            gc.enable()
+            service_cpu, bench_cpu = cpu_of(self.service) - service_cpu, own_cpu() - bench_cpu
+            took = time.perf_counter() - begun
+            sent = int(rate * self.args.seconds)
             latencies = [(self.arrived_at[k] - self.sent_at[k]) * 1000 for k in keys]
             ordered = sorted(latencies)
             print(f"latency MES-in -> 고기원-in at {rate:,.0f} telegrams/s ({len(keys)} forwarded of "
-                  f"{int(rate * self.args.seconds)} sent in {self.args.seconds:.0f} s): "
+                  f"{sent} sent in {self.args.seconds:.0f} s): "
                   f"p50 {statistics.median(latencies):.1f} ms, p99 {ordered[int(len(ordered) * 0.99)]:.1f} ms, "
                   f"max {ordered[-1]:.1f} ms", flush=True)
-            # The forwarding part alone: from the writer's transaction (outbox row) to 고기원.
+            # Where the outbox row was when the telegram reached 고기원: live forwarding sends
+            # from the journal, before the PostgreSQL transaction that writes the row.
             committed = self.committed_at(keys)
-            part = sorted((self.arrived_wall[k] - at) * 1000 for k, at in committed.items())
-            print(f"    of which outbox transaction -> 고기원-in: p50 {statistics.median(part):.1f} ms, "
-                  f"p99 {part[int(len(part) * 0.99)]:.1f} ms, max {part[-1]:.1f} ms", flush=True)
+            early = sum(1 for k, at in committed.items() if self.arrived_wall[k] < at)
+            health = self.health()
+            writes = health.get("journal_writes", {})
+            print(f"    {early * 100 / max(len(committed), 1):.0f}% reached 고기원 before their outbox transaction "
+                  f"began; journal write+fdatasync (last {writes.get('count')} batches) p50 {writes.get('p50_ms')} ms, "
+                  f"p99 {writes.get('p99_ms')} ms, {writes.get('records_per_batch')} records/batch", flush=True)
+            channels = health.get("gokiwon", {}).get("channels", {})
+            print("    ACK round trip (ccl-mes send -> 고기원's ACK back) ms p50/p99/max: " + ", ".join(
+                f"{ch} {(c.get('ack_rtt_ms') or {}).get('p50')}/{(c.get('ack_rtt_ms') or {}).get('p99')}/"
+                f"{(c.get('ack_rtt_ms') or {}).get('max')} (live {c.get('live')}, resent {c.get('resent')})"
+                for ch, c in channels.items()), flush=True)
+            print(f"    CPU: ccl-mes {service_cpu:.2f} s = {service_cpu / sent * 1e6:.0f} us per telegram received "
+                  f"({service_cpu / took * 100:.0f}% of a core); this bench process (MES client + 고기원 "
+                  f"simulator) {bench_cpu / took * 100:.0f}% of a core", flush=True)
 
         # Outage: 고기원 goes away, the MES keeps sending.
         yield self.sim.stop()
@@ -169,23 +220,32 @@ class Run:
         while self.pending() < len(keys):  # everything is in the outbox, waiting
             yield task.deferLater(self.reactor, 0.05, lambda: None)
         backlog = self.pending()
+        # 고기원 comes back: the clock starts when the simulator listens again, and stops
+        # when the last backlog entry has arrived at it (the reconnect is part of it).
+        service_cpu = cpu_of(self.service)
         back = time.perf_counter()
         yield self.sim.listen(ports)
         yield self.wait_arrived(keys, 600)
         arrived = time.perf_counter() - back
         first = min(self.arrived_at[k] for k in keys)
         last = max(self.arrived_at[k] for k in keys)
+        # Each channel reconnects on its own: the slowest one's first arrival ends "reconnect".
+        reconnected = max(min(self.arrived_at[k] for k in keys if k[0] == tc) for tc in FORWARDED)
         while self.pending():
             yield task.deferLater(self.reactor, 0.01, lambda: None)
         settled = time.perf_counter() - back
+        service_cpu = cpu_of(self.service) - service_cpu
         in_order = all(
             [k for k in keys if k[0] == tc] == sorted((k for k in keys if k[0] == tc), key=self.arrived_at.get)
             for tc in FORWARDED)
-        print(f"drain after a {self.args.outage:.0f} s outage at {self.args.outage_rate:,.0f} telegrams/s: "
-              f"backlog {backlog} entries; reconnected (back-off) {first - back:.2f} s after 고기원 came back, "
-              f"then all sent in {last - first:.2f} s ({backlog / max(last - first, 1e-6):,.0f} entries/s); "
-              f"all at 고기원 {arrived:.2f} s and marked delivered {settled:.2f} s after it came back; "
-              f"in order per channel: {in_order}", flush=True)
+        print(f"drain after a {self.args.outage:.0f} s outage at {self.args.outage_rate:,.0f} telegrams/s "
+              f"(backlog {backlog} entries), timed from 고기원 listening again: "
+              f"DRAINED (last backlog entry at 고기원) in {arrived:.2f} s; first entry arrived after "
+              f"{first - back:.2f} s, every channel's first after {reconnected - back:.2f} s (reconnect), "
+              f"sending from the first to the last {last - first:.2f} s "
+              f"({backlog / max(last - first, 1e-6):,.0f} entries/s); all marked delivered in PostgreSQL "
+              f"{settled:.2f} s after 고기원 came back; ccl-mes CPU {service_cpu / backlog * 1e6:.0f} us per "
+              f"entry; in order per channel: {in_order}", flush=True)
         client.transport.loseConnection()
         yield self.sim.shutdown()
 
@@ -196,6 +256,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each latency run")
     parser.add_argument("--outage", type=float, default=60.0, help="seconds 고기원 is away")
     parser.add_argument("--outage-rate", type=float, default=100.0, help="telegrams/s sent during the outage")
+    parser.add_argument("--window", type=int, help="experiment: [gokiwon] window (default: the configured one)")
+    parser.add_argument("--service-log", help="keep a copy of the ccl-mes log here")
     parser.add_argument("--interval", type=float, help="experiment: override the MES writer's WRITE_INTERVAL (s)")
     args = parser.parse_args()
 
@@ -216,6 +278,8 @@ def main() -> int:
                    CCL_MES_STATUS_LISTEN=f"tcp:{status_port}:interface=127.0.0.1",
                    CCL_MES_ACK_LISTEN=f"tcp:{ack_port}:interface=127.0.0.1", CCL_GOKIWON_HOST="127.0.0.1",
                    **{f"CCL_GOKIWON_{channel.upper()}_PORT": str(port) for channel, port in ports.items()})
+        if args.window:
+            env["CCL_GOKIWON_WINDOW"] = str(args.window)
         (work / "var").mkdir()
         log = open(work / "service.log", "wb")
         boot = "from twisted.scripts.twistd import run; run()"
@@ -231,11 +295,12 @@ def main() -> int:
             except OSError:
                 time.sleep(0.05)
         print(f"ccl-mes pid {service.pid}; journal fsync ON, PostgreSQL fsync on; {os.cpu_count()} CPUs; "
-              f"forwarding defaults (window 16, drain_rate 5000/s per channel); MES writer interval "
+              f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; forwarding defaults (window 16, "
+              f"drain_rate 5000/s per channel, retry_max 2 s); MES writer interval "
               f"{'default' if args.interval is None else args.interval}", flush=True)
 
         def go(reactor):
-            bench = Run(reactor, args, mes_port, ack_port, dsn)
+            bench = Run(reactor, args, mes_port, ack_port, dsn, service.pid, status_port)
 
             @defer.inlineCallbacks
             def both():
@@ -256,6 +321,8 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 service.kill()
         cluster.destroy()
+        if args.service_log:
+            shutil.copy(work / "service.log", args.service_log)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

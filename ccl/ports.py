@@ -70,7 +70,7 @@ class IThumbnails(Interface):
 class OutboxEntry:
     """One telegram waiting in ``forward_outbox`` to be forwarded to 고기원."""
 
-    id: int
+    id: int | None  # None: a live entry whose outbox row is not committed yet
     channel: str
     tc_code: str
     sequence_no: int

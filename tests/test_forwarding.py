@@ -274,3 +274,172 @@ class ForwarderTests(SynchronousTestCase):
         forwarder.attach(wire)
         self.clock.advance(1)
         self.assertEqual(wire.frames, [f"4003#{i}".encode() for i in range(1, 26)])
+
+
+def live(number: int, sequence_no: int, tc: str = "4003", created_at: float = 0.0) -> tuple[int, OutboxEntry]:
+    """A telegram just made durable by the journal (record ``number``): no outbox id yet."""
+    return number, OutboxEntry(None, "speed", tc, sequence_no, f"{tc}#{sequence_no}".encode(), created_at)
+
+
+class LiveForwardingTests(SynchronousTestCase):
+    """Straight from the journal once caught up; outbox ids given after the commit (bind)."""
+
+    setUp = ForwarderTests.setUp
+    forwarder = ForwarderTests.forwarder
+    fill = ForwarderTests.fill
+
+    def caught_up_forwarder(self, **settings) -> ChannelForwarder:
+        forwarder = self.forwarder(**settings)
+        self.assertFalse(forwarder.can_go_live())  # not while 고기원 is away
+        return forwarder
+
+    def test_not_live_while_disconnected(self):
+        forwarder = self.forwarder()
+        self.assertFalse(forwarder.can_go_live())
+        forwarder.attach(Wire())
+        self.assertTrue(forwarder.can_go_live())
+        forwarder.detach()
+        self.assertFalse(forwarder.can_go_live())
+
+    def commit(self, forwarder, numbers_and_seqs, applied_upto):
+        """What the MES writer does: rows in the store, then bind() with their ids."""
+        pairs = [(number, self.store.add("speed", "4003", seq)) for number, seq in numbers_and_seqs]
+        forwarder.bind(pairs, applied_upto)
+        return [entry_id for _, entry_id in pairs]
+
+    def test_reading_from_the_store_signals_caught_up_once_everything_is_loaded(self):
+        self.fill(25)
+        forwarder = ChannelForwarder("speed", self.store, self.clock, ForwardingSettings(batch=10))
+        signals = []
+        forwarder.caught_up = lambda: signals.append(forwarder.can_go_live())
+        forwarder.start()
+        self.addCleanup(forwarder.stop)
+        self.assertEqual(signals, [])  # ten loaded, more in the store: not caught up
+        forwarder.attach(Wire())
+        for seq in range(1, 26):
+            forwarder.ack("4003", seq, "00")
+        self.assertTrue(signals)
+        self.assertTrue(all(signals))
+
+    def test_live_entries_go_out_before_their_rows_exist_and_are_recorded_after_the_commit(self):
+        self.fill(2)
+        forwarder = self.caught_up_forwarder()
+        wire = Wire()
+        forwarder.attach(wire)
+        forwarder.go_live([live(10, 3)])
+        forwarder.offer([live(11, 4), live(12, 5)])
+        self.assertTrue(forwarder.live)
+        self.assertEqual(wire.frames, [b"4003#1", b"4003#2", b"4003#3", b"4003#4", b"4003#5"])
+        fetches = self.store.fetches
+        self.assertTrue(forwarder.ack("4003", 3, "00"))  # faster than the commit
+        self.assertTrue(forwarder.ack("4003", 4, "12"))
+        ids = self.commit(forwarder, [(10, 3), (11, 4), (12, 5)], applied_upto=12)
+        self.assertEqual([self.store.state(i) for i in ids], ["delivered", "refused", "pending"])
+        self.assertEqual([self.store.rows[i]["attempts"] for i in ids], [1, 1, 1])
+        self.assertTrue(forwarder.ack("4003", 5, "00"))
+        self.assertEqual(self.store.state(ids[2]), "delivered")
+        forwarder.wake()  # a commit's wake-up: nothing to read while live
+        self.assertEqual(self.store.fetches, fetches)
+        self.assertEqual((forwarder.stats.delivered, forwarder.stats.refused), (2, 1))
+
+    def test_live_entry_that_got_no_outbox_row_is_dropped_unsent(self):
+        forwarder = self.caught_up_forwarder(window=1)
+        wire = Wire()
+        forwarder.attach(wire)
+        forwarder.go_live([live(1, 7), live(2, 7), live(3, 8)])  # 2: the MES sent 7 again
+        self.assertEqual(wire.frames, [b"4003#7"])
+        (first, third) = self.commit(forwarder, [(1, 7), (3, 8)], applied_upto=3)
+        forwarder.ack("4003", 7, "00")
+        forwarder.ack("4003", 8, "00")
+        self.assertEqual(wire.frames, [b"4003#7", b"4003#8"])
+        self.assertEqual((self.store.state(first), self.store.state(third)), ("delivered", "delivered"))
+        self.assertEqual(forwarder.queued + forwarder.in_flight, 0)
+
+    def test_rowless_entry_in_flight_is_forgotten_when_answered_or_timed_out(self):
+        forwarder = self.caught_up_forwarder(ack_timeout=5)
+        wire = Wire()
+        forwarder.attach(wire)
+        forwarder.go_live([live(1, 7), live(2, 8)])
+        forwarder.bind([], applied_upto=2)  # neither got a row (both already stored earlier)
+        self.assertTrue(forwarder.ack("4003", 7, "00"))
+        self.clock.advance(6)
+        self.assertEqual(wire.frames, [b"4003#7", b"4003#8"])  # 8 is not sent again
+        self.assertEqual((forwarder.in_flight, forwarder.queued), (0, 0))
+        self.assertEqual(self.store.rows, {})
+
+    def test_reconnect_resends_unanswered_live_entries_first_in_order(self):
+        forwarder = self.caught_up_forwarder(window=2)
+        first = Wire()
+        forwarder.attach(first)
+        forwarder.go_live([live(1, 1), live(2, 2), live(3, 3)])
+        forwarder.detach()
+        self.commit(forwarder, [(1, 1)], applied_upto=1)  # one commit while disconnected
+        second = Wire()
+        forwarder.attach(second)
+        self.assertEqual(first.frames, [b"4003#1", b"4003#2"])
+        self.assertEqual(second.frames, [b"4003#1", b"4003#2"])
+        forwarder.ack("4003", 1, "00")
+        self.assertEqual(second.frames, [b"4003#1", b"4003#2", b"4003#3"])
+        self.assertEqual(self.store.rows[1]["attempts"], 2)
+        self.assertEqual(self.store.state(1), "delivered")
+
+    def test_too_much_held_falls_back_to_the_store_without_loss_or_reorder(self):
+        forwarder = self.caught_up_forwarder(live_queue=5, batch=4, require_ack=False)
+        forwarder.attach(Wire())
+        forwarder.go_live([])
+        forwarder.detach()  # 고기원 goes away: nothing goes out, the live queue grows
+        forwarder.offer([live(n, n) for n in range(1, 4)])
+        self.commit(forwarder, [(1, 1), (2, 2)], applied_upto=2)
+        forwarder.offer([live(n, n) for n in range(4, 7)])  # six queued: too many
+        self.assertFalse(forwarder.live)
+        self.assertEqual(forwarder.queued, 2)  # the two with ids; the rest comes from the store
+        self.commit(forwarder, [(n, n) for n in range(3, 9)], applied_upto=8)
+        forwarder.wake()
+        wire = Wire()
+        forwarder.attach(wire)
+        self.clock.pump([0.01] * 10)
+        self.assertEqual(wire.frames, [f"4003#{n}".encode() for n in range(1, 9)])
+        self.assertEqual({self.store.state(i) for i in self.store.rows}, {"delivered"})
+
+    def test_not_live_while_a_read_is_under_way_or_the_queue_is_full(self):
+        self.fill(3)
+        slow = defer.Deferred()
+        self.store.fetch_pending = lambda *args, **kwargs: slow
+        forwarder = self.forwarder(batch=2)
+        forwarder.attach(Wire())
+        self.assertFalse(forwarder.can_go_live())  # reading
+        slow.callback([self.store.rows[i]["entry"] for i in (1, 2)])
+        self.assertFalse(forwarder.can_go_live())  # a full batch read: there may be more
+
+    def test_reads_from_the_store_only_up_to_the_last_reported_commit(self):
+        self.fill(3)  # 3: committed, but the writer has not reported it yet
+        forwarder = ChannelForwarder("speed", self.store, self.clock, ForwardingSettings(require_ack=False))
+        forwarder.limit = 2
+        wire = Wire()
+        forwarder.attach(wire)
+        forwarder.start()
+        self.addCleanup(forwarder.stop)
+        self.assertEqual(wire.frames, [b"4003#1", b"4003#2"])
+        self.assertTrue(forwarder.can_go_live())
+        forwarder.go_live([live(7, 3)])  # record 7 is the one behind row 3
+        forwarder.limit = 3
+        forwarder.bind([(7, 3)], applied_upto=7)
+        self.assertEqual(wire.frames, [b"4003#1", b"4003#2", b"4003#3"])
+        self.assertEqual(self.store.state(3), "delivered")
+
+    def test_stop_forgets_live_entries_without_an_id_and_a_start_reads_them_from_the_store(self):
+        forwarder = self.caught_up_forwarder(window=1)
+        wire = Wire()
+        forwarder.attach(wire)
+        forwarder.go_live([live(1, 1), live(2, 2)])
+        forwarder.stop()
+        ids = [self.store.add("speed", "4003", seq) for seq in (1, 2)]  # committed meanwhile
+        forwarder.start()
+        again = Wire()
+        forwarder.attach(again)
+        self.assertFalse(forwarder.live)
+        self.assertEqual(again.frames, [b"4003#1"])
+        forwarder.ack("4003", 1, "00")
+        forwarder.ack("4003", 2, "00")
+        self.assertEqual(again.frames, [b"4003#1", b"4003#2"])
+        self.assertEqual([self.store.state(i) for i in ids], ["delivered", "delivered"])

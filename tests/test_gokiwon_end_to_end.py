@@ -8,6 +8,7 @@ import signal
 import tempfile
 from pathlib import Path
 
+import psycopg2
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, readBody
@@ -15,7 +16,9 @@ from twisted.web.client import Agent, readBody
 from ccl.adapters.gokiwon.service import GokiwonSettings, attach_forwarding
 from ccl.adapters.gokiwon.simulator import GokiwonSimulator
 from ccl.adapters.storage.localdb import free_port
+from tests.support.cluster import private_cluster
 from tests.support.database import fresh_database, query
+from tests.test_mes_outages import database_recovered
 from tests.support.mes import connect_when_up, spawn_ccl_mes, LAYOUTS, connect, cut, schedule, speed, start_service, wait_for, wpd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,3 +184,55 @@ class WakeUpTests(TestCase):
         yield wait_for(lambda: query(dsn, "SELECT count(*) FROM forward_outbox WHERE state = 'delivered'")
                        == [(30,)], what="delivered")
         self.assertEqual(mes.health()["gokiwon"]["channels"]["wpd"]["delivered"], 10)
+
+
+class LiveForwardingTests(TestCase):
+    """Once caught up, telegrams go to 고기원 from the journal, before PostgreSQL has them."""
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def test_forwarded_while_postgres_is_down_and_recorded_once_it_is_back(self):
+        cluster, dsn = private_cluster(self)
+        sim = GokiwonSimulator(reactor, LAYOUTS, alive_interval=0)
+        ports = yield sim.listen({"schedule": 0, "wpd": 0, "speed": 0})
+        self.addCleanup(sim.shutdown)
+        mes = yield start_service(self, dsn)
+        settings = GokiwonSettings(host="127.0.0.1", ports=ports, ack_listen="tcp:0:interface=127.0.0.1",
+                                   retry_initial=0.1, retry_max=0.5, poll_interval=3600)
+        forwarding = attach_forwarding(mes, settings)
+        port = yield forwarding.ack_listener.listening
+        sim.start_acks(("127.0.0.1", port.getHost().port))
+        yield wait_for(lambda: all(f.connected for f in forwarding.forwarders.values()), what="connected")
+        client = yield connect(self, mes)
+        client.transport.write(b"".join(production_run(1, 20)))
+        yield client.wait_replies(20)
+        yield wait_for(lambda: all(f.live for f in forwarding.forwarders.values()), what="caught up, live")
+
+        cluster.stop()
+        client.transport.write(b"".join(production_run(21, 60)))
+        yield client.wait_replies(60)  # ACKed: safe in the journal
+        expected = expected_by_channel(production_run(1, 60))
+        yield wait_for(lambda: all(first_arrivals(sim, ch) == raws for ch, raws in expected.items()),
+                       what="forwarded while PostgreSQL is down")
+        self.assertLess(mes.writer.applied_upto, mes.journal.last_durable)  # not in PostgreSQL yet
+
+        cluster.start(fast=True)
+        yield wait_for(lambda: query(dsn, "SELECT state, count(*) FROM forward_outbox GROUP BY state")
+                       == [("delivered", 45)], timeout=60, what="recorded as delivered")
+        self.assertEqual([r for r in sim.received if r.duplicate], [])
+        self.assertEqual(query(dsn, "SELECT min(attempts), max(attempts) FROM forward_outbox"), [(1, 1)])
+
+        # The MES sends one again (its ACK got lost): stored once, so it gets no outbox row;
+        # the copy forwarded live is the only extra, and nothing stays held for it.
+        again = production_run(21, 21)[0]  # a schedule
+        client.transport.write(again)
+        yield client.wait_replies(61)
+        yield wait_for(lambda: sum(1 for r in sim.received if r.raw == again) == 2, what="the copy")
+        yield wait_for(lambda: mes.writer.applied_upto == mes.journal.last_durable, what="committed")
+        self.assertEqual(query(dsn, "SELECT state, count(*) FROM forward_outbox GROUP BY state"), [("delivered", 45)])
+        yield wait_for(lambda: all(f.queued + f.in_flight == 0 for f in forwarding.forwarders.values()),
+                       what="nothing held")
+        yield database_recovered(mes.db, mes.settings.pool_size)
+        # txpostgres logs what the stopped server did to its connections mid-query.
+        self.flushLoggedErrors(psycopg2.OperationalError, psycopg2.InterfaceError)

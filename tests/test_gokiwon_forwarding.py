@@ -14,6 +14,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import TestCase
 
+from ccl.adapters.gokiwon.sender import RetryClock
 from ccl.adapters.gokiwon.service import ForwardingService, GokiwonSettings
 from ccl.adapters.gokiwon.simulator import GokiwonSimulator
 from ccl.adapters.storage.postgres import Database
@@ -163,6 +164,34 @@ class ForwardingTests(TestCase):
         self.h.service.wake(["speed"])
         yield wait_until(lambda: states(self.dsn) == {"delivered": 220}, "backlog drained")
         self.assertEqual(self.h.received("speed"), [raw for _, raw in first + queued + more])
+
+    @defer.inlineCallbacks
+    def test_gokiwon_coming_back_cuts_the_reconnect_back_off_short(self):
+        yield self.h.sim.stop()
+        self.h.sim_running = False
+        # Retries ten minutes apart: within this test only "고기원 is back" can connect them.
+        yield self.h.start_service(retry_initial=600, retry_max=600)
+        clocks = self.h.service._retry_clocks
+        yield wait_until(lambda: all(clock.waiting for clock in clocks.values()), "first attempts failed")
+        yield self.h.sim.listen(self.h.ports)
+        self.h.sim.start_acks(("127.0.0.1", self.h.ack_port))  # 고기원 connects to our ACK port
+        yield wait_until(lambda: all(f.connected for f in self.h.service.forwarders.values()), "reconnected")
+        rows = insert(self.dsn, "wpd", range(1, 6))
+        self.h.service.wake(["wpd"])
+        yield wait_until(lambda: states(self.dsn) == {"delivered": 5}, "delivered")
+        self.assertEqual(self.h.received("wpd"), [raw for _, raw in rows])
+
+    def test_retry_clock_cuts_a_wait_short(self):
+        clock = task.Clock()
+        retry = RetryClock(clock)
+        calls = []
+        self.assertFalse(retry.try_now())  # nothing waits
+        retry.callLater(600, calls.append, "retried")
+        self.assertTrue(retry.waiting)
+        self.assertTrue(retry.try_now())
+        clock.advance(0)
+        self.assertEqual(calls, ["retried"])
+        self.assertFalse(retry.waiting)
 
     @defer.inlineCallbacks
     def test_acks_withheld_resends_then_stop_once_acked(self):

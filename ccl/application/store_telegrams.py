@@ -120,6 +120,10 @@ class TelegramWriter:
         self._min_interval = min_interval
         self._last_start: float | None = None
         self.on_committed: list[Callable[[set[str]], None]] = []
+        #: Run after each committed batch, before ``on_committed``, with its BatchOutcome and the
+        #: journal number it reached (forwarding binds its live entries to their outbox rows).
+        self.on_applied: list[Callable[[BatchOutcome, int], None]] = []
+        self.in_transaction = False  # a batch is being applied (its commit not reported yet)
         self._queue: collections.deque[JournalRecord] = collections.deque()
         self._wake: defer.Deferred | None = None
         self._sleep: tuple[object, defer.Deferred] | None = None
@@ -152,6 +156,14 @@ class TelegramWriter:
         if self._wake is not None and self._queue:
             wake, self._wake = self._wake, None
             wake.callback(None)
+
+    def waiting_records(self, limit: int) -> list[JournalRecord] | None:
+        """The records durable and not yet committed, in journal order; None when there are
+        more than ``limit`` or the progress in the store is not known yet."""
+        if self.applied_upto is None or len(self._queue) > limit:
+            return None
+        upto = self.applied_upto
+        return [r for r in self._queue if r.number > upto]
 
     def start(self) -> defer.Deferred:
         self._loop = self._run()
@@ -229,7 +241,11 @@ class TelegramWriter:
             self._last_start = self._clock.seconds()
             batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
             upto = batch[-1].number
-            outcome = yield self._apply(batch)
+            self.in_transaction = True
+            try:
+                outcome = yield self._apply(batch)
+            finally:
+                self.in_transaction = False
             if outcome is None:  # stopped while waiting for the database
                 return
             for _ in batch:
@@ -238,6 +254,11 @@ class TelegramWriter:
             self.last_commit_at = self._clock.seconds()
             self._count(outcome)
             self._release(upto)
+            for applied in list(self.on_applied):
+                try:
+                    applied(outcome, upto)
+                except Exception:
+                    log.failure("on_applied hook {hook!r} failed", hook=applied)
             for hook in list(self.on_committed):
                 try:
                     hook(set(outcome.channels))
@@ -312,3 +333,4 @@ def _merge(total: BatchOutcome, part: BatchOutcome) -> None:
     total.rejected += part.rejected
     total.skipped += part.skipped
     total.channels |= part.channels
+    total.forwarded.extend(part.forwarded)

@@ -78,3 +78,4 @@ class BatchOutcome:
     rejected: int = 0
     skipped: int = 0                        # records already applied by an earlier run
     channels: set = attrs.Factory(set)      # forward channels that got outbox rows
+    forwarded: list = attrs.Factory(list)   # (channel, journal record number, outbox id) of those rows

@@ -5,8 +5,11 @@ and the ``ClientService`` of its connection; the ACK listener on ``[mes] ack_lis
 a slow timer that looks for pending entries the wake-ups missed, refreshes the backlog
 figures and writes ``link_status`` rows ``gokiwon-<channel>`` and ``gokiwon-ack``.
 
-The MES writer calls ``wake(channels)`` after each committed batch, so a telegram is on
-its way to 고기원 a moment after it is safe in PostgreSQL.
+Two ways in (see ccl.application.forwarding): while catching up, the MES writer calls
+``wake(channels)`` after each committed batch and the forwarders read the outbox; once a
+channel has caught up it goes live: ``durable(records)`` (a journal observer) hands it each
+telegram the moment the journal has it on disk, and ``applied(outcome, upto)`` (a writer
+hook) gives those entries their outbox ids after the commit.
 """
 
 from __future__ import annotations
@@ -20,15 +23,21 @@ from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 
 from ccl.adapters.gokiwon.acks import LISTENER, AckFactory
-from ccl.adapters.gokiwon.sender import ChannelFactory, channel_client
+from ccl.adapters.gokiwon.sender import ChannelFactory, RetryClock, channel_client
 from ccl.adapters.gokiwon.store import PgOutboxStore
 from ccl.adapters.storage.postgres import Database
 from ccl.application.forwarding import ChannelForwarder, ForwardingSettings
 from ccl.config import Config, ConfigError
+from ccl.domain.journal_record import TELEGRAM
 from ccl.domain.metrics import Registry
-from ccl.domain.telegrams import Layouts
+from ccl.domain.telegrams import Layouts, Telegram, TelegramRejected, decode
+from ccl.ports import OutboxEntry
 
 log = Logger()
+
+#: A channel goes live only while at most this many journal records wait for the writer
+#: (they are handed over in one go; more means PostgreSQL is behind: keep reading the outbox).
+LIVE_CATCH_UP = 2000
 
 
 @attrs.frozen
@@ -42,7 +51,7 @@ class GokiwonSettings:
     window: int = 16
     alive_interval: float = 30.0
     retry_initial: float = 1.0
-    retry_max: float = 30.0
+    retry_max: float = 2.0
     drain_rate: float = 5000.0
     poll_interval: float = 2.0
     line_code: str = "CCL1"
@@ -134,6 +143,9 @@ class ForwardingService(service.MultiService):
         self._backlog: dict[str, tuple[int, float | None]] = {}
         self._settled_at_poll: dict[str, int] = {}
         self.stopped: defer.Deferred = defer.succeed(None)  # fires when the last stop is complete
+        #: The MES writer (set by attach_forwarding; None: never live, outbox reads only).
+        self.writer = lambda: None
+        self._reported: int | None = None  # highest outbox id the writer reported committed
         self._ready = False  # the database pool is connected and the forwarders run
         self.peer_last_seen: float | None = None
         self.peer_alive_count: int | None = None
@@ -142,16 +154,21 @@ class ForwardingService(service.MultiService):
                                         require_ack=settings.require_ack, drain_rate=settings.drain_rate)
         self.forwarders: dict[str, ChannelForwarder] = {}
         self.factories: dict[str, ChannelFactory] = {}
+        self._retry_clocks: dict[str, RetryClock] = {}
         for channel, port in settings.ports.items():
             forwarder = ChannelForwarder(channel, self.store, reactor, forwarding, count=self._count)
+            forwarder.caught_up = lambda channel=channel: self._maybe_go_live(channel)
             factory = ChannelFactory(reactor, forwarder, layouts, line_code=settings.line_code,
-                                     alive_interval=settings.alive_interval, changed=self._link_changed)
+                                     alive_interval=settings.alive_interval, changed=self._link_changed,
+                                     connected=self._partner_back)
             self.forwarders[channel] = forwarder
             self.factories[channel] = factory
-            channel_client(reactor, factory, settings.host, port, retry_initial=settings.retry_initial,
-                           retry_max=settings.retry_max).setServiceParent(self)
+            client, self._retry_clocks[channel] = channel_client(
+                reactor, factory, settings.host, port, retry_initial=settings.retry_initial,
+                retry_max=settings.retry_max)
+            client.setServiceParent(self)
         self.acks = AckFactory(reactor, layouts, on_ack=self.on_ack, on_alive=self.on_alive, reject=self._reject,
-                               changed=self._link_changed, idle_timeout=settings.idle_timeout)
+                               changed=self._ack_link_changed, idle_timeout=settings.idle_timeout)
         self.ack_listener = _Listening(reactor, settings.ack_listen, self.acks)
         self.ack_listener.setServiceParent(self)
         poll = TimerService(settings.poll_interval, self._poll)
@@ -201,6 +218,68 @@ class ForwardingService(service.MultiService):
             forwarder = self.forwarders.get(channel)
             if forwarder is not None:
                 forwarder.wake()
+
+    def durable(self, records) -> None:
+        """Journal observer: records just made durable; live channels take theirs at once."""
+        if not self._ready or not any(f.live for f in self.forwarders.values()):
+            return
+        for channel, entries in self._by_channel(records).items():
+            forwarder = self.forwarders.get(channel)
+            if forwarder is not None:
+                forwarder.offer(entries)
+
+    def applied(self, outcome, upto: int) -> None:
+        """Writer hook: a batch up to journal record ``upto`` is committed."""
+        if not self._ready:
+            return
+        pairs: dict[str, list[tuple[int, int]]] = {}
+        for channel, number, entry_id in outcome.forwarded:
+            pairs.setdefault(channel, []).append((number, entry_id))
+            # One id sequence for all channels: every row up to here is committed and reported.
+            self._reported = max(self._reported or 0, entry_id)
+        for channel, forwarder in self.forwarders.items():
+            forwarder.limit = self._reported
+            forwarder.bind(pairs.get(channel, []), upto)
+
+    def _maybe_go_live(self, channel: str) -> None:
+        """A forwarder read everything the outbox holds: hand it what the writer has not
+        committed yet and make it live, if nothing can slip between the two."""
+        forwarder = self.forwarders[channel]
+        writer = self.writer()
+        if not self._ready or writer is None or not forwarder.can_go_live():
+            return
+        # The forwarder has read every row up to its limit (the last id the writer reported;
+        # each report woke it), and the records after the last report are all in the
+        # writer's queue: together, everything, once. Before the first report there is no
+        # limit, and only a writer between transactions makes that true.
+        if forwarder.limit is None and writer.in_transaction:
+            return
+        waiting = writer.waiting_records(LIVE_CATCH_UP)
+        if waiting is None:
+            return
+        entries = self._by_channel(waiting).get(channel, [])
+        if forwarder.queued + len(entries) > forwarder.settings.live_queue // 2:
+            return  # it would fall back again at once: catch up some more first
+        forwarder.go_live(entries)
+
+    def _by_channel(self, records) -> dict[str, list[tuple[int, OutboxEntry]]]:
+        found: dict[str, list[tuple[int, OutboxEntry]]] = {}
+        for record in records:
+            if record.kind != TELEGRAM:
+                continue
+            telegram = record.decoded
+            if not isinstance(telegram, Telegram):
+                try:
+                    telegram = decode(record.raw, self._layouts)
+                except TelegramRejected:
+                    continue  # the writer keeps it as rejected: never forwarded
+            layout = telegram.layout
+            if not layout.forward or not layout.table:
+                continue
+            found.setdefault(layout.forward, []).append((record.number, OutboxEntry(
+                id=None, channel=layout.forward, tc_code=telegram.tc_code, sequence_no=telegram.sequence_no,
+                raw=record.raw, created_at=record.received_at)))
+        return found
 
     def on_ack(self, tc_code: str, sequence_no: int, result_code: str) -> None:
         self.peer_last_seen = self._reactor.seconds()
@@ -287,6 +366,7 @@ class ForwardingService(service.MultiService):
                 "in_flight": forwarder.in_flight, "delivered": stats.delivered, "resent": stats.resent,
                 "refused": stats.refused, "last_ack_at": stats.last_ack_at,
                 "alive_sent": self.factories[channel].alive.alives_sent,
+                "live": forwarder.live, "ack_rtt_ms": _percentiles(stats.ack_rtt),
             }
         all_up = all(f.connected for f in self.forwarders.values())
         return {"enabled": True, "status": "ok" if all_up else "degraded", "require_ack": self.settings.require_ack,
@@ -307,6 +387,18 @@ class ForwardingService(service.MultiService):
             self._settled_at_poll = settled_at_poll
         refreshed = self.store.backlog().addCallbacks(got, lambda f: None)
         return refreshed.addCallback(lambda _: self._write_links())
+
+    def _partner_back(self) -> None:
+        """A connection to 고기원 was just made: channels waiting out their back-off try now
+        (its backlog should not wait up to retry_max for each of them)."""
+        for channel, clock in self._retry_clocks.items():
+            if not self.forwarders[channel].connected and clock.try_now():
+                log.info("{channel}: 고기원 is reachable again; reconnecting now", channel=channel)
+
+    def _ack_link_changed(self) -> None:
+        if self.acks.connections > 0 and self.running:
+            self._partner_back()  # 고기원 connected to our ACK port: it is up
+        self._link_changed()
 
     def _link_changed(self) -> None:
         if self.running and self._ready:
@@ -332,6 +424,16 @@ class ForwardingService(service.MultiService):
         return defer.gatherResults(writes, consumeErrors=True).addErrback(lambda f: None)
 
 
+def _percentiles(seconds) -> dict | None:
+    """p50/p99/max in ms of recent ACK round trips (None before the first)."""
+    if not seconds:
+        return None
+    ordered = sorted(seconds)
+    return {"p50": round(ordered[len(ordered) // 2] * 1000, 2),
+            "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2),
+            "max": round(ordered[-1] * 1000, 2)}
+
+
 def _unless_cancelled(failure, what: str) -> None:
     if not failure.check(defer.CancelledError):
         log.failure(what, failure)
@@ -349,6 +451,9 @@ def attach_forwarding(mes, settings: GokiwonSettings) -> ForwardingService | Non
     # Added after the MES core, so it starts once the database pool is started and stops first.
     forwarding.setServiceParent(mes)
     mes.on_committed.append(forwarding.wake)
+    mes.on_applied.append(forwarding.applied)
+    mes.journal.on_durable.append(forwarding.durable)
+    forwarding.writer = lambda: mes.writer
     mes.before_db_close.append(lambda: forwarding.stopped)
     mes.health_parts["gokiwon"] = forwarding.health
     return forwarding

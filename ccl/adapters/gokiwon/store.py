@@ -1,9 +1,12 @@
 """``forward_outbox`` in PostgreSQL: the durable side of forwarding to 고기원.
 
 Reads are single queries. Writes (sent, delivered, refused) are gathered while one write
-transaction is under way and go out together in the next, so a thousand ACKs a second
-cost a few transactions, not a thousand; the Deferred of each write fires once its
-transaction has committed. Everything retries while PostgreSQL is down: the outbox state
+transaction is under way and go out together in the next, started no sooner than
+``write_interval`` after the previous one: a thousand ACKs a second cost about twenty
+transactions, not hundreds (each a commit with its WAL fsync, and reactor time). Nothing
+waits on these writes but the record: an entry whose delivery is not written yet is only
+sent again after a restart. The Deferred of each write fires once its transaction has
+committed. An entry sent and delivered within one batch is one UPDATE, not two. Everything retries while PostgreSQL is down: the outbox state
 in the database is the truth, and a write not yet made only means a resend later.
 """
 
@@ -13,6 +16,7 @@ import json
 
 import attrs
 from twisted.internet import defer
+from txpostgres.txpostgres import RollbackFailed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -44,6 +48,18 @@ UPDATE forward_outbox AS f
    SET state = 'delivered', delivered_at = to_timestamp(v.at)
   FROM unnest(%s::bigint[], %s::float8[]) AS v(id, at)
  WHERE f.id = v.id AND f.state = 'pending'
+"""
+
+# Sent and delivered in the same batch (the usual case): one row version instead of two.
+_SENT_DELIVERED = """
+UPDATE forward_outbox AS f
+   SET attempts = f.attempts + v.n,
+       first_sent_at = coalesce(f.first_sent_at, to_timestamp(v.first_at)),
+       last_sent_at = to_timestamp(v.last_at),
+       state = CASE WHEN f.state = 'pending' THEN 'delivered' ELSE f.state END,
+       delivered_at = CASE WHEN f.state = 'pending' THEN to_timestamp(v.at) ELSE f.delivered_at END
+  FROM unnest(%s::bigint[], %s::int[], %s::float8[], %s::float8[], %s::float8[]) AS v(id, n, first_at, last_at, at)
+ WHERE f.id = v.id
 """
 
 _REFUSED = """
@@ -87,9 +103,11 @@ class _Pending:
 
 @implementer(IOutboxStore)
 class PgOutboxStore:
-    def __init__(self, reactor, db: Database) -> None:
+    def __init__(self, reactor, db: Database, write_interval: float = 0.05) -> None:
         self._reactor = reactor
         self._db = db
+        self._write_interval = write_interval
+        self._last_write: float | None = None
         self._next = _Pending()
         self._writing: defer.Deferred | None = None
         self._sleeping: dict = {}  # IDelayedCall of a retry -> the Deferred it will serve
@@ -111,7 +129,7 @@ class PgOutboxStore:
             nonlocal delay
             if self._closed:
                 result.errback(defer.CancelledError())
-            elif failure.check(*UNAVAILABLE):
+            elif _unavailable(failure):
                 log.warn("{what} failed, database unavailable ({error}); retrying in {delay:.1f}s",
                          what=what, error=failure.getErrorMessage().strip() or failure.type.__name__, delay=delay)
                 call = self._reactor.callLater(delay, lambda: (self._sleeping.pop(call, None), attempt()))
@@ -167,15 +185,32 @@ class PgOutboxStore:
         return self._schedule()
 
     def _schedule(self) -> defer.Deferred:
+        if self._closed:
+            self._next = _Pending()
+            return defer.fail(defer.CancelledError())
         done: defer.Deferred = defer.Deferred()
         self._next.waiters.append(done)
         if self._writing is None:
-            # Let the rest of this reactor turn add to the same transaction.
+            # Let the rest of this reactor turn (and of write_interval) add to the same transaction.
             self._writing = defer.Deferred()
-            self._reactor.callLater(0, self._write)
+            self._reactor.callLater(self._wait(), self._write)
         return done
 
+    def _wait(self) -> float:
+        if self._last_write is None:
+            return 0.0
+        return max(0.0, self._last_write + self._write_interval - self._reactor.seconds())
+
     def _write(self) -> None:
+        if self._closed:
+            # Stopping: what is not written is sent again after the restart.
+            batch, self._next = self._next, _Pending()
+            for waiter in batch.waiters:
+                waiter.errback(defer.CancelledError())
+            writing, self._writing = self._writing, None
+            writing.callback(None)
+            return
+        self._last_write = self._reactor.seconds()
         batch, self._next = self._next, _Pending()
         written = self._retrying(lambda: self._db.runInteraction(_apply, batch), "updating the outbox")
 
@@ -188,7 +223,7 @@ class PgOutboxStore:
             writing, self._writing = self._writing, None
             if self._next and not self._closed:
                 self._writing = defer.Deferred()
-                self._write()
+                self._reactor.callLater(self._wait(), self._write)
             writing.callback(None)
 
         written.addBoth(finished)
@@ -217,16 +252,31 @@ class PgOutboxStore:
 @defer.inlineCallbacks
 def _apply(cursor, batch: _Pending):
     # txpostgres cursors answer with Deferreds.
-    if batch.sent:
-        ids = list(batch.sent)
-        yield cursor.execute(_SENT, (ids, [batch.sent[i][0] for i in ids], [batch.sent[i][1] for i in ids],
-                               [batch.sent[i][2] for i in ids]))
-    if batch.delivered:
-        ids = list(batch.delivered)
-        yield cursor.execute(_DELIVERED, (ids, [batch.delivered[i] for i in ids]))
+    both = [i for i in batch.delivered if i in batch.sent]
+    if both:
+        yield cursor.execute(_SENT_DELIVERED, (both, [batch.sent[i][0] for i in both], [batch.sent[i][1] for i in both],
+                                               [batch.sent[i][2] for i in both], [batch.delivered[i] for i in both]))
+    sent = [i for i in batch.sent if i not in batch.delivered]
+    if sent:
+        yield cursor.execute(_SENT, (sent, [batch.sent[i][0] for i in sent], [batch.sent[i][1] for i in sent],
+                               [batch.sent[i][2] for i in sent]))
+    delivered = [i for i in batch.delivered if i not in batch.sent]
+    if delivered:
+        yield cursor.execute(_DELIVERED, (delivered, [batch.delivered[i] for i in delivered]))
     if batch.refused:
         ids = list(batch.refused)
         yield cursor.execute(_REFUSED, (ids, [batch.refused[i][0] for i in ids], [batch.refused[i][1] for i in ids]))
+
+
+def _unavailable(failure: Failure) -> bool:
+    """The database is away: one of UNAVAILABLE, or a transaction whose rollback failed
+    because the connection died under it (txpostgres wraps that in RollbackFailed)."""
+    if failure.check(*UNAVAILABLE):
+        return True
+    if failure.check(RollbackFailed):
+        original = getattr(failure.value, "originalFailure", None)
+        return isinstance(original, Failure) and original.check(*UNAVAILABLE) is not None
+    return False
 
 
 def _ignore_unavailable(failure, what: str) -> None:

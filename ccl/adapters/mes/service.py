@@ -109,6 +109,9 @@ class MesService(service.MultiService):
         #: got new forward_outbox rows (see TelegramWriter.on_committed). The forwarding
         #: senders append a callable here to wake up at once.
         self.on_committed: list = []
+        #: Run after each committed batch, before on_committed, with its BatchOutcome and
+        #: the journal number reached (see TelegramWriter.on_applied).
+        self.on_applied: list = []
         #: More blocks of /health, by name (the forwarding to 고기원 adds "gokiwon").
         self.health_parts: dict = {}
         #: Callables returning Deferreds, awaited before the database pool closes at stop
@@ -131,6 +134,7 @@ class MesService(service.MultiService):
                                      batch_size=self.settings.write_batch, registry=self.registry,
                                      min_interval=WRITE_INTERVAL)
         self.writer.on_committed = self.on_committed  # one shared list: hooks added later count
+        self.writer.on_applied = self.on_applied
         self.writer.enqueue(records)
         self.journal.on_durable.append(self.writer.enqueue)
         self.db.start()

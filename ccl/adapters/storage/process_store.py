@@ -202,23 +202,31 @@ class PostgresProcessStore:
             cursor.copy_expert(f"COPY {stage} (ccl_n, {columns}) FROM STDIN", data)
             forward = group[0].forward
             coil = "coil_number" if "coil_number" in names else "NULL::text"
-            outbox = ""
+            outbox = rows_out = ""
             if forward:
+                # The new outbox rows come back (id, sequence number, bytes) so that the
+                # forwarder can give its live entries their ids (see _bind).
                 outbox = (f", outbox AS (INSERT INTO forward_outbox (channel, source_table, source_id, tc_code, "
                           f"sequence_no, raw) SELECT {_literal(forward)}, {_literal(table)}, id, tc_code, sequence_no, "
-                          f"raw FROM ins ORDER BY id)")
+                          f"raw FROM ins ORDER BY id RETURNING id, sequence_no, raw)")
+                rows_out = (", (SELECT array_agg(id ORDER BY id) FROM outbox), "
+                            "(SELECT array_agg(sequence_no ORDER BY id) FROM outbox), "
+                            "(SELECT array_agg(raw ORDER BY id) FROM outbox)")
             cursor.execute(
                 f"WITH ins AS (INSERT INTO {_quote(table)} ({columns}) SELECT {columns} FROM {stage} ORDER BY ccl_n "
                 f"ON CONFLICT {CONFLICT_KEY} DO NOTHING RETURNING id, tc_code, sequence_no, raw, {coil} AS coil_number)"
                 f"{outbox} "
                 f"SELECT count(pg_notify('{EVENTS_CHANNEL}', json_build_object('table', {_literal(table)}, 'id', id, "
-                f"'coil_number', coil_number, 'tc_code', tc_code)::text)) FROM (SELECT * FROM ins ORDER BY id) AS s")
-            (inserted,) = cursor.fetchone()
+                f"'coil_number', coil_number, 'tc_code', tc_code)::text)){rows_out} "
+                f"FROM (SELECT * FROM ins ORDER BY id) AS s")
+            found = cursor.fetchone()
+            inserted = found[0]
             tc_code = group[0].tc_code
             if inserted:
                 outcome.stored[tc_code] = outcome.stored.get(tc_code, 0) + inserted
                 if forward:
                     outcome.channels.add(forward)
+                    outcome.forwarded.extend(_bind(forward, group, found[1] or [], found[2] or [], found[3] or []))
             if inserted < len(group):
                 outcome.duplicates[tc_code] = outcome.duplicates.get(tc_code, 0) + len(group) - inserted
 
@@ -240,6 +248,23 @@ class PostgresProcessStore:
             "ON CONFLICT (journal) DO UPDATE SET applied_upto = GREATEST(journal_progress.applied_upto, "
             "EXCLUDED.applied_upto), updated_at = now()", (journal, upto))
         return outcome
+
+
+def _bind(channel: str, group: list[ProcessRow], ids, sequences, raws) -> list[tuple[str, int, int]]:
+    """(channel, journal record number, outbox id) for each new outbox row of ``group``.
+
+    A row is matched by its sequence number and bytes, the first record carrying them (in
+    journal order) taking the lowest id: a retransmission in the same batch got no row.
+    """
+    rows: dict[tuple[int, bytes], collections.deque[int]] = collections.defaultdict(collections.deque)
+    for entry_id, sequence_no, raw in zip(ids, sequences, raws):
+        rows[(sequence_no, bytes(raw))].append(entry_id)
+    bound = []
+    for row in group:
+        waiting = rows.get((row.sequence_no, row.raw))
+        if waiting:
+            bound.append((channel, row.number, waiting.popleft()))
+    return bound
 
 
 def _applied_upto(connection, journal: str) -> int:
