@@ -39,6 +39,24 @@ class DatabaseTests(TestCase):
         self.assertEqual(stored, [("tester", "probe", "x", "ok", {"k": "값"})])
 
     @defer.inlineCallbacks
+    def test_a_transaction_whose_connection_dies_fails_as_unavailable(self):
+        dsn = fresh_database(self)
+        db = Database(reactor, dsn, size=1)
+        self.addCleanup(db.close)
+        yield db.start()
+
+        def doomed(cursor):
+            # The server ends this very connection mid-transaction: the ROLLBACK fails too.
+            return cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+        failure = yield self.assertFailure(db.runInteraction(doomed), *UNAVAILABLE)
+        self.assertIsInstance(failure, UNAVAILABLE)
+        self.flushLoggedErrors(*UNAVAILABLE)
+        # and the pool comes back for the next caller
+        rows = yield retrying(reactor, lambda: db.runQuery("SELECT 1"), what="probe")
+        self.assertEqual(rows, [(1,)])
+
+    @defer.inlineCallbacks
     def test_survives_a_restart_and_keeps_listening(self):
         cluster, dsn = private_cluster(self)
         db = Database(reactor, dsn, size=2)

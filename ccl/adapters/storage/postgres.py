@@ -15,12 +15,24 @@ from typing import Any
 import psycopg2
 from twisted.internet import defer, task
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from txpostgres import reconnection, retrying as txretrying, txpostgres
 
 log = Logger()
 
 #: Failures that mean "the database is unreachable right now; try again later".
 UNAVAILABLE = (reconnection.ConnectionDead, psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+def _lost_in_transaction(failure: Failure) -> Failure:
+    """txpostgres reports a transaction whose connection died as RollbackFailed (the ROLLBACK
+    failed too); give callers the original failure, so that they see one of UNAVAILABLE and
+    retry or answer 503 as for any other outage."""
+    if failure.check(txpostgres.RollbackFailed):
+        original = getattr(failure.value, "originalFailure", None)
+        if isinstance(original, Failure) and original.check(*UNAVAILABLE):
+            return original
+    return failure
 
 
 def _backoff():
@@ -119,7 +131,7 @@ class Database:
         return self._pool.runOperation(*args, **kwargs)
 
     def runInteraction(self, interaction, *args, **kwargs) -> defer.Deferred:  # noqa: N802
-        return self._pool.runInteraction(interaction, *args, **kwargs)
+        return self._pool.runInteraction(interaction, *args, **kwargs).addErrback(_lost_in_transaction)
 
     # LISTEN / NOTIFY ---------------------------------------------------------------------
 
