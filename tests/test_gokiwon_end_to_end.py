@@ -50,6 +50,23 @@ def first_arrivals(sim: GokiwonSimulator, channel: str) -> list[bytes]:
     return order
 
 
+@defer.inlineCallbacks
+def forwarding_to_simulator(testcase, dsn: str):
+    """An in-process MES service on ``dsn`` forwarding to a 고기원 simulator, all connected.
+    The safety-net poll is an hour away: only commits and the live path move entries."""
+    sim = GokiwonSimulator(reactor, LAYOUTS, alive_interval=0)
+    ports = yield sim.listen({"schedule": 0, "wpd": 0, "speed": 0})
+    testcase.addCleanup(sim.shutdown)
+    mes = yield start_service(testcase, dsn)
+    settings = GokiwonSettings(host="127.0.0.1", ports=ports, ack_listen="tcp:0:interface=127.0.0.1",
+                               retry_initial=0.1, retry_max=0.5, poll_interval=3600)
+    forwarding = attach_forwarding(mes, settings)  # mes runs: its new child starts at once
+    port = yield forwarding.ack_listener.listening
+    sim.start_acks(("127.0.0.1", port.getHost().port))
+    yield wait_for(lambda: all(f.connected for f in forwarding.forwarders.values()), what="connected")
+    return sim, mes, forwarding
+
+
 
 class EndToEndProcessTests(TestCase):
     timeout = 120
@@ -163,16 +180,7 @@ class WakeUpTests(TestCase):
     def test_the_writer_wakes_forwarding_after_each_commit(self):
         # With the safety-net poll an hour away, only the on_committed hook can move these.
         dsn = fresh_database(self)
-        sim = GokiwonSimulator(reactor, LAYOUTS, alive_interval=0)
-        ports = yield sim.listen({"schedule": 0, "wpd": 0, "speed": 0})
-        self.addCleanup(sim.shutdown)
-        mes = yield start_service(self, dsn)
-        settings = GokiwonSettings(host="127.0.0.1", ports=ports, ack_listen="tcp:0:interface=127.0.0.1",
-                                   retry_initial=0.1, retry_max=0.5, poll_interval=3600)
-        forwarding = attach_forwarding(mes, settings)  # mes runs: its new child starts at once
-        port = yield forwarding.ack_listener.listening
-        sim.start_acks(("127.0.0.1", port.getHost().port))
-        yield wait_for(lambda: all(f.connected for f in forwarding.forwarders.values()), what="connected")
+        sim, mes, forwarding = yield forwarding_to_simulator(self, dsn)
         yield task.deferLater(reactor, 0.2, lambda: None)  # the first poll at start-up is behind us
         client = yield connect(self, mes)
         telegrams = production_run(1, 40)
@@ -194,16 +202,7 @@ class LiveForwardingTests(TestCase):
     @defer.inlineCallbacks
     def test_forwarded_while_postgres_is_down_and_recorded_once_it_is_back(self):
         cluster, dsn = private_cluster(self)
-        sim = GokiwonSimulator(reactor, LAYOUTS, alive_interval=0)
-        ports = yield sim.listen({"schedule": 0, "wpd": 0, "speed": 0})
-        self.addCleanup(sim.shutdown)
-        mes = yield start_service(self, dsn)
-        settings = GokiwonSettings(host="127.0.0.1", ports=ports, ack_listen="tcp:0:interface=127.0.0.1",
-                                   retry_initial=0.1, retry_max=0.5, poll_interval=3600)
-        forwarding = attach_forwarding(mes, settings)
-        port = yield forwarding.ack_listener.listening
-        sim.start_acks(("127.0.0.1", port.getHost().port))
-        yield wait_for(lambda: all(f.connected for f in forwarding.forwarders.values()), what="connected")
+        sim, mes, forwarding = yield forwarding_to_simulator(self, dsn)
         client = yield connect(self, mes)
         client.transport.write(b"".join(production_run(1, 20)))
         yield client.wait_replies(20)
