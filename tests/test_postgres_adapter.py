@@ -10,19 +10,7 @@ from twisted.trial.unittest import TestCase
 from ccl.adapters.storage.postgres import UNAVAILABLE, Database, audit, retrying
 from tests.support.cluster import private_cluster
 from tests.support.database import fresh_database, query
-
-
-def wait_for(predicate, timeout=30.0, interval=0.05):
-    @defer.inlineCallbacks
-    def poll():
-        waited = 0.0
-        while not predicate():
-            if waited > timeout:
-                raise AssertionError("condition not reached in time")
-            yield task.deferLater(reactor, interval, lambda: None)
-            waited += interval
-
-    return poll()
+from tests.support.waiting import wait_for
 
 
 class DatabaseTests(TestCase):

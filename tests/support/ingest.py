@@ -16,6 +16,7 @@ from twisted.web.client import HTTPConnectionPool
 from ccl.adapters.web.ingest.service import DefectsOptions, ImagesOptions, build_defects, build_images
 from ccl.config import load_config
 from tests.support.database import fresh_database
+from tests.support.waiting import wait_for  # noqa: F401 (imported from here by tests)
 
 
 class Running:
@@ -144,11 +145,3 @@ def _json(content: bytes):
         return None
 
 
-@defer.inlineCallbacks
-def wait_for(predicate, timeout=20.0, interval=0.05):
-    waited = 0.0
-    while not predicate():
-        if waited > timeout:
-            raise AssertionError("condition not reached in time")
-        yield task.deferLater(reactor, interval, lambda: None)
-        waited += interval

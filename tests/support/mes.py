@@ -12,6 +12,7 @@ from twisted.internet import defer, endpoints, protocol, reactor, task
 from ccl.adapters.mes.service import MesService, MesSettings
 from ccl.adapters.storage.localdb import free_port
 from ccl.domain.telegrams import PLANT_TZ, TelegramFramer, decode, encode, encode_alive, load_layouts
+from tests.support.waiting import wait_for  # noqa: F401 (imported from here by tests)
 
 LAYOUTS = load_layouts()
 SENT_AT = datetime.datetime(2025, 7, 3, 15, 29, 6, tzinfo=PLANT_TZ)
@@ -40,19 +41,6 @@ def speed(seq: int, mpm: int = 120) -> bytes:
 
 def alive(seq: int, count: int = 1) -> bytes:
     return encode_alive(LAYOUTS, alive_count=count, sequence_no=seq, sent_at=SENT_AT)
-
-
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02, what: str = "condition"):
-    @defer.inlineCallbacks
-    def poll():
-        waited = 0.0
-        while not predicate():
-            if waited > timeout:
-                raise AssertionError(f"{what} not reached in {timeout}s")
-            yield task.deferLater(reactor, interval, lambda: None)
-            waited += interval
-
-    return poll()
 
 
 def settings(dsn: str, var: Path, **overrides) -> MesSettings:
@@ -116,7 +104,7 @@ class MesClient(protocol.Protocol):
         self.closed.callback(None)
 
     def wait_replies(self, count: int, timeout: float = 30.0):
-        return wait_for(lambda: len(self.replies) >= count, timeout, what=f"{count} replies")
+        return wait_for(lambda: len(self.replies) >= count, f"{count} replies", timeout=timeout)
 
 
 @defer.inlineCallbacks

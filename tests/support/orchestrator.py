@@ -11,6 +11,7 @@ from ccl.config import load_config
 from ccl.orchestrator.services import ChildSpec, Check, child_environment, wrap
 from ccl.orchestrator.settings import Settings
 from tests.support.children import program
+from tests.support.waiting import wait_for  # noqa: F401 (imported from here by tests)
 
 #: Fast settings for tests (seconds); each test may override.
 FAST = {
@@ -46,19 +47,6 @@ def http_spec(name: str, port: int, sick_file: str | None = None) -> ChildSpec:
     args = (str(port),) + ((sick_file,) if sick_file else ())
     return spec(name, "serve_health", *args, checks=(Check("http", f"http://127.0.0.1:{port}/health"),),
                 metrics_url=f"http://127.0.0.1:{port}/metrics")
-
-
-@defer.inlineCallbacks
-def wait_for(predicate, what: str, timeout: float = 30.0, interval: float = 0.05):
-    """Poll ``predicate`` until it is true; fail (not hang) after ``timeout`` seconds."""
-    deadline = reactor.seconds() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        yield task.deferLater(reactor, interval, lambda: None)
 
 
 def pause(seconds: float) -> defer.Deferred:
