@@ -30,13 +30,8 @@ import argparse
 import datetime
 import gc
 import os
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -53,8 +48,8 @@ sys.path.insert(0, str(ROOT))
 from twisted.internet import defer, endpoints, protocol, task  # noqa: E402
 
 from ccl.adapters.gokiwon.simulator import GokiwonSimulator  # noqa: E402
-from ccl.adapters.storage.localdb import LocalCluster, free_port  # noqa: E402
-from ccl.adapters.storage.migrations import migrate  # noqa: E402
+from _mes import MesBench  # noqa: E402
+from ccl.adapters.storage.localdb import free_port  # noqa: E402
 from ccl.domain.telegrams import PLANT_TZ, encode, load_layouts  # noqa: E402
 
 LAYOUTS = load_layouts()
@@ -261,39 +256,21 @@ def main() -> int:
     parser.add_argument("--interval", type=float, help="experiment: override the MES writer's WRITE_INTERVAL (s)")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="ccl-bench-fwd-"))
-    os.chmod(work, 0o755)
-    cluster = LocalCluster(work / "pg", free_port())
-    service = None
+    bench = None
     try:
-        cluster.init(trust=True)
-        cluster.start()  # fsync on: as the plant's database
-        dsn = cluster.superuser_dsn("postgres")
-        migrate(dsn)
+        bench = MesBench("ccl-bench-fwd-")
+        dsn = bench.dsn
         mes_port, status_port, ack_port = free_port(), free_port(), free_port()
         ports = {channel: free_port() for channel in LAYOUTS.channels}
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CCL_")}
-        env.update(PYTHONPATH=str(ROOT), CCL_DATABASE_DSN=dsn, CCL_PATHS_VAR=str(work / "var"),
-                   CCL_MES_LISTEN=f"tcp:{mes_port}:interface=127.0.0.1",
-                   CCL_MES_STATUS_LISTEN=f"tcp:{status_port}:interface=127.0.0.1",
-                   CCL_MES_ACK_LISTEN=f"tcp:{ack_port}:interface=127.0.0.1", CCL_GOKIWON_HOST="127.0.0.1",
-                   **{f"CCL_GOKIWON_{channel.upper()}_PORT": str(port) for channel, port in ports.items()})
+        settings = dict(CCL_MES_LISTEN=f"tcp:{mes_port}:interface=127.0.0.1",
+                        CCL_MES_STATUS_LISTEN=f"tcp:{status_port}:interface=127.0.0.1",
+                        CCL_MES_ACK_LISTEN=f"tcp:{ack_port}:interface=127.0.0.1", CCL_GOKIWON_HOST="127.0.0.1",
+                        **{f"CCL_GOKIWON_{channel.upper()}_PORT": str(port) for channel, port in ports.items()})
         if args.window:
-            env["CCL_GOKIWON_WINDOW"] = str(args.window)
-        (work / "var").mkdir()
-        log = open(work / "service.log", "wb")
-        boot = "from twisted.scripts.twistd import run; run()"
-        if args.interval is not None:
-            boot = f"import ccl.adapters.mes.service as s; s.WRITE_INTERVAL = {args.interval!r}; " + boot
-        service = subprocess.Popen([sys.executable, "-c", boot, "-n",
-                                    "--pidfile=", "--logfile=-", "ccl-mes"], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, cwd=work / "var")
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", mes_port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+            settings["CCL_GOKIWON_WINDOW"] = str(args.window)
+        boot = "" if args.interval is None else \
+            f"import ccl.adapters.mes.service as s; s.WRITE_INTERVAL = {args.interval!r}; "
+        service = bench.start(mes_port, settings, boot=boot)
         print(f"ccl-mes pid {service.pid}; journal fsync ON, PostgreSQL fsync on; {os.cpu_count()} CPUs; "
               f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; forwarding defaults (window 16, "
               f"drain_rate 5000/s per channel, retry_max 2 s); MES writer interval "
@@ -314,16 +291,8 @@ def main() -> int:
             print(done.code)
         return 0 if done.code in (None, 0) else 1
     finally:
-        if service is not None:
-            service.send_signal(signal.SIGTERM)
-            try:
-                service.wait(20)
-            except subprocess.TimeoutExpired:
-                service.kill()
-        cluster.destroy()
-        if args.service_log:
-            shutil.copy(work / "service.log", args.service_log)
-        shutil.rmtree(work, ignore_errors=True)
+        if bench is not None:
+            bench.close(keep_log=args.service_log)
     return 0
 
 

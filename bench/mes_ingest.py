@@ -19,12 +19,8 @@ import argparse
 import datetime
 import gc
 import os
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from twisted.internet import defer, endpoints, protocol, task, threads  # noqa: E402
 
-from ccl.adapters.storage.localdb import LocalCluster, free_port  # noqa: E402
-from ccl.adapters.storage.migrations import migrate  # noqa: E402
+from _mes import MesBench  # noqa: E402
+from ccl.adapters.storage.localdb import free_port  # noqa: E402
 from ccl.domain.production import production_run  # noqa: E402
 from ccl.domain.telegrams import PLANT_TZ, encode, load_layouts  # noqa: E402
 
@@ -222,52 +218,28 @@ def main() -> int:
     parser.add_argument("--no-fsync", action="store_true", help="journal fsync off (comparison only)")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="ccl-bench-"))
-    os.chmod(work, 0o755)
-    cluster = LocalCluster(work / "pg", free_port())
-    service = None
+    bench = None
     try:
-        cluster.init(trust=True)
-        cluster.start()  # fsync on: as the plant's database
-        dsn = cluster.superuser_dsn("postgres")
-        migrate(dsn)
+        bench = MesBench()
+        dsn = bench.dsn
         port, status = free_port(), free_port()
         args.status_port = status
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CCL_")}
-        env.update(PYTHONPATH=str(ROOT), CCL_DATABASE_DSN=dsn, CCL_PATHS_VAR=str(work / "var"),
-                   CCL_MES_LISTEN=f"tcp:{port}:interface=127.0.0.1",
-                   CCL_MES_STATUS_LISTEN=f"tcp:{status}:interface=127.0.0.1",
-                   CCL_MES_JOURNAL_FSYNC="false" if args.no_fsync else "true",
-                   # Forwarding has its own bench (forward_latency.py); here it would take production ports.
-                   CCL_GOKIWON_ENABLED="false")
-        (work / "var").mkdir()
-        log = open(work / "service.log", "wb")
-        profile = ["--profile", os.environ["CCL_BENCH_PROFILE"], "--profiler", "cprofile", "--savestats"] \
-            if os.environ.get("CCL_BENCH_PROFILE") else []
-        service = subprocess.Popen([sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n",
-                                    "--pidfile=", "--logfile=-", *profile, "ccl-mes"], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, cwd=work / "var")
-        for _ in range(200):
-            try:
-                import socket
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        profile = ("--profile", os.environ["CCL_BENCH_PROFILE"], "--profiler", "cprofile", "--savestats") \
+            if os.environ.get("CCL_BENCH_PROFILE") else ()
+        service = bench.start(port, dict(
+            CCL_MES_LISTEN=f"tcp:{port}:interface=127.0.0.1",
+            CCL_MES_STATUS_LISTEN=f"tcp:{status}:interface=127.0.0.1",
+            CCL_MES_JOURNAL_FSYNC="false" if args.no_fsync else "true",
+            # Forwarding has its own bench (forward_latency.py); here it would take production ports.
+            CCL_GOKIWON_ENABLED="false"), twistd_args=profile)
         print(f"MES service pid {service.pid} on port {port}; journal fsync "
               f"{'OFF' if args.no_fsync else 'ON'}; PostgreSQL fsync on; {os.cpu_count()} CPUs")
         task.react(lambda reactor: run(reactor, args, port, dsn, service.pid))
     except SystemExit as done:
         return int(done.code or 0)
     finally:
-        if service is not None:
-            service.send_signal(signal.SIGTERM)
-            try:
-                service.wait(20)
-            except subprocess.TimeoutExpired:
-                service.kill()
-        cluster.destroy()
-        shutil.rmtree(work, ignore_errors=True)
+        if bench is not None:
+            bench.close()
     return 0
 
 
