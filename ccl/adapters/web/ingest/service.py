@@ -178,12 +178,18 @@ def build_images(config: Config, settings: dict):
                                  (60.0, thumbnailer.catch_up)]
 
 
-def make_images_service(options) -> service.MultiService:
-    db, pool, site, _app, jobs = build_images(options.config, options.settings)
+def _serve(built: tuple, listen: str) -> service.MultiService:
+    """The twistd service of a built ingestion service: its database, timers and listener."""
+    db, pool, site, _app, jobs = built
     top = IngestService(db, pool)
     for interval, job in jobs:
         internet.TimerService(interval, job).setServiceParent(top)
-    strports.service(options.settings["listen"], site).setServiceParent(top)
+    strports.service(listen, site).setServiceParent(top)
+    return top
+
+
+def make_images_service(options) -> service.MultiService:
+    top = _serve(build_images(options.config, options.settings), options.settings["listen"])
     log.info("ccl-images listening on {listen}, image root {root}", listen=options.settings["listen"],
              root=options.settings["root"])
     return top
@@ -220,11 +226,7 @@ def build_defects(config: Config, settings: dict):
 
 
 def make_defects_service(options) -> service.MultiService:
-    db, pool, site, _app, jobs = build_defects(options.config, options.settings)
-    top = IngestService(db, pool)
-    for interval, job in jobs:
-        internet.TimerService(interval, job).setServiceParent(top)
-    strports.service(options.settings["listen"], site).setServiceParent(top)
+    top = _serve(build_defects(options.config, options.settings), options.settings["listen"])
     log.info("ccl-defects listening on {listen}", listen=options.settings["listen"])
     return top
 
