@@ -79,6 +79,15 @@ class Bench:
         times = self.ps.cpu_times()
         return times.user + times.system
 
+    def cpu_snapshot(self) -> tuple[float, float, float]:
+        """(service, PostgreSQL, this client) CPU seconds so far; see ``cpu_per_request``."""
+        return self.cpu_seconds(), self.pg_cpu_seconds(), client_cpu_seconds()
+
+    def cpu_per_request(self, before: tuple[float, float, float], requests: int) -> tuple[float, float, float]:
+        """(service, PostgreSQL, client) CPU seconds per request since the ``before`` snapshot."""
+        now = self.cpu_snapshot()
+        return tuple((after - was) / max(1, requests) for after, was in zip(now, before))
+
     def count(self, table: str) -> int:
         import psycopg2
 

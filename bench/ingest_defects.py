@@ -14,7 +14,7 @@ import random
 import sys
 import uuid
 
-from _service import Bench, client_cpu_seconds, percentile, run_clients
+from _service import Bench, percentile, run_clients
 
 TYPES = ["scratch", "dent", "stain", "pinhole", "coating_defect", "edge_crack", "roll_mark", "other"]
 #: The first 8 hex digits of every event_id, replaced by the request number when it is sent:
@@ -69,16 +69,12 @@ def main() -> int:
 
             bench.reset_peak()
             stored_before = bench.count("defect_detections")
-            cpu_before = bench.cpu_seconds()
-            pg_before = bench.pg_cpu_seconds()
-            client_before = client_cpu_seconds()
+            before = bench.cpu_snapshot()
             latencies, failures, seconds = run_clients(bench.port, concurrency, request, args.seconds,
                                                        processes=processes)
             rate = len(latencies) / seconds
             stored = bench.count("defect_detections") - stored_before
-            cpu = (bench.cpu_seconds() - cpu_before) / max(1, len(latencies))
-            pg_cpu = (bench.pg_cpu_seconds() - pg_before) / max(1, len(latencies))
-            client_cpu = (client_cpu_seconds() - client_before) / max(1, len(latencies))
+            cpu, pg_cpu, client_cpu = bench.cpu_per_request(before, len(latencies))
             print(f"{name:<24} {concurrency:>4} {rate:>8.1f} {rate * size:>10.0f} {percentile(latencies, 50) * 1000:>7.1f}"
                   f" {percentile(latencies, 99) * 1000:>7.1f} {bench.peak_rss / 2**20:>11.0f} {len(failures):>6}"
                   f" {cpu * 1000:>10.2f} {pg_cpu * 1000:>9.2f} {client_cpu * 1000:>9.2f} {stored:>8}")

@@ -15,7 +15,7 @@ import io
 import sys
 import uuid
 
-from _service import ROOT, Bench, client_cpu_seconds, percentile, run_clients
+from _service import ROOT, Bench, percentile, run_clients
 
 TARGET = "target at concurrency 8: >= 100 pairs/s, p99 < 250 ms, peak RSS < 200 MB"
 
@@ -90,9 +90,7 @@ def main() -> int:
         print(f"{'conc':>4} {'pairs/s':>8} {'MB/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'peak RSS MB':>11} {'errors':>6} {'CPU ms/req':>9} {'PG ms/req':>9} {'client ms':>9}")
         for level in [int(x) for x in args.levels.split(",")]:
             bench.reset_peak()
-            cpu_before = bench.cpu_seconds()
-            pg_before = bench.pg_cpu_seconds()
-            client_before = client_cpu_seconds()
+            before = bench.cpu_snapshot()
 
             def request(i):
                 body, content_type, _ = bodies[i % len(bodies)]
@@ -100,9 +98,7 @@ def main() -> int:
 
             latencies, failures, seconds = run_clients(bench.port, level, request, args.seconds)
             rate = len(latencies) / seconds
-            cpu = (bench.cpu_seconds() - cpu_before) / max(1, len(latencies))
-            pg_cpu = (bench.pg_cpu_seconds() - pg_before) / max(1, len(latencies))
-            client_cpu = (client_cpu_seconds() - client_before) / max(1, len(latencies))
+            cpu, pg_cpu, client_cpu = bench.cpu_per_request(before, len(latencies))
             print(f"{level:>4} {rate:>8.1f} {rate * mean_pair / 1e6:>7.1f} {percentile(latencies, 50) * 1000:>7.1f}"
                   f" {percentile(latencies, 99) * 1000:>7.1f} {bench.peak_rss / 2**20:>11.0f} {len(failures):>6}"
                   f" {cpu * 1000:>9.1f} {pg_cpu * 1000:>9.1f} {client_cpu * 1000:>9.1f}")
@@ -110,7 +106,7 @@ def main() -> int:
                 print(f"     first failures: {failures[:3]}")
             waited = drain_thumbnails(bench.port)
             # The thumbnails trail the uploads: their CPU is only all counted once they caught up.
-            with_thumbnails = (bench.cpu_seconds() - cpu_before) / max(1, len(latencies))
+            with_thumbnails = bench.cpu_per_request(before, len(latencies))[0]
             print(f"     thumbnails caught up {waited:.1f} s after the last upload;"
                   f" CPU per pair with its thumbnails {with_thumbnails * 1000:.1f} ms")
         print(TARGET)
