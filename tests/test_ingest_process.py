@@ -145,3 +145,43 @@ class StartupTests(TestCase):
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("CCL_IMAGES_MAX_FILE_MB", result.stdout + result.stderr)
         self.assertNotIn("Traceback", result.stdout + result.stderr)
+
+
+class WorkerThreadTests(TestCase):
+    timeout = 120
+
+    def test_uploads_use_at_most_the_configured_worker_threads(self):
+        dsn = fresh_database(self)
+        root = os.path.abspath(self.mktemp())
+        port = free_port()
+        log = open(os.path.abspath(self.mktemp()) + ".log", "wb")
+        self.addCleanup(log.close)
+        env = {**service_env(dsn, root, port), "CCL_IMAGES_WORKER_THREADS": "2"}
+        process = start(env, log)
+        self.addCleanup(lambda: process.poll() is None and (process.kill(), process.wait()))
+        wait_healthy(port, process)
+
+        body, content_type = multipart(pair_parts(original=image_bytes("PNG", (1200, 1000)),
+                                                  labeled=image_bytes("PNG", (1200, 1000))))
+        outcomes, most_threads = [], 0
+
+        def upload():
+            for _ in range(5):
+                outcomes.append(post(port, body, content_type)[0])
+
+        clients = [threading.Thread(target=upload) for _ in range(8)]
+        for client in clients:
+            client.start()
+        while any(client.is_alive() for client in clients):
+            most_threads = max(most_threads, len(os.listdir(f"/proc/{process.pid}/task")))
+            time.sleep(0.005)
+        for client in clients:
+            client.join()
+        self.assertEqual(outcomes, [201] * 40)
+        # The reactor thread, the two database threads of SyncPool and the 2 workers; with
+        # Twisted's default pool 8 concurrent uploads would have 8 workers.
+        self.assertLessEqual(most_threads, 5)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+        log.flush()
+        self.assertIn(b"2 worker threads", Path(log.name).read_bytes())
