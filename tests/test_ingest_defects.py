@@ -196,10 +196,16 @@ class BatchTests(Base):
     def test_events_for_every_defect_of_a_batch(self):
         events = []
         yield self.svc.db.listen("ccl_events", events.append)
-        items = [{"defect_type": "dent", "confidence_score": 0.9, "defect_position_meter": float(i)} for i in range(50)]
+        # Line breaks, tabs, quotes and backslashes in the texts: the events go to PostgreSQL
+        # as one text, a payload a line, and must come back whole.
+        awkward = 'dent\nline "2"\t\\ 찍힘'
+        items = [{"defect_type": awkward if i % 2 else "dent", "confidence_score": 0.9,
+                  "defect_position_meter": float(i), "camera_id": "top\r\nbottom"} for i in range(50)]
         yield post_json(self.svc.url, "/defect/batch", {"coil_number": "C88", "defects": items})
         yield wait_for(lambda: len(events) == 50)
         self.assertEqual(sorted(e["defect_position_meter"] for e in events), [float(i) for i in range(50)])
+        self.assertEqual({(e["defect_position_meter"] % 2 == 1, e["defect_type"], e["camera_id"]) for e in events},
+                         {(False, "dent", "top\r\nbottom"), (True, awkward, "top\r\nbottom")})
 
 
 class BatchBadInputTests(Base):
