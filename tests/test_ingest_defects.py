@@ -8,7 +8,7 @@ import attrs
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
-from ccl.adapters.storage.defect_store import event_text
+from ccl.adapters.storage.defect_store import defect_stats, event_text
 from ccl.domain.ingest.defects import Thresholds, validate_defect
 from tests.support.database import query
 from tests.support.ingest import get, post_json, start_service, wait_for
@@ -297,6 +297,32 @@ class ModelAndReadTests(Base):
         self.assertEqual(body["count"], 3)  # the 2001 defect is older than 24 hours
         code, body, _, _ = yield get(self.svc.url, "/defects/recent?limit=0")
         self.assertEqual(code, 400)
+
+    @defer.inlineCallbacks
+    def test_coils_last_seen_exact_whether_or_not_the_window_holds_enough_coils(self):
+        # A has the 5 newest defects, then B (2), then C (1, the oldest of all).
+        rows = [("A", 0.9, 10 + i) for i in range(5)] + [("B", 0.5, 5), ("B", 0.3, 4), ("C", 0.1, 1)]
+        for coil, confidence, minute in rows:
+            query(self.svc.dsn, "INSERT INTO defect_detections (coil_number, defect_type, confidence_score, severity,"
+                                " detection_time) VALUES (%s, 'dent', %s, 'low', '2026-01-01'::timestamptz"
+                                " + make_interval(mins => %s))", (coil, confidence, minute))
+
+        def figures(stats):
+            return [(c["coil_number"], c["count"], round(c["average_confidence"], 6)) for c in stats["by_coil"]]
+
+        expected = [("A", 5, 0.9), ("B", 2, 0.4)]
+        # window 3: only A in it, fewer coils than asked for -> the whole table is grouped
+        self.assertEqual(figures((yield defect_stats(self.svc.db, coils=2, window=3))), expected)
+        # window 6: A and B in it -> exactly the coils asked for, figures over ALL their defects
+        self.assertEqual(figures((yield defect_stats(self.svc.db, coils=2, window=6))), expected)
+        # a window larger than the table
+        self.assertEqual(figures((yield defect_stats(self.svc.db, coils=5, window=100))),
+                         expected + [("C", 1, 0.1)])
+        stats = yield defect_stats(self.svc.db)
+        self.assertEqual((stats["total"], stats["by_severity"], stats["needs_review"]), (8, {"low": 8}, 0))
+        self.assertAlmostEqual(stats["average_confidence"], (4.5 + 0.8 + 0.1) / 8)
+        self.assertEqual(datetime.fromisoformat(stats["last_defect_time"]),
+                         datetime(2026, 1, 1, 0, 14, tzinfo=timezone.utc))
 
     @defer.inlineCallbacks
     def test_health_and_metrics(self):
