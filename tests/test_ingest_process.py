@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import attrs
 from PIL import Image
 from twisted.trial.unittest import TestCase
 
@@ -57,19 +58,38 @@ def post(port, body, content_type, timeout=30):
     return response.status, response.read()
 
 
+@attrs.define
+class Running:
+    dsn: str
+    root: str
+    port: int
+    env: dict
+    log: object
+    process: subprocess.Popen
+
+
+def run_service(testcase, **settings) -> Running:
+    """A healthy ccl-images process on a fresh database and image root; ``settings`` are
+    extra CCL_ variables. Killed at the end of the test if still running."""
+    dsn = fresh_database(testcase)
+    root = os.path.abspath(testcase.mktemp())
+    port = free_port()
+    log = open(os.path.abspath(testcase.mktemp()) + ".log", "wb")
+    testcase.addCleanup(log.close)
+    env = {**service_env(dsn, root, port), **settings}
+    process = start(env, log)
+    testcase.addCleanup(lambda: process.poll() is None and (process.kill(), process.wait()))
+    wait_healthy(port, process)
+    return Running(dsn, root, port, env, log, process)
+
+
 class KillTests(TestCase):
     timeout = 120
 
     def test_sigkill_mid_upload_leaves_no_partial_file(self):
-        dsn = fresh_database(self)
-        root = os.path.abspath(self.mktemp())
-        port = free_port()
-        log = open(os.path.abspath(self.mktemp()) + ".log", "wb")
-        self.addCleanup(log.close)
-        env = service_env(dsn, root, port)
-        process = start(env, log)
-        self.addCleanup(lambda: process.poll() is None and (process.kill(), process.wait()))
-        wait_healthy(port, process)
+        service = run_service(self)
+        dsn, root, port, env, log, process = (service.dsn, service.root, service.port, service.env, service.log,
+                                              service.process)
 
         big = Image.effect_noise((1500, 1500), 64).convert("RGB")
         buffer = io.BytesIO()
@@ -151,15 +171,8 @@ class WorkerThreadTests(TestCase):
     timeout = 120
 
     def test_uploads_use_at_most_the_configured_worker_threads(self):
-        dsn = fresh_database(self)
-        root = os.path.abspath(self.mktemp())
-        port = free_port()
-        log = open(os.path.abspath(self.mktemp()) + ".log", "wb")
-        self.addCleanup(log.close)
-        env = {**service_env(dsn, root, port), "CCL_IMAGES_WORKER_THREADS": "2"}
-        process = start(env, log)
-        self.addCleanup(lambda: process.poll() is None and (process.kill(), process.wait()))
-        wait_healthy(port, process)
+        service = run_service(self, CCL_IMAGES_WORKER_THREADS="2")
+        port, process, log = service.port, service.process, service.log
 
         body, content_type = multipart(pair_parts(original=image_bytes("PNG", (1200, 1000)),
                                                   labeled=image_bytes("PNG", (1200, 1000))))
