@@ -6,6 +6,7 @@ import re
 import socket
 import struct
 import zlib
+from datetime import datetime
 from pathlib import Path
 
 import treq
@@ -306,7 +307,14 @@ class ReadTests(Base):
         self.assertEqual((code, raw), (200, sent[0][1]))
         self.assertEqual(response.headers.getRawHeaders("content-type"), ["image/jpeg"])
         code, body, _, _ = yield get(self.svc.url, "/stats")
-        self.assertEqual((body["data"]["total_images"], body["data"]["total_pairs"], body["data"]["coils"]), (6, 3, 2))
+        stats = body["data"]
+        self.assertEqual((stats["total_images"], stats["total_pairs"], stats["coils"]), (6, 3, 2))
+        self.assertEqual((stats["by_kind"], stats["purged_images"], stats["last_coil_number"]),
+                         ({"original": 3, "labeled": 3}, 0, "C1"))
+        self.assertEqual(stats["stored_bytes"], sum(d[f"{kind}_image"]["size"] for _c, _o, d in sent
+                                                    for kind in ("original", "labeled")))
+        self.assertEqual(datetime.fromisoformat(stats["last_upload_time"]),
+                         datetime.fromisoformat(sent[2][2]["upload_time"]))
 
     @defer.inlineCallbacks
     def test_bad_read_arguments(self):

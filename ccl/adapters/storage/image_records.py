@@ -92,19 +92,29 @@ def page(db, kind: str, *, page: int, limit: int, coil_number: str | None, since
     ).addCallback(lambda rows: (rows[0][0], json.loads(rows[0][1])))
 
 
+#: One pass over the table for the counts and bytes (grouped by kind and kept/purged), the
+#: distinct coils from the images_coil index, the newest upload by images_received (081): the
+#: table is read once instead of six times and never sorted.
+_STATS_SQL = """
+WITH g AS MATERIALIZED (
+    SELECT kind, purged_at IS NULL AS kept, count(*) AS n, sum(bytes) AS b
+    FROM images GROUP BY kind, purged_at IS NULL),
+newest AS MATERIALIZED (SELECT coil_number, received_at FROM images ORDER BY received_at DESC, id DESC LIMIT 1)
+SELECT json_build_object(
+    'total_images', (SELECT coalesce(sum(n), 0) FROM g),
+    'total_pairs', (SELECT coalesce(sum(n), 0) FROM g WHERE kind = 'original'),
+    'stored_bytes', (SELECT coalesce(sum(b), 0) FROM g WHERE kept),
+    'purged_images', (SELECT coalesce(sum(n), 0) FROM g WHERE NOT kept),
+    'by_kind', (SELECT coalesce(json_object_agg(kind, n), '{}') FROM
+                (SELECT kind, sum(n) AS n FROM g GROUP BY kind) k),
+    'coils', (SELECT count(*) FROM (SELECT DISTINCT coil_number FROM images) c),
+    'last_upload_time', (SELECT received_at FROM newest),
+    'last_coil_number', (SELECT coil_number FROM newest)
+)::text"""
+
+
 def stats(db):
-    return db.runQuery("""
-        SELECT json_build_object(
-            'total_images', (SELECT count(*) FROM images),
-            'total_pairs', (SELECT count(*) FROM images WHERE kind = 'original'),
-            'stored_bytes', (SELECT coalesce(sum(bytes), 0) FROM images WHERE purged_at IS NULL),
-            'purged_images', (SELECT count(*) FROM images WHERE purged_at IS NOT NULL),
-            'by_kind', (SELECT coalesce(json_object_agg(kind, n), '{}') FROM
-                        (SELECT kind, count(*) AS n FROM images GROUP BY kind) k),
-            'coils', (SELECT count(DISTINCT coil_number) FROM images),
-            'last_upload_time', (SELECT max(received_at) FROM images),
-            'last_coil_number', (SELECT coil_number FROM images ORDER BY received_at DESC, id DESC LIMIT 1)
-        )::text""").addCallback(lambda rows: json.loads(rows[0][0]))
+    return db.runQuery(_STATS_SQL).addCallback(lambda rows: json.loads(rows[0][0]))
 
 
 # Retention (blocking: run on the SyncPool) -------------------------------------------------
