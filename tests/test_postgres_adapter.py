@@ -14,12 +14,16 @@ from tests.support.waiting import wait_for
 
 
 class DatabaseTests(TestCase):
+    def started(self, dsn: str, size: int) -> defer.Deferred:
+        """A Database on ``dsn``, closed after the test; fires with it once connected."""
+        db = Database(reactor, dsn, size=size)
+        self.addCleanup(db.close)
+        return db.start().addCallback(lambda _: db)
+
     @defer.inlineCallbacks
     def test_query_and_audit(self):
         dsn = fresh_database(self)
-        db = Database(reactor, dsn, size=2)
-        self.addCleanup(db.close)
-        yield db.start()
+        db = yield self.started(dsn, size=2)
         rows = yield db.runQuery("SELECT %s::text", ("한글",))
         self.assertEqual(rows, [("한글",)])
         yield audit(db, actor="tester", action="probe", target="x", result="ok", details={"k": "값"})
@@ -29,9 +33,7 @@ class DatabaseTests(TestCase):
     @defer.inlineCallbacks
     def test_a_transaction_whose_connection_dies_fails_as_unavailable(self):
         dsn = fresh_database(self)
-        db = Database(reactor, dsn, size=1)
-        self.addCleanup(db.close)
-        yield db.start()
+        db = yield self.started(dsn, size=1)
 
         def doomed(cursor):
             # The server ends this very connection mid-transaction: the ROLLBACK fails too.
@@ -47,9 +49,7 @@ class DatabaseTests(TestCase):
     @defer.inlineCallbacks
     def test_survives_a_restart_and_keeps_listening(self):
         cluster, dsn = private_cluster(self)
-        db = Database(reactor, dsn, size=2)
-        self.addCleanup(db.close)
-        yield db.start()
+        db = yield self.started(dsn, size=2)
         events = []
         yield db.listen("ccl_events", events.append)
         yield db.runQuery("SELECT pg_notify('ccl_events', %s)", (json.dumps({"n": 1}),))
