@@ -403,13 +403,22 @@ class LiveForwardingTests(SynchronousTestCase):
 
     def test_not_live_while_a_read_is_under_way_or_the_queue_is_full(self):
         self.fill(3)
-        slow = defer.Deferred()
-        self.store.fetch_pending = lambda *args, **kwargs: slow
+        reads: list[defer.Deferred] = []  # each read its own Deferred, answered by the test
+
+        def read(*args, **kwargs):
+            reads.append(defer.Deferred())
+            return reads[-1]
+
+        self.store.fetch_pending = read
         forwarder = self.forwarder(batch=2)
         forwarder.attach(Wire())
         self.assertFalse(forwarder.can_go_live())  # reading
-        slow.callback([self.store.rows[i]["entry"] for i in (1, 2)])
-        self.assertFalse(forwarder.can_go_live())  # a full batch read: there may be more
+        reads[0].callback([self.store.rows[i]["entry"] for i in (1, 2)])
+        # A full batch: there may be more, so it reads on, and is not live meanwhile.
+        self.assertEqual(len(reads), 2)
+        self.assertFalse(forwarder.can_go_live())
+        reads[1].callback([self.store.rows[3]["entry"]])
+        self.assertTrue(forwarder.can_go_live())
 
     def test_reads_from_the_store_only_up_to_the_last_reported_commit(self):
         self.fill(3)  # 3: committed, but the writer has not reported it yet
