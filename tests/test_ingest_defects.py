@@ -5,6 +5,7 @@ import uuid
 from datetime import datetime, timezone
 
 import attrs
+import psycopg2
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
@@ -297,6 +298,27 @@ class ModelAndReadTests(Base):
         self.assertEqual(body["count"], 3)  # the 2001 defect is older than 24 hours
         code, body, _, _ = yield get(self.svc.url, "/defects/recent?limit=0")
         self.assertEqual(code, 400)
+
+    @defer.inlineCallbacks
+    def test_concurrent_stats_requests_share_one_read_and_the_next_reads_afresh(self):
+        yield post_json(self.svc.url, "/defect/single", defect())
+        shared = self.svc.app.read_stats
+        runs = shared.runs
+        # Hold the table so that the first read stays under way while the others arrive.
+        holder = psycopg2.connect(self.svc.dsn)
+        self.addCleanup(holder.close)
+        holder.cursor().execute("LOCK TABLE defect_detections IN ACCESS EXCLUSIVE MODE")
+        asked = [get(self.svc.url, "/stats") for _ in range(5)]
+        yield wait_for(lambda: shared.waiting == 5, what="five /stats requests waiting")
+        holder.rollback()
+        answers = yield defer.gatherResults(asked)
+        self.assertEqual({code for code, _, _, _ in answers}, {200})
+        self.assertEqual({content for _, _, content, _ in answers}, {answers[0][2]})
+        self.assertEqual(answers[0][1]["data"]["total"], 1)
+        self.assertEqual(shared.runs, runs + 1)
+        yield post_json(self.svc.url, "/defect/single", defect())
+        code, body, _, _ = yield get(self.svc.url, "/stats")
+        self.assertEqual((code, body["data"]["total"], shared.runs), (200, 2, runs + 2))
 
     @defer.inlineCallbacks
     def test_coils_last_seen_exact_whether_or_not_the_window_holds_enough_coils(self):

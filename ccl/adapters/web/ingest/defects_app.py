@@ -21,6 +21,7 @@ from ccl.adapters.web.ingest.common import (
     read_json,
 )
 from ccl.adapters.web.ingest.hot_routes import HotRoutes
+from ccl.adapters.web.ingest.shared_read import SharedRead
 from ccl.domain.ingest.defects import (
     InvalidBatch,
     InvalidDefect,
@@ -49,6 +50,7 @@ class DefectsApp:
         self._status = status_resource
         self.requests = registry.counter("ingest_defect_requests_total", "Defect API requests by route and status")
         self.stored = registry.counter("ingest_defects_total", "Defects stored, by path (single, batch)")
+        self.read_stats = SharedRead(lambda: defect_store.defect_stats(self.db))
 
     def resource(self):
         hot = {b"/defect/single": self.single, b"/defect/batch": self.batch}
@@ -124,7 +126,7 @@ class DefectsApp:
     @app.route("/stats", methods=["GET"])
     @endpoint("stats")
     async def stats(self, request):
-        return 200, {"success": True, "data": await defect_store.defect_stats(self.db)}
+        return 200, {"success": True, "data": await self.read_stats()}
 
     @app.route("/defects/recent", methods=["GET"])
     @endpoint("recent")

@@ -15,6 +15,7 @@ from ccl.adapters.storage.image_store import ImageRefused, ImageStore
 from ccl.adapters.web.ingest.common import HttpError, endpoint, int_arg, json_reply, text_arg
 from ccl.adapters.web.ingest.hot_routes import HotRoutes
 from ccl.adapters.web.ingest.multipart_form import FormRefused, read_form
+from ccl.adapters.web.ingest.shared_read import SharedRead
 from ccl.application.image_pairs import PairIngestion, ReceivedFile
 from ccl.domain.ingest.coils import InvalidCoilNumber, check_coil_number
 from ccl.domain.ingest.images import CONTENT_TYPES, KINDS, is_stored_name
@@ -40,6 +41,7 @@ class ImagesApp:
         self.requests = registry.counter("ingest_image_requests_total", "Image API requests by route and status")
         self.pairs = registry.counter("ingest_image_pairs_total", "Image pairs stored")
         self.bytes_in = registry.counter("ingest_image_bytes_total", "Bytes of image files stored")
+        self.read_stats = SharedRead(lambda: image_records.stats(self.db))
 
     def resource(self):
         return HotRoutes({b"/upload/pair": self.upload_pair}, self.app.resource())
@@ -126,7 +128,7 @@ class ImagesApp:
     @app.route("/stats", methods=["GET"])
     @endpoint("stats")
     async def stats(self, request):
-        data = await image_records.stats(self.db)
+        data = dict(await self.read_stats())  # shared with concurrent requests: add to a copy
         usage = await deferToThread(self.store.disk_usage)
         data["disk"] = {"total_bytes": usage.total, "used_bytes": usage.used, "free_bytes": usage.free,
                         "used_percent": round(100.0 * usage.used / usage.total, 2) if usage.total else None}
