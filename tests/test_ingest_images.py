@@ -9,6 +9,7 @@ import zlib
 from datetime import datetime
 from pathlib import Path
 
+import psycopg2
 import treq
 from PIL import Image
 from twisted.internet import defer, threads
@@ -315,6 +316,23 @@ class ReadTests(Base):
                                                     for kind in ("original", "labeled")))
         self.assertEqual(datetime.fromisoformat(stats["last_upload_time"]),
                          datetime.fromisoformat(sent[2][2]["upload_time"]))
+
+    @defer.inlineCallbacks
+    def test_concurrent_stats_requests_share_one_read(self):
+        code, _ = yield post_parts(self.svc.url, pair_parts(coil="C1"))
+        self.assertEqual(code, 201)
+        shared = self.svc.app.read_stats
+        runs = shared.runs
+        holder = psycopg2.connect(self.svc.dsn)  # holds the table: the first read stays under way
+        self.addCleanup(holder.close)
+        holder.cursor().execute("LOCK TABLE images IN ACCESS EXCLUSIVE MODE")
+        asked = [get(self.svc.url, "/stats") for _ in range(4)]
+        yield wait_for(lambda: shared.waiting == 4, what="four /stats requests waiting")
+        holder.rollback()
+        answers = yield defer.gatherResults(asked)
+        self.assertEqual([(code, body["data"]["total_images"]) for code, body, _, _ in answers], [(200, 2)] * 4)
+        self.assertTrue(all(body["data"]["disk"]["total_bytes"] > 0 for _, body, _, _ in answers))
+        self.assertEqual(shared.runs, runs + 1)
 
     @defer.inlineCallbacks
     def test_bad_read_arguments(self):
