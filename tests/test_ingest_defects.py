@@ -5,14 +5,13 @@ import uuid
 from datetime import datetime, timezone
 
 import attrs
-import psycopg2
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
 from ccl.adapters.storage.defect_store import defect_stats, event_text
 from ccl.domain.ingest.defects import Thresholds, validate_defect
 from tests.support.database import query
-from tests.support.ingest import get, post_json, start_service, wait_for
+from tests.support.ingest import get, post_json, start_service, stats_asked_together, wait_for
 
 EVENT = "123e4567-e89b-12d3-a456-426614174000"
 
@@ -304,14 +303,7 @@ class ModelAndReadTests(Base):
         yield post_json(self.svc.url, "/defect/single", defect())
         shared = self.svc.app.read_stats
         runs = shared.runs
-        # Hold the table so that the first read stays under way while the others arrive.
-        holder = psycopg2.connect(self.svc.dsn)
-        self.addCleanup(holder.close)
-        holder.cursor().execute("LOCK TABLE defect_detections IN ACCESS EXCLUSIVE MODE")
-        asked = [get(self.svc.url, "/stats") for _ in range(5)]
-        yield wait_for(lambda: shared.waiting == 5, what="five /stats requests waiting")
-        holder.rollback()
-        answers = yield defer.gatherResults(asked)
+        answers = yield stats_asked_together(self, self.svc, "defect_detections", 5)
         self.assertEqual({code for code, _, _, _ in answers}, {200})
         self.assertEqual({content for _, _, content, _ in answers}, {answers[0][2]})
         self.assertEqual(answers[0][1]["data"]["total"], 1)

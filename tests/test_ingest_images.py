@@ -9,7 +9,6 @@ import zlib
 from datetime import datetime
 from pathlib import Path
 
-import psycopg2
 import treq
 from PIL import Image
 from twisted.internet import defer, threads
@@ -17,7 +16,8 @@ from twisted.trial.unittest import TestCase
 
 from tests.support import ingest
 from tests.support.database import query
-from tests.support.ingest import get, image_bytes, multipart, pair_parts, post_json, post_parts, start_service, wait_for
+from tests.support.ingest import (get, image_bytes, multipart, pair_parts, post_json, post_parts, start_service,
+                                  stats_asked_together, wait_for)
 
 NAME = re.compile(r"^C123-45_\d{17}_(original|labeled)\.(jpg|png|bmp)$")
 
@@ -323,13 +323,7 @@ class ReadTests(Base):
         self.assertEqual(code, 201)
         shared = self.svc.app.read_stats
         runs = shared.runs
-        holder = psycopg2.connect(self.svc.dsn)  # holds the table: the first read stays under way
-        self.addCleanup(holder.close)
-        holder.cursor().execute("LOCK TABLE images IN ACCESS EXCLUSIVE MODE")
-        asked = [get(self.svc.url, "/stats") for _ in range(4)]
-        yield wait_for(lambda: shared.waiting == 4, what="four /stats requests waiting")
-        holder.rollback()
-        answers = yield defer.gatherResults(asked)
+        answers = yield stats_asked_together(self, self.svc, "images", 4)
         self.assertEqual([(code, body["data"]["total_images"]) for code, body, _, _ in answers], [(200, 2)] * 4)
         self.assertTrue(all(body["data"]["disk"]["total_bytes"] > 0 for _, body, _, _ in answers))
         self.assertEqual(shared.runs, runs + 1)

@@ -8,6 +8,7 @@ import os
 import uuid
 from pathlib import Path
 
+import psycopg2
 import treq
 from PIL import Image
 from twisted.internet import defer, reactor, task
@@ -145,3 +146,19 @@ def _json(content: bytes):
         return None
 
 
+
+
+@defer.inlineCallbacks
+def stats_asked_together(testcase, svc, table: str, count: int):
+    """``count`` GET /stats sent while ``table`` is locked by another session, so that the first
+    read stays under way until all of them have arrived; fires with their answers."""
+    import psycopg2
+
+    holder = psycopg2.connect(svc.dsn)
+    testcase.addCleanup(holder.close)
+    holder.cursor().execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+    asked = [get(svc.url, "/stats") for _ in range(count)]
+    yield wait_for(lambda: svc.app.read_stats.waiting == count, what=f"{count} /stats requests waiting")
+    holder.rollback()
+    answers = yield defer.gatherResults(asked)
+    return answers
