@@ -5,7 +5,9 @@ as a real process (``twistd -n ccl-mes``, journal fsync on, forwarding with the 
 settings: window 16, drain_rate 5000/s per channel, retry_max 2 s) and, in this process, an
 MES client and the 고기원 simulator (which ACKs every telegram at once). Then:
 
-1. latency at 100 and 1,000 telegrams/s (``--rates``): from the write of each telegram to
+1. latency at 100 and 1,000 telegrams/s (``--rates``), each run after a CHECKPOINT and a
+   ``sync`` (what the set-up or an earlier run left dirty is written out first, as in
+   bench/mes_ingest.py): from the write of each telegram to
    the MES port to its arrival at the simulator, p50/p99/max over the forwarded TCs. Once a
    channel has caught up, telegrams are forwarded as soon as the journal has them on disk
    (before the PostgreSQL commit); the run prints how many arrived before their outbox
@@ -45,10 +47,10 @@ import psycopg2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from twisted.internet import defer, endpoints, protocol, task  # noqa: E402
+from twisted.internet import defer, endpoints, protocol, task, threads  # noqa: E402
 
 from ccl.adapters.gokiwon.simulator import GokiwonSimulator  # noqa: E402
-from _mes import MesBench  # noqa: E402
+from _mes import MesBench, settle_disk  # noqa: E402
 from ccl.adapters.storage.localdb import free_port  # noqa: E402
 from ccl.domain.telegrams import PLANT_TZ, encode, load_layouts  # noqa: E402
 
@@ -171,6 +173,7 @@ class Run:
         yield self.wait_arrived(keys, 30)
 
         for rate in self.args.rates:
+            yield threads.deferToThread(settle_disk, self.dsn)
             # The bench process's own garbage collections (its dicts of times and the
             # simulator's record grow by the thousand) would stall its reading of what arrives
             # and show up as forwarding latency: none during the measured run.

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from twisted.internet import defer, endpoints, protocol, task, threads  # noqa: E402
 
-from _mes import MesBench  # noqa: E402
+from _mes import MesBench, settle_disk  # noqa: E402
 from ccl.adapters.storage.localdb import free_port  # noqa: E402
 from ccl.domain.production import production_run  # noqa: E402
 from ccl.domain.telegrams import PLANT_TZ, encode, load_layouts  # noqa: E402
@@ -108,14 +108,6 @@ def stored(dsn: str) -> int:
         cursor.execute("SELECT (SELECT count(*) FROM tc_4000_schedule) + (SELECT count(*) FROM tc_4001_cut) + "
                        "(SELECT count(*) FROM tc_4002_wpd) + (SELECT count(*) FROM tc_4003_speed)")
         return cursor.fetchone()[0]
-
-
-def settle_disk(dsn: str) -> None:
-    with psycopg2.connect(dsn) as connection:
-        connection.autocommit = True
-        connection.cursor().execute("CHECKPOINT")
-    os.sync()
-    time.sleep(1.0)
 
 
 def percentile(values: list[float], p: float) -> float:
