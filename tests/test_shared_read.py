@@ -49,3 +49,11 @@ class SharedReadTests(TestCase):
         self.assertEqual(shared.waiting, 0)
         self.failureResultOf(shared(), ValueError)
         self.assertEqual(shared.runs, 2)
+
+    def test_a_caller_that_gives_up_does_not_keep_the_answer_from_the_others(self):
+        first, second = self.shared(), self.shared()
+        first.cancel()  # e.g. its client disconnected
+        self.failureResultOf(first, defer.CancelledError)
+        self.started[0].callback("figures")
+        self.assertEqual(self.successResultOf(second), "figures")
+        self.assertEqual(self.shared.waiting, 0)
