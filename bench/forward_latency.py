@@ -11,7 +11,7 @@ MES client and the 고기원 simulator (which ACKs every telegram at once). Then
    the MES port to its arrival at the simulator, p50/p99/max over the forwarded TCs. Once a
    channel has caught up, telegrams are forwarded as soon as the journal has them on disk
    (before the PostgreSQL commit); the run prints how many arrived before their outbox
-   transaction began, the journal's write+fdatasync times, and the CPU seconds of ccl-mes
+   transaction began, the journal's synchronous write times, and the CPU seconds of ccl-mes
    per telegram (psutil) and of this bench process (whose garbage collector is off during the
    measured run, as in bench/mes_ingest.py, so that its own pauses do not count as latency);
 2. drain: the simulator stops listening and cuts its connections for ``--outage`` seconds
@@ -199,7 +199,7 @@ class Run:
             health = self.health()
             writes = health.get("journal_writes", {})
             print(f"    {early * 100 / max(len(committed), 1):.0f}% reached 고기원 before their outbox transaction "
-                  f"began; journal write+fdatasync (last {writes.get('count')} batches) p50 {writes.get('p50_ms')} ms, "
+                  f"began; journal write (O_DSYNC) (last {writes.get('count')} batches) p50 {writes.get('p50_ms')} ms, "
                   f"p99 {writes.get('p99_ms')} ms, {writes.get('records_per_batch')} records/batch", flush=True)
             channels = health.get("gokiwon", {}).get("channels", {})
             print("    ACK round trip (ccl-mes send -> 고기원's ACK back) ms p50/p99/max: " + ", ".join(

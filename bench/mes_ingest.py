@@ -191,7 +191,7 @@ def run(reactor, args, port: int, dsn: str, service_pid: int):
 
     health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{args.status_port}/health").read())
     writes = health["journal_writes"]
-    print(f"journal write+fdatasync during the latency run (last {writes['count']} batches): p50 "
+    print(f"journal write (O_DSYNC) during the latency run (last {writes['count']} batches): p50 "
           f"{writes['p50_ms']} ms, p99 {writes['p99_ms']} ms, max {writes['max_ms']} ms, "
           f"{writes['records_per_batch']} records per batch")
     grand = total + count
