@@ -12,6 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg2
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -23,8 +25,6 @@ def settle_disk(dsn: str) -> None:
     """Before a latency run: write out what the set-up (a fresh cluster, the migrations, an
     earlier run) left dirty, so that its writeback does not slow the journal's syncs during
     the measurement. Blocking: call it in a thread from a reactor."""
-    import psycopg2
-
     with psycopg2.connect(dsn) as connection:
         connection.autocommit = True
         connection.cursor().execute("CHECKPOINT")

@@ -146,14 +146,10 @@ def _json(content: bytes):
         return None
 
 
-
-
 @defer.inlineCallbacks
 def stats_asked_together(testcase, svc, table: str, count: int):
     """``count`` GET /stats sent while ``table`` is locked by another session, so that the first
     read stays under way until all of them have arrived; fires with their answers."""
-    import psycopg2
-
     holder = psycopg2.connect(svc.dsn)
     testcase.addCleanup(holder.close)
     holder.cursor().execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")

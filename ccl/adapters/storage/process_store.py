@@ -223,7 +223,7 @@ class PostgresProcessStore:
     def _stage(self, cursor, table: str, names: tuple[str, ...]) -> str:
         stage = _quote(f"ccl_stage_{table}")
         if (table, names) not in self._staged:
-            columns = ", ".join(_quote(n) for n in (*names, "raw"))
+            columns = _column_list(names)
             cursor.execute(f"DROP TABLE IF EXISTS {stage}")
             cursor.execute(f"CREATE TEMP TABLE {stage} ON COMMIT DELETE ROWS AS "
                            f"SELECT 0::bigint AS ccl_n, {columns} FROM {_quote(table)} WITH NO DATA")
@@ -251,6 +251,7 @@ class PostgresProcessStore:
 
         for (table, names), group in groups.items():
             forward = group[0].forward
+            columns = _column_list(names)
             if len(group) >= self._stage_from:
                 stage = self._stage(cursor, table, names)
                 data = io.StringIO()
@@ -258,11 +259,10 @@ class PostgresProcessStore:
                     data.write("\t".join([str(row.number), *map(copy_text, row.columns.values()), copy_text(row.raw)]))
                     data.write("\n")
                 data.seek(0)
-                cursor.copy_expert(f"COPY {stage} (ccl_n, {_column_list(names)}) FROM STDIN", data)
-                cursor.execute(_store_sql(table, names, forward, f"SELECT {_column_list(names)} FROM {stage} "
-                                                                  f"ORDER BY ccl_n"))
+                cursor.copy_expert(f"COPY {stage} (ccl_n, {columns}) FROM STDIN", data)
+                cursor.execute(_store_sql(table, names, forward, f"SELECT {columns} FROM {stage} ORDER BY ccl_n"))
             else:
-                source = (f"SELECT {_column_list(names)} FROM json_populate_recordset(NULL::{_quote(table)}, $1) "
+                source = (f"SELECT {columns} FROM json_populate_recordset(NULL::{_quote(table)}, $1) "
                           f"WITH ORDINALITY AS v ORDER BY v.ordinality")
                 self._execute_prepared(cursor, ("store", table, names, forward), "json",
                                        lambda: _store_sql(table, names, forward, source), (rows_json(group),))
