@@ -144,6 +144,39 @@ class MonitorTests(TestCase):
         self.assertTrue(env["LANG"])
         self.assertNotIn("CCL_ORCHESTRATOR_PID", env)  # consumed by exec_child, never seen by config
 
+    def test_a_service_id_is_in_the_table_once(self):
+        """A second child with the same id is refused instead of shadowing the first."""
+        monitor = Orchestrator(reactor, [spec("web", "print_lines", "1")], settings(self))
+        self.addCleanup(monitor.close_logs)
+        with self.assertRaises(KeyError):
+            monitor.add(spec("web", "print_lines", "2"))
+        self.assertEqual(list(monitor.children), ["web"])
+
+
+class PublicTwistedAPITests(TestCase):
+    def test_the_orchestrator_does_not_build_on_procmon(self):
+        """The monitor composes spawnProcess: no ProcessMonitor in its bases, no procmon import in
+        ccl/orchestrator, so a Twisted upgrade cannot break it by changing procmon's private methods."""
+        import ast
+        import pathlib
+
+        from twisted.runner.procmon import ProcessMonitor
+
+        import ccl.orchestrator
+
+        self.assertNotIn(ProcessMonitor, Orchestrator.__mro__)
+        package = pathlib.Path(ccl.orchestrator.__file__).parent
+
+        def imported(path):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom):
+                    yield node.module or ""
+                elif isinstance(node, ast.Import):
+                    yield from (alias.name for alias in node.names)
+        importing = [path.name for path in package.glob("*.py")
+                     if any(name.startswith("twisted.runner") for name in imported(path))]
+        self.assertEqual(importing, [])
+
 
 class OrphanTests(TestCase):
     timeout = 60

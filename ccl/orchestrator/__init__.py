@@ -2,7 +2,7 @@
 
 - ``settings``: the ``[orchestrator]`` keys, read once.
 - ``services``: the table of services (data) and how each becomes a child.
-- ``monitor``: the process monitor (a ``ProcessMonitor`` subclass): states, restarts, stops.
+- ``monitor``: the process monitor (``spawnProcess``, public Twisted API only): states, restarts, stops.
 - ``child``: one child's runtime state, status view and output splitting.
 - ``backoff``: the restart policy (pure).
 - ``logfiles``: rotated per-child log files and tails across the rotation boundary.

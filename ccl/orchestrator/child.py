@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Callable
 
 import attrs
 import psutil
 from twisted.internet import protocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ccl.orchestrator.backoff import RestartPolicy
 from ccl.orchestrator.logfiles import LineSplitter, RotatingLog
@@ -110,10 +112,10 @@ def _sample_name(name: str, labels: dict) -> str:
 
 
 class ChildProtocol(protocol.ProcessProtocol):
-    """Splits the child's stdout and stderr into whole lines for its log file."""
+    """Splits the child's stdout and stderr into whole lines for its log file; reports the end."""
 
-    def __init__(self, monitor, child: Child):
-        self._monitor = monitor
+    def __init__(self, child: Child, ended: Callable[[Child, Failure], None]):
+        self._ended = ended
         self._child = child
         self._out = LineSplitter()
         self._err = LineSplitter()
@@ -126,6 +128,6 @@ class ChildProtocol(protocol.ProcessProtocol):
 
     def processEnded(self, reason) -> None:  # noqa: N802
         self._child.log.write_lines(self._out.flush() + self._err.flush())
-        self._monitor._monitoredProcessExited(self._child.id, reason)
+        self._ended(self._child, reason)
 
 

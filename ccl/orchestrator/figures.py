@@ -51,7 +51,7 @@ def render(monitor, volumes: dict[str, Path], open_alerts: int | None = None) ->
     registry.gauge("service_rss_bytes", "resident memory of the service's processes",
                    read=lambda: _labelled({k: v["rss_bytes"] for k, v in figures.items() if v}))
     registry.gauge("service_uptime_seconds", "seconds since the service's process started",
-                   read=lambda: _labelled({c.id: c.status(monitor._clock.seconds())["uptime"] or 0 for c in children}))
+                   read=lambda: _labelled({c.id: c.status(monitor.seconds())["uptime"] or 0 for c in children}))
     disks = {name: disk_usage(path) for name, path in volumes.items()}
     registry.gauge("disk_used_bytes", "bytes used on the volume (images, database)",
                    read=lambda: {(("volume", k),): v["used"] for k, v in disks.items() if v})

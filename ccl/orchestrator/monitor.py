@@ -1,14 +1,17 @@
-"""The process monitor: a ``ProcessMonitor`` that really stops, checks health and gives up.
+"""The process monitor: owns the children with ``reactor.spawnProcess``; restarts, stops, health.
 
-procmon's pitfalls and what this subclass does about them:
+Composition, not inheritance: an earlier version subclassed ``twisted.runner.procmon.ProcessMonitor``
+and overrode its private methods, which tied the code to one Twisted release. Now this module
+uses only public Twisted API (``IReactorProcess.spawnProcess``, a ``ProcessProtocol``,
+``IReactorTime.callLater``, ``Service``) and keeps the restart, back-off and stop logic itself.
+It still avoids procmon's pitfalls (shared/notes/twisted-stack.md):
 
-- children get an EMPTY environment by default: each ``ChildSpec`` carries a real one;
-- ``stopProcess`` only sends TERM and the monitor starts the child again: here a stop
-  clears ``wanted`` and the exit handler respects it, so a stop stays stopped;
-- ``stopService`` does not wait: here it stops every child (its stop signal, SIGKILL after
-  ``grace``) and returns a Deferred that twistd waits for, the database last;
-- exits are not recorded and output goes to the monitor's logger: here every exit is kept
-  (code or signal, time) and each child writes its own rotated log file, whole lines only.
+- a child gets a real environment (each ``ChildSpec`` carries one), never an empty one;
+- a stop clears ``wanted`` and the exit handler respects it, so a stop stays stopped;
+- ``stopService`` stops every child (its stop signal, SIGKILL after ``grace``) and returns a
+  Deferred that twistd waits for, the database last;
+- every exit is kept (code or signal, time) and each child writes its own rotated log file,
+  whole lines only.
 
 States: starting (spawned, first health check not passed yet), running, backoff (waiting to
 restart after a crash), stopping, stopped (by an operator or at shutdown), fatal (crashed
@@ -25,7 +28,6 @@ from twisted.application import service
 from twisted.internet import defer, error, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.runner.procmon import ProcessMonitor
 
 from ccl.orchestrator.backoff import RestartPolicy
 from ccl.orchestrator.child import Child, ChildProtocol, descendants, iso, kill_leftovers
@@ -37,21 +39,20 @@ from ccl.orchestrator.settings import Settings
 log = Logger()
 
 
-class Orchestrator(ProcessMonitor):
+class Orchestrator(service.Service):
     """Start, watch, restart and stop the children of ``specs``."""
 
     def __init__(self, reactor, specs: list[ChildSpec], settings: Settings):
-        super().__init__(reactor)
+        self._reactor = reactor
         self.settings = settings
-        self.threshold = settings.stable_after
-        self.killTime = settings.grace
         self.children: dict[str, Child] = {}
         self.listeners: list[Callable[[str, Child], None]] = []
         #: Called at shutdown once the services are down, before the database is stopped.
         self.before_database_stop: list[Callable[[], None]] = []
         self._loops: list[task.LoopingCall] = []
         self._started_wall = time.time()
-        self._started_at = self._clock.seconds()
+        self._started_at = reactor.seconds()
+        self._protocols: dict[str, ChildProtocol] = {}  # the children with a live process
         self._startup: defer.Deferred | None = None
         self._inflight: set[defer.Deferred] = set()
         for spec in specs:
@@ -63,13 +64,10 @@ class Orchestrator(ProcessMonitor):
         s = self.settings
         child = Child(spec=spec, log=RotatingLog(s.logs / f"{spec.id}.log", s.log_max_bytes, s.log_keep),
                       policy=RestartPolicy(s.restart_delay, s.restart_delay_max, s.stable_after, s.fatal_after))
+        if spec.id in self.children:
+            raise KeyError(f"service {spec.id!r} is already in the table")
         self.children[spec.id] = child
-        # procmon's own table, so its introspection (repr, addProcess's duplicate check) stays true.
-        ProcessMonitor.addProcess(self, spec.id, spec.argv, uid=spec.uid, gid=spec.gid, env=spec.env, cwd=spec.cwd)
         return child
-
-    def addProcess(self, *args, **kwargs):  # noqa: N802
-        raise NotImplementedError("use add(ChildSpec)")
 
     def get(self, name: str) -> Child:
         return self.children[name]
@@ -92,7 +90,7 @@ class Orchestrator(ProcessMonitor):
         for interval, work in ((self.settings.health_interval, self.check_health),
                                (self.settings.metrics_interval, self.scrape_metrics)):
             loop = task.LoopingCall(work)
-            loop.clock = self._clock
+            loop.clock = self._reactor
             loop.start(interval, now=False).addErrback(lambda f: log.failure("monitor loop failed", f))
             self._loops.append(loop)
         self._startup = self.start_all()
@@ -119,7 +117,7 @@ class Orchestrator(ProcessMonitor):
             child.ready_waiters.append(waiter)
             waits.append(waiter)
         done = defer.DeferredList(waits)
-        timer = self._clock.callLater(timeout, lambda: [w.callback(False) for w in waits if not w.called])
+        timer = self._reactor.callLater(timeout, lambda: [w.callback(False) for w in waits if not w.called])
         done.addBoth(lambda result: (timer.cancel() if timer.active() else None, result)[1])
         return done
 
@@ -155,7 +153,7 @@ class Orchestrator(ProcessMonitor):
             child.pending_start.cancel()
         child.pending_start = None
         if not child.alive():
-            self.startProcess(name)
+            self._spawn(name)
         elif child.state == "stopping":
             child.restart_reason_pending = "started by operator while stopping"
         return child
@@ -190,15 +188,12 @@ class Orchestrator(ProcessMonitor):
         self._signal(child)
         return waiter
 
-    def stopProcess(self, name: str) -> None:  # noqa: N802 (procmon API: now a real stop)
-        self.stop(name)
-
     def _signal(self, child: Child) -> None:
         if child.state != "stopping":
             child.state = "stopping"
             self._mark(child, f"stopping pid {child.pid} (SIG{child.spec.stop_signal},"
                               f" SIGKILL after {self.settings.grace:g} s)")
-        proto = self.protocols.get(child.id)
+        proto = self._protocols.get(child.id)
         if proto is None or proto.transport is None:
             return
         try:
@@ -206,10 +201,10 @@ class Orchestrator(ProcessMonitor):
         except error.ProcessExitedAlready:
             return
         if child.murder is None or not child.murder.active():
-            child.murder = self._clock.callLater(self.settings.grace, self._kill, child)
+            child.murder = self._reactor.callLater(self.settings.grace, self._kill, child)
 
     def _kill(self, child: Child) -> None:
-        proto = self.protocols.get(child.id)
+        proto = self._protocols.get(child.id)
         if proto is None or proto.transport is None:
             return
         self._mark(child, f"pid {child.pid} still running {self.settings.grace:g} s after"
@@ -223,14 +218,14 @@ class Orchestrator(ProcessMonitor):
 
     # -- processes -------------------------------------------------------------------------
 
-    def startProcess(self, name: str) -> None:  # noqa: N802
+    def _spawn(self, name: str) -> None:
         child = self.children[name]
-        if name in self.protocols:
+        if name in self._protocols:
             return
         spec = child.spec
-        proto = ChildProtocol(self, child)
-        self.protocols[name] = proto
-        child.started_at = self.timeStarted[name] = self._clock.seconds()
+        proto = ChildProtocol(child, self._process_ended)
+        self._protocols[name] = proto
+        child.started_at = self._reactor.seconds()
         child.started_wall = time.time()
         child.failures = 0
         child.tcp_ok_at = None
@@ -246,7 +241,7 @@ class Orchestrator(ProcessMonitor):
         except OSError as failure:
             child.pid = None
             self._mark(child, f"cannot start: {failure}")
-            del self.protocols[name]
+            del self._protocols[name]
             self._exited(child, {"code": None, "signal": None, "error": str(failure)})
             return
         child.pid = transport.pid
@@ -255,9 +250,8 @@ class Orchestrator(ProcessMonitor):
         if child.state == "running":
             self._ready(child)
 
-    def _monitoredProcessExited(self, name: str, reason=None) -> None:  # noqa: N802
-        child = self.children[name]
-        self.protocols.pop(name, None)
+    def _process_ended(self, child: Child, reason: Failure) -> None:
+        self._protocols.pop(child.id, None)
         value = getattr(reason, "value", None)
         code = getattr(value, "exitCode", None)
         signal_number = getattr(value, "signal", None)
@@ -269,7 +263,7 @@ class Orchestrator(ProcessMonitor):
         self._exited(child, {"code": code, "signal": signal_number})
 
     def _exited(self, child: Child, how: dict) -> None:
-        now = self._clock.seconds()
+        now = self._reactor.seconds()
         run = now - child.started_at if child.started_at is not None else 0.0
         if child.murder is not None and child.murder.active():
             child.murder.cancel()
@@ -290,7 +284,7 @@ class Orchestrator(ProcessMonitor):
             # An operator's or the health check's restart: back at once, not counted as a crash.
             reason, child.restart_reason_pending = child.restart_reason_pending, None
             self._count_restart(child, reason)
-            self.startProcess(child.id)
+            self._spawn(child.id)
         elif not child.wanted or not self.running:
             child.state = "stopped"
         else:
@@ -306,22 +300,22 @@ class Orchestrator(ProcessMonitor):
             else:
                 self._count_restart(child, f"exited with {what}")
                 if decision.delay <= 0:
-                    self.startProcess(child.id)
+                    self._spawn(child.id)
                 else:
                     child.state = "backoff"
                     self._mark(child, f"restarting in {decision.delay:g} s")
-                    child.pending_start = self._clock.callLater(decision.delay, self._restart_after_backoff, child)
+                    child.pending_start = self._reactor.callLater(decision.delay, self._restart_after_backoff, child)
         for waiter in waiters:
             waiter.callback(child)
 
     def _restart_after_backoff(self, child: Child) -> None:
         child.pending_start = None
         if child.wanted and self.running and not child.alive():
-            self.startProcess(child.id)
+            self._spawn(child.id)
 
     def _count_restart(self, child: Child, reason: str) -> None:
         child.restarts += 1
-        child.restart_times.append(self._clock.seconds())
+        child.restart_times.append(self._reactor.seconds())
         child.last_restart_reason = reason
 
     def _ready(self, child: Child) -> None:
@@ -351,7 +345,7 @@ class Orchestrator(ProcessMonitor):
 
     def _check(self, child: Child) -> defer.Deferred:
         timeout = self.settings.health_timeout
-        now = self._clock.seconds()
+        now = self._reactor.seconds()
         checks = []
         for check in child.spec.checks:
             if check.kind == "tcp":
@@ -365,14 +359,14 @@ class Orchestrator(ProcessMonitor):
         return defer.gatherResults(checks, consumeErrors=True)
 
     def _tcp_ok(self, result, child: Child):
-        child.tcp_ok_at = self._clock.seconds()
+        child.tcp_ok_at = self._reactor.seconds()
         return result
 
     def _checked(self, result, child: Child, pid: int | None) -> None:
         child.checking = False
         if child.pid != pid or child.state not in ("starting", "running"):
             return  # the answer of a process that is gone
-        now = self._clock.seconds()
+        now = self._reactor.seconds()
         if not isinstance(result, Failure):
             child.failures = 0
             child.health = {"status": "ok", "checked_at": iso(time.time())}
@@ -410,11 +404,15 @@ class Orchestrator(ProcessMonitor):
 
     # -- views -----------------------------------------------------------------------------
 
+    def seconds(self) -> float:
+        """The monitor's clock (the reactor's), which uptimes are measured on."""
+        return self._reactor.seconds()
+
     def status(self, name: str) -> dict:
-        return self.children[name].status(self._clock.seconds())
+        return self.children[name].status(self.seconds())
 
     def status_all(self) -> dict:
-        now = self._clock.seconds()
+        now = self.seconds()
         return {
             "orchestrator": {"pid": os.getpid(), "started_at": iso(self._started_wall),
                              "uptime": round(now - self._started_at, 3)},
