@@ -58,3 +58,11 @@ class LayerTests(SynchronousTestCase):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
                     self.fail(f"print() in service code: {path}:{node.lineno}")
+
+    def test_composition_roots_are_imported_by_no_layer(self):
+        # ccl/services/<plugin>.py wires every layer together; a layer importing it would point outwards.
+        for path in PACKAGE.rglob("*.py"):
+            if "services" == path.relative_to(PACKAGE).parts[0]:
+                continue
+            for name in imported_roots(path):
+                self.assertFalse(name.startswith("ccl.services"), f"{path} imports {name}")

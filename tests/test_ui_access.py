@@ -15,12 +15,11 @@ from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
 from ccl.adapters.web.ui.access import ACCESS
-from ccl.adapters.web.ui.app import load_pages
-from ccl.adapters.web.ui.routing import ROUTES
+from ccl.adapters.web.ui.app import declared_routes
 from tests.support.ui import json_of, start_ui
 
 ROLES = ("viewer", "operator", "admin")
-load_pages()  # fills ROUTES
+ROUTES = declared_routes()
 
 
 @attrs.frozen

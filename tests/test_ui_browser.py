@@ -25,8 +25,7 @@ import psycopg2
 from twisted.trial.unittest import SkipTest, TestCase
 
 from ccl.domain.accounts import hash_password
-from ccl.adapters.web.ui.app import load_pages
-from ccl.adapters.web.ui.routing import ROUTES
+from ccl.adapters.web.ui.app import declared_routes
 from tests.support.database import fresh_database
 from tests.support.ingest import image_bytes, multipart, pair_parts
 from tests.support.mes import speed as speed_telegram
@@ -38,7 +37,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 WAIT = 30
 PASSWORD = "Browser-test-pw-7"
-load_pages()
+ROUTES = declared_routes()
 
 
 def send_telegram(url: str, telegram: bytes) -> bytes:

@@ -27,7 +27,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from ccl.adapters.storage.postgres import Database
 from ccl.adapters.web.ui.app import UI
-from ccl.adapters.web.ui.service import site
+from ccl.adapters.web.ui.site import site
 from ccl.adapters.web.ui.sessions import COOKIE, digest
 from ccl.config import load_config
 from ccl.domain.accounts import hash_password

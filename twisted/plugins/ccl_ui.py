@@ -1,3 +1,3 @@
 from twisted.application.service import ServiceMaker
 
-ccl_ui = ServiceMaker("CCL web UI", "ccl.adapters.web.ui.service", "Web UI of the CCL plant server (port 3000)", "ccl-ui")
+ccl_ui = ServiceMaker("CCL web UI", "ccl.services.ui", "Web UI of the CCL plant server (port 3000)", "ccl-ui")

@@ -1,7 +1,7 @@
 """Who may use which route of the web UI: the ONE table of route x role.
 
-Every route of the UI is registered with :func:`ccl.adapters.web.ui.routing.route` under a
-name, and that name must be a key of :data:`ACCESS` (registration fails at import time
+Every route of the UI is declared with :func:`ccl.adapters.web.ui.routing.route` under a
+name, and that name must be a key of :data:`ACCESS` (the declaration fails at import time
 otherwise). The request wrapper in ``routing.py`` enforces the entry on every request, on
 the server, before the handler runs:
 
@@ -17,7 +17,7 @@ How to add a page (for everyone building on this UI)
 1. Add a line here: ``"coil_detail": Rule(ALL, "page"),`` (name -> allowed roles, kind).
    Kinds: ``page`` (HTML), ``json`` (JSON API), ``sse`` (Server-Sent Events stream),
    ``file`` (files, e.g. images: errors as JSON, no session looked up when PUBLIC).
-2. Write the handler in a module of ``ccl/adapters/web/ui/pages/`` and register it::
+2. Write the handler in a module of ``ccl/adapters/web/ui/pages/`` and declare it::
 
        from ccl.adapters.web.ui.routing import route
 
@@ -30,7 +30,8 @@ How to add a page (for everyone building on this UI)
    (``username``, ``role``, ``display_name``), ``ctx.csrf_token``, ``ctx.db`` (the txpostgres
    ``Database``), ``ctx.config``, ``ctx.ui`` (the app), ``ctx.render(template, **values)``,
    ``ctx.json(value, code=200)``, ``ctx.error(code, message, details=None)`` (JSON or page by
-   the route's kind), ``ctx.redirect(path)``, ``ctx.audit(action, target, result, details)``,
+   the route's kind; or raise ``ccl.adapters.web.errors.HTTPError(status, error, details)``),
+   ``ctx.redirect(path)``, ``ctx.audit(action, target, result, details)``,
    ``ctx.arg(name, default)`` (one query/form argument as text), ``ctx.json_body()``.
    Return a string (HTML), bytes, or a dict/list (sent as JSON) from the handler.
 3. Add the module name to ``PAGE_MODULES`` in ``ccl/adapters/web/ui/app.py``.

@@ -1,8 +1,8 @@
-"""The UI application: one Klein app built from every registered route, Jinja2 templates.
+"""The UI application: one Klein app per ``UI`` instance, built from the declared routes.
 
-``UI(reactor, config, db)`` imports the page modules listed in :data:`PAGE_MODULES` (which
-register their routes, see ``access.py``), wraps each route with the access guard and serves
-``web/static/`` under ``/static/``.
+``UI(reactor, config, db)`` collects the routes declared in the page modules listed in
+:data:`PAGE_MODULES` (see ``access.py``), wraps each with the access guard in its own Klein
+app and serves ``web/static/`` under ``/static/``.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from ccl.adapters.web.ui import i18n
 from ccl.adapters.web.ui.orchestrator import OrchestratorClient
-from ccl.adapters.web.ui.routing import ROUTES, guarded, http_error_handler
+from ccl.adapters.web.ui.routing import Route, collect_routes, guarded, http_error_handler
 from ccl.adapters.web.ui.sessions import Policy, SessionStore
 from ccl.config import Config, ConfigError
 
 log = Logger()
 
-#: Modules whose import registers routes. Add yours here.
+#: Modules whose declared routes make up the UI. Add yours here.
 PAGE_MODULES = (
     "ccl.adapters.web.ui.pages.framework",
     "ccl.adapters.web.ui.pages.dashboard",
@@ -43,10 +43,9 @@ _CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'
         " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
-def load_pages() -> None:
-    """Import every page module, which registers its routes (idempotent)."""
-    for module in PAGE_MODULES:
-        importlib.import_module(module)
+def declared_routes() -> tuple[Route, ...]:
+    """Every route of the page modules, in order (a fresh table on each call)."""
+    return collect_routes(importlib.import_module(module) for module in PAGE_MODULES)
 
 
 def web_root(config: Config) -> Path:
@@ -102,9 +101,10 @@ class UI:
             lstrip_blocks=True,
         )
         self.templates.filters["datetime"] = _format_datetime
-        load_pages()
+        self.routes = declared_routes()
+        self.route_names = frozenset(r.name for r in self.routes)
         self.app = Klein()
-        for route_ in ROUTES:
+        for route_ in self.routes:
             self.app.route(route_.path, methods=list(route_.methods), endpoint=route_.name,
                            branch=route_.branch)(guarded(self, route_))
         self.app.handle_errors(NotFound)(http_error_handler(self, 404, "페이지를 찾을 수 없습니다.", "not found"))

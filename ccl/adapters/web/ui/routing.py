@@ -1,15 +1,18 @@
-"""Route registration and the per-request guard: session, role, CSRF, errors.
+"""Route declarations and the per-request guard: session, role, CSRF, errors.
 
-Handlers are registered with :func:`route` (see ``access.py`` for how to add a page). The
-guard in :func:`guarded` runs before every handler and is the only place that decides
-whether a request may go on, using the route's entry of ``access.ACCESS``.
+Handlers are declared with :func:`route` (see ``access.py`` for how to add a page): the
+decorator only marks the function; each ``UI`` instance collects the marked functions of its
+page modules (:func:`collect_routes`) into its own Klein app, so nothing is registered
+globally at import. The guard in :func:`guarded` runs before every handler and is the only
+place that decides whether a request may go on, using the route's entry of ``access.ACCESS``.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
@@ -17,6 +20,7 @@ import attrs
 from twisted.logger import Logger
 
 from ccl.adapters.storage.postgres import UNAVAILABLE, audit
+from ccl.adapters.web.errors import HTTPError, error_body
 from ccl.adapters.web.ui import i18n
 from ccl.adapters.web.ui.access import ACCESS, Rule, nav_for
 from ccl.adapters.web.ui.sessions import COOKIE, Session, User
@@ -35,32 +39,32 @@ class Route:
     branch: bool = False
 
 
-#: Every route of every page module, in registration order (filled at import time).
-ROUTES: list[Route] = []
+_MARK = "ccl_ui_route"
 
 
 def route(name: str, path: str, methods: tuple[str, ...] = ("GET",), branch: bool = False):
-    """Register ``handler(ctx, **path_values)`` under ``name``, which must be in ACCESS."""
+    """Declare ``handler(ctx, **path_values)`` as the route ``name``, which must be in ACCESS."""
     if name not in ACCESS:
         raise KeyError(f"route {name!r} has no entry in ccl/adapters/web/ui/access.py ACCESS")
-    if any(r.name == name for r in ROUTES):
-        raise KeyError(f"route {name!r} registered twice")
 
     def decorate(handler):
-        ROUTES.append(Route(name, path, tuple(methods), handler, branch))
+        setattr(handler, _MARK, Route(name, path, tuple(methods), handler, branch))
         return handler
 
     return decorate
 
 
-class HTTPError(Exception):
-    """Raise from a handler to answer ``code`` with a message (JSON or page by route kind)."""
-
-    def __init__(self, code: int, message: str, details: Any = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
+def collect_routes(modules: Iterable[ModuleType]) -> tuple[Route, ...]:
+    """The routes declared in ``modules``, in module and source order; a name used twice is refused."""
+    found: list[Route] = []
+    for module in modules:
+        # vars() keeps the order of definition: routes are added in source order.
+        found.extend(getattr(value, _MARK) for value in vars(module).values() if hasattr(value, _MARK))
+    names = [r.name for r in found]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise KeyError(f"route(s) {', '.join(twice)} declared twice")
+    return tuple(found)
 
 
 @attrs.define
@@ -128,10 +132,7 @@ class Context:
         self.request.setResponseCode(code)
         if self.rule.kind == "page":
             return self.render("error.html", code=code, message=message, details=details)
-        body: dict[str, Any] = {"error": message}
-        if details is not None:
-            body["details"] = details
-        return self.json(body, code)
+        return self.json(error_body(message, details), code)
 
     def fail(self, code: int, korean: str, english: str, details: Any = None):
         """Refuse: the page in the user's language, or JSON with a stable English error."""
@@ -148,7 +149,7 @@ class Context:
         return b""
 
     def nav(self):
-        registered = {r.name for r in ROUTES}
+        registered = self.ui.route_names
         return [item for item in nav_for(self.user.role if self.user else None) if item.route in registered]
 
     async def audit(self, action: str, target: str | None, result: str, details: dict | None = None) -> None:
@@ -214,7 +215,9 @@ def guarded(ui, route_: Route) -> Callable[..., Any]:
                 return ctx.json(result)
             return result
         except HTTPError as error:
-            return ctx.error(error.code, error.message, error.details)
+            for key, value in error.headers.items():
+                request.setHeader(key, value)
+            return ctx.error(error.status, error.error, error.details)
         except UNAVAILABLE as error:
             log.warn("database unavailable for {route}: {error}", route=route_.name, error=str(error).strip())
             return ctx.fail(503, "데이터베이스에 연결할 수 없습니다. 잠시 후 다시 시도하세요.", "database unavailable",

@@ -9,7 +9,7 @@ import zoneinfo
 
 from ccl.adapters.storage.ui_queries._sql import PLANT_TZ
 from ccl.adapters.web.ui import i18n
-from ccl.adapters.web.ui.routing import HTTPError
+from ccl.adapters.web.errors import HTTPError
 
 _TZ = zoneinfo.ZoneInfo(PLANT_TZ)
 #: Coil numbers as the ingestion API allows them (they become parts of file names there).

@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 from twisted.internet import defer
 from twisted.internet.threads import deferToThread
 
-from ccl.adapters.web.ui.routing import HTTPError, route
+from ccl.adapters.web.errors import HTTPError
+from ccl.adapters.web.ui.routing import route
 from ccl.domain import inspection_settings
 from ccl.domain.accounts import ROLES, AccountError, check_role, check_username, generate_password, hash_password
 

@@ -10,7 +10,8 @@ from twisted.logger import Logger
 from ccl.adapters.storage.ui_queries import coil as coil_queries
 from ccl.adapters.storage.ui_queries import history
 from ccl.adapters.web.ui.pages._data import FORMAT, REVIEW_LABEL, SEVERITY_LABEL, check_coil, today
-from ccl.adapters.web.ui.routing import HTTPError, route
+from ccl.adapters.web.errors import HTTPError
+from ccl.adapters.web.ui.routing import route
 
 log = Logger()
 

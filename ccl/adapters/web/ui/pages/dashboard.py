@@ -11,7 +11,8 @@ from ccl.adapters.storage.ui_queries import dashboard as queries
 from ccl.adapters.web.ui import live
 from ccl.adapters.web.ui.orchestrator import OrchestratorRefused, OrchestratorUnavailable
 from ccl.adapters.web.ui.pages._data import FORMAT, SEVERITY_LABEL
-from ccl.adapters.web.ui.routing import HTTPError, route
+from ccl.adapters.web.errors import HTTPError
+from ccl.adapters.web.ui.routing import route
 
 PARTS = ("coil", "speed", "images", "defects", "today", "links", "alerts", "services", "coil_defects")
 

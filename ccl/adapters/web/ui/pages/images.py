@@ -17,7 +17,8 @@ from twisted.logger import Logger
 from twisted.web.static import File
 
 from ccl.adapters.storage.ui_queries import coil as queries
-from ccl.adapters.web.ui.routing import HTTPError, route
+from ccl.adapters.web.errors import HTTPError
+from ccl.adapters.web.ui.routing import route
 
 log = Logger()
 

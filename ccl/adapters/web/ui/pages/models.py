@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ccl.adapters.storage.ui_queries import models as queries
 from ccl.adapters.web.ui.pages._data import FORMAT
-from ccl.adapters.web.ui.routing import HTTPError, route
+from ccl.adapters.web.errors import HTTPError
+from ccl.adapters.web.ui.routing import route
 
 
 @route("models", "/models")

@@ -16,7 +16,8 @@ from twisted.internet import defer
 
 from ccl.adapters.storage.postgres import notify_sql
 from ccl.adapters.web.ui.pages.admin import current_settings
-from ccl.adapters.web.ui.routing import HTTPError, route
+from ccl.adapters.web.errors import HTTPError
+from ccl.adapters.web.ui.routing import route
 
 STATUS = {"confirm": "confirmed", "false_positive": "false_positive", "reclassify": "reclassified"}
 MAX_COMMENT = 1000

@@ -6,7 +6,8 @@ import datetime
 
 from ccl.adapters.storage.ui_queries import stats
 from ccl.adapters.web.ui.pages._data import FORMAT, parse_date, today
-from ccl.adapters.web.ui.routing import HTTPError, route
+from ccl.adapters.web.errors import HTTPError
+from ccl.adapters.web.ui.routing import route
 
 DEFAULT_DAYS = 30
 

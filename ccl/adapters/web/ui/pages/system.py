@@ -16,7 +16,8 @@ from twisted.logger import Logger
 
 from ccl.adapters.storage.postgres import notify_sql
 from ccl.adapters.web.ui.orchestrator import ACTIONS, OrchestratorRefused, OrchestratorUnavailable
-from ccl.adapters.web.ui.routing import HTTPError, route
+from ccl.adapters.web.errors import HTTPError
+from ccl.adapters.web.ui.routing import route
 
 log = Logger()
 

@@ -1,4 +1,4 @@
-"""twistd ccl-ui: the web UI service (Klein app on ``[ui] listen``, default tcp:3000)."""
+"""twistd ccl-ui: the web UI service (Klein app on ``[ui] listen``, default tcp:3000), composed."""
 
 from __future__ import annotations
 
@@ -6,16 +6,13 @@ from twisted.application import service, strports
 from twisted.internet import task
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.web import server
 
 from ccl.adapters.storage.localdb import resolve_dsn
 from ccl.adapters.storage.postgres import Database
+from ccl.adapters.web.ui.site import site
 from ccl.config import ConfigError, load_config
 
 log = Logger()
-
-#: Bodies larger than this are refused before they are read (forms and JSON are small).
-MAX_BODY = 1024 * 1024
 
 
 class Options(usage.Options):
@@ -31,21 +28,6 @@ class Options(usage.Options):
             check_config(config)
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
-
-
-class _Request(server.Request):
-    def gotLength(self, length):  # noqa: N802 (twisted's name)
-        if length is not None and length > MAX_BODY:
-            channel = self.channel
-            self.clientproto = b"HTTP/1.1"  # the request line is not parsed yet at this point
-            self.setResponseCode(413)
-            self.setHeader(b"connection", b"close")
-            self.setHeader(b"content-type", b"application/json")
-            self.write(b'{"error": "request body too large", "details": "at most 1 MiB"}')
-            self.finish()
-            channel.loseConnection()
-            return
-        super().gotLength(length)
 
 
 class _Database(service.Service):
@@ -118,12 +100,6 @@ class _StatsRollup(service.Service):
         super().stopService()
         if self._loop.running:
             self._loop.stop()
-
-
-def site(ui) -> server.Site:
-    factory = server.Site(ui.resource())
-    factory.requestFactory = _Request
-    return factory
 
 
 def makeService(options) -> service.MultiService:  # noqa: N802 (twistd's name)
