@@ -222,6 +222,35 @@ class APITests(TestCase):
         self.assertIn('test_hits_total{kind="get",service="web"}', text)
 
     @defer.inlineCallbacks
+    def test_host_figures_in_host_status_and_metrics(self):
+        """GET /host serves this machine's CPU, load, memory, the image root's and the journal's
+        volumes and the network rates; /status carries the same, /metrics the gauges."""
+        import psutil
+
+        yield wait_for(lambda: (self.service.host.latest() or {}).get("cpu", {}).get("percent") is not None,
+                       "two host readings")
+        code, host = yield self.call("GET", "/host", token=False)
+        self.assertEqual(code, 200)
+        self.assertTrue(0.0 <= host["cpu"]["percent"] <= 100.0)
+        self.assertEqual(host["cpu"]["count"], psutil.cpu_count())
+        self.assertEqual(host["memory"]["total"], psutil.virtual_memory().total)
+        self.assertTrue(0 < host["memory"]["used"] < host["memory"]["total"])
+        disks = {d["volume"]: d for d in host["disks"]}
+        # the DSN is given, so no local database volume; images and the journal under var/
+        self.assertEqual(set(disks), {"images", "journal"})
+        self.assertEqual(disks["journal"]["path"], os.path.join(self.env["CCL_PATHS_VAR"], "journal"))
+        self.assertEqual(disks["images"]["total"], psutil.disk_usage(self.env["CCL_PATHS_VAR"]).total)
+        self.assertGreaterEqual(host["network"]["rx_bytes_per_s"], 0)
+        self.assertGreaterEqual(host["network"]["tx_bytes_per_s"], 0)
+        self.assertIn("lo", [i["name"] for i in host["network"]["interfaces"]])
+        code, status = yield self.call("GET", "/status")
+        self.assertEqual(status["host"]["memory"]["total"], host["memory"]["total"])
+        code, text = yield self.call("GET", "/metrics")
+        self.assertIn(f"ccl_orchestrator_host_memory_total_bytes {host['memory']['total']}", text)
+        self.assertIn("ccl_orchestrator_host_cpu_percent ", text)
+        self.assertIn('ccl_orchestrator_host_network_received_bytes_per_second{interface="lo"}', text)
+
+    @defer.inlineCallbacks
     def test_alerts_are_raised_notified_cleared_and_acknowledged(self):
         listener = psycopg2.connect(self.dsn)
         listener.autocommit = True

@@ -1,6 +1,6 @@
 """The control API on ``[orchestrator] listen``, as the plant's scripts call it.
 
-GET  /status, /status/{id}, /logs/{id}?lines=N[&follow=1], /metrics, /alerts, /health
+GET  /status, /status/{id}, /logs/{id}?lines=N[&follow=1], /metrics, /alerts, /health, /host
 POST /start/{id}, /stop/{id}, /restart/{id}, /start-all, /stop-all, /alerts/{n}/ack
 
 GETs are read-only and open (the API listens on loopback by default); every POST needs
@@ -50,9 +50,10 @@ def _error(request, code: int, error: str, details=None) -> bytes:
 class ControlAPI:
     app = Klein()
 
-    def __init__(self, reactor, monitor, db, token: str, volumes: dict, orchestrator_log=None):
+    def __init__(self, reactor, monitor, db, token: str, volumes: dict, host=None, orchestrator_log=None):
         self._reactor = reactor
         self.monitor = monitor
+        self.host = host  # HostSampler, or None: no host figures
         self.db = db
         self._token = token
         self.volumes = volumes
@@ -119,7 +120,17 @@ class ControlAPI:
 
     @app.route("/status", methods=["GET"])
     def status_all(self, request):
-        return _json(request, self.monitor.status_all())
+        return _json(request, dict(self.monitor.status_all(), host=self._host_figures()))
+
+    def _host_figures(self) -> dict | None:
+        return self.host.latest() if self.host is not None else None
+
+    @app.route("/host", methods=["GET"])
+    def host_figures(self, request):
+        figures = self._host_figures()
+        if figures is None:
+            return _error(request, 503, "no host figures yet", "the first reading of the host is still running")
+        return _json(request, figures)
 
     @app.route("/status/<name>", methods=["GET"])
     def status_one(self, request, name):
@@ -130,7 +141,7 @@ class ControlAPI:
     @app.route("/metrics", methods=["GET"])
     def metrics(self, request):
         request.setHeader(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
-        return figures.render(self.monitor, self.volumes).encode("utf-8")
+        return figures.render(self.monitor, self.volumes, host=self._host_figures()).encode("utf-8")
 
     @app.route("/alerts", methods=["GET"])
     def alerts(self, request):

@@ -16,6 +16,7 @@ from ccl.config import Config
 from ccl.orchestrator.alerts import AlertRules
 from ccl.orchestrator.api import ControlAPI
 from ccl.orchestrator.auth import load_or_create_token
+from ccl.orchestrator.host import HostSampler
 from ccl.orchestrator.logfiles import RotatingLog
 from ccl.orchestrator.monitor import Orchestrator
 from ccl.orchestrator.services import ChildSpec, children
@@ -43,14 +44,14 @@ def orchestrator_log(settings: Settings) -> RotatingLog:
 
 class OrchestratorService(service.Service):
     """Starts the parts in order and stops them in order, which a MultiService does not do
-    (it stops all children at once): API first, then the alert loop, then the children
-    (services, then - once pending audit rows are written and the orchestrator's own
-    connections are closed - the database), last the log observer."""
+    (it stops all children at once): API first, then the alert loop and the host readings,
+    then the children (services, then - once pending audit rows are written and the
+    orchestrator's own connections are closed - the database), last the log observer."""
 
     def __init__(self, reactor, *, db: Database, monitor: Orchestrator, rules: AlertRules, api: ControlAPI,
-                 web: service.Service, settings: Settings, observer: RotatingLogObserver | None):
+                 web: service.Service, host: HostSampler, settings: Settings, observer: RotatingLogObserver | None):
         self._reactor = reactor
-        self.db, self.monitor, self.rules, self.api, self.web = db, monitor, rules, api, web
+        self.db, self.monitor, self.rules, self.api, self.web, self.host = db, monitor, rules, api, web, host
         self.settings = settings
         self._observer = observer
         self._loop = task.LoopingCall(self._evaluate)
@@ -66,6 +67,7 @@ class OrchestratorService(service.Service):
             globalLogPublisher.addObserver(self._observer)
         self.db.start()
         self.monitor.startService()
+        self.host.start()
         self._loop.start(self.settings.alert_interval, now=False)
         self.web.startService()
 
@@ -82,6 +84,7 @@ class OrchestratorService(service.Service):
         if self._loop.running:
             self._loop.stop()
         yield self.rules.idle()
+        yield self.host.stop()
         yield self.monitor.stopService()
         yield self._before_database_stop()
         self.monitor.close_logs()
@@ -104,6 +107,13 @@ def volumes(config: Config, settings: Settings) -> dict[str, Path]:
         found["database"] = Path(settings.db_volume).absolute()
     elif not config.get("database", "dsn"):
         found["database"] = local_cluster(config).datadir
+    return found
+
+
+def host_volumes(config: Config, settings: Settings) -> dict[str, Path]:
+    """Volumes in the host figures: those of the disk rule and the MES journal's (under [paths] var)."""
+    found = volumes(config, settings)
+    found["journal"] = settings.var / "journal"
     return found
 
 
@@ -132,11 +142,13 @@ def make_service(config: Config, reactor=None, specs: list[ChildSpec] | None = N
             rules.evaluate().addErrback(lambda failure: log.failure("alert rules failed", failure))
     monitor.listeners.append(on_event)
 
-    api = ControlAPI(reactor, monitor, db, token, watched, orchestrator_log=log_file)
+    host = HostSampler(reactor, host_volumes(config, settings), settings.host_interval)
+    api = ControlAPI(reactor, monitor, db, token, watched, host=host, orchestrator_log=log_file)
     site = _QuietSite(api.resource())
     site.displayTracebacks = False
     web = strports.service(settings.listen, site, reactor=reactor)
     log.info("orchestrator: {count} services, control API on {listen}",
              count=len(specs), listen=settings.listen)
-    return OrchestratorService(reactor, db=db, monitor=monitor, rules=rules, api=api, web=web, settings=settings,
+    return OrchestratorService(reactor, db=db, monitor=monitor, rules=rules, api=api, web=web, host=host,
+                               settings=settings,
                                observer=RotatingLogObserver(log_file) if attach_log else None)

@@ -1,4 +1,4 @@
-"""``GET /metrics`` of the orchestrator: per-service up, restarts, CPU, RSS; disks; children's own figures."""
+"""``GET /metrics`` of the orchestrator: per-service up, restarts, CPU, RSS; disks; the host; children's own figures."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _labelled(values: dict) -> dict:
     return {(("service", name),): value for name, value in values.items()}
 
 
-def render(monitor, volumes: dict[str, Path], open_alerts: int | None = None) -> str:
+def render(monitor, volumes: dict[str, Path], open_alerts: int | None = None, host: dict | None = None) -> str:
     children = list(monitor.children.values())
     figures = {c.id: process_figures(c.pid) for c in children}
     registry = Registry(prefix="ccl_orchestrator_")
@@ -61,8 +61,27 @@ def render(monitor, volumes: dict[str, Path], open_alerts: int | None = None) ->
                    read=lambda: {(("volume", k),): v["percent"] / 100 for k, v in disks.items() if v})
     if open_alerts is not None:
         registry.gauge("alerts_open", "alerts raised and not cleared").set(open_alerts)
+    if host is not None:
+        _host_gauges(registry, host)
     text = registry.render()
     return text + _children_samples(children)
+
+
+def _host_gauges(registry: Registry, host: dict) -> None:
+    """The host's last reading (``ccl.orchestrator.host``); rates only once two readings exist."""
+    cpu, memory, network = host["cpu"], host["memory"], host["network"]
+    if cpu["percent"] is not None:
+        registry.gauge("host_cpu_percent", "CPU in use over the last reading interval, 0..100").set(cpu["percent"])
+    for minutes, value in zip((1, 5, 15), cpu["load"]):
+        registry.gauge(f"host_load{minutes}", f"load average over {minutes} minute(s)").set(value)
+    registry.gauge("host_memory_total_bytes", "memory of the host").set(memory["total"])
+    registry.gauge("host_memory_used_bytes", "memory in use (total - available)").set(memory["used"])
+    for key, direction in (("rx_bytes_per_s", "received"), ("tx_bytes_per_s", "sent")):
+        rates = {(("interface", i["name"]),): i[key] for i in network["interfaces"] if i[key] is not None}
+        if rates:
+            registry.gauge(f"host_network_{direction}_bytes_per_second",
+                           f"bytes {direction} per second over the last reading interval",
+                           read=lambda rates=rates: rates)
 
 
 def _children_samples(children) -> str:

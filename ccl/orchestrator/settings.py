@@ -37,6 +37,7 @@ class Settings:
     db_volume: str
     mes_silent_after: float
     backlog_max: int
+    host_interval: float
 
     @classmethod
     def from_config(cls, config: Config) -> "Settings":
@@ -68,4 +69,5 @@ class Settings:
             db_volume=config.get(o, "db_volume"),
             mes_silent_after=config.get_float(o, "mes_silent_after", 1, 86400),
             backlog_max=config.get_int(o, "backlog_max", 0),
+            host_interval=config.get_float(o, "host_interval", 0.1, 3600),
         )

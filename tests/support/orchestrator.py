@@ -18,6 +18,7 @@ FAST = {
     "grace": "1", "health_interval": "0.1", "health_timeout": "5", "health_failures": "3",
     "start_timeout": "10", "stable_after": "5", "restart_delay": "0.2", "restart_delay_max": "0.5",
     "fatal_after": "4", "metrics_interval": "0.2", "alert_interval": "0.2", "down_alert_after": "0",
+    "host_interval": "0.2",
 }
 
 
