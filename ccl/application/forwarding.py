@@ -228,7 +228,9 @@ class ChannelForwarder:
         """Safety net: pick up pending entries below the cursor that this process does not hold.
 
         Ids are handed out when a row is inserted but become visible at commit, so a
-        transaction that commits after a later one can leave a gap behind the cursor.
+        transaction that commits after a later one can leave a gap behind the cursor. A dead
+        letter sent again from the UI (refused -> pending, ccl.application.refusals) is found
+        the same way; being older than everything queued, it goes out next.
         """
         known = [s.entry.id for s in self._queue if s.entry.id is not None] + [
             s.entry.id for s in self._in_flight if s.entry.id is not None] + list(self._settling)
@@ -238,7 +240,8 @@ class ChannelForwarder:
         def add(entries):
             fresh = [e for e in entries if not self._is_loaded(e.id)]
             if fresh:
-                log.warn("{channel}: {n} pending outbox entries found behind the cursor; sending them",
+                log.warn("{channel}: {n} pending outbox entries found behind the cursor (dead letters sent again, "
+                         "or rows committed late); sending them ahead of those waiting",
                          channel=self.channel, n=len(fresh))
                 merged = sorted(list(self._queue) + [_Sent(e) for e in fresh], key=_Sent.order)
                 self._queue = deque(merged)
