@@ -51,6 +51,14 @@ class LayerTests(SynchronousTestCase):
                     self.assertFalse(name.startswith(("ccl.adapters", "ccl.orchestrator", "ccl.cli")),
                                      f"{path} imports {name}")
 
+    def test_ingest_web_imports_no_storage(self):
+        # The Jetson API reaches storage through ports and use cases; the composition root
+        # (ccl/services) is where the storage adapters are built and handed in.
+        web = PACKAGE / "adapters" / "web"
+        for path in [*web.glob("*.py"), *(web / "ingest").rglob("*.py")]:
+            for name in imported_roots(path):
+                self.assertFalse(name.startswith("ccl.adapters.storage"), f"{path} imports {name}")
+
     def test_no_print_in_service_code(self):
         for path in PACKAGE.rglob("*.py"):
             if "cli" in path.relative_to(PACKAGE).parts:

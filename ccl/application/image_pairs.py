@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 import attrs
 from twisted.internet.defer import inlineCallbacks
 
+from ccl.application.jetson_links import LinkTracker
 from ccl.domain.ingest.uploads import FILE_FIELDS, check_file_fields, validate_fields
 from ccl.ports import IImageFiles, IIngestRecords, IThumbnails
 
@@ -30,10 +31,11 @@ class PairIngestion:
     records: IIngestRecords
     record_type: type  # ImageRecord of the storage adapter
     thumbnails: IThumbnails
+    links: LinkTracker
     now: object = lambda: datetime.now(timezone.utc)
 
     @inlineCallbacks
-    def ingest(self, texts: dict[str, str], received: list[ReceivedFile]):
+    def ingest(self, texts: dict[str, str], received: list[ReceivedFile], *, address: str | None = None):
         received_at = self.now()
         check_file_fields([f.field for f in received])
         thresholds = yield self.records.thresholds()
@@ -57,6 +59,7 @@ class PairIngestion:
         except BaseException:
             yield self.files.remove([item.path for item in stored])
             raise
+        self.links.seen(fields.camera_id, "upload", address=address)
         # Thumbnails are derived data: made after the reply, so they never slow the line down.
         for record in records:
             self.thumbnails.request(ids[record.kind], record.kind, record.filename)

@@ -14,8 +14,9 @@ from PIL import Image
 from twisted.internet import defer, reactor, task
 from twisted.web.client import HTTPConnectionPool
 
-from ccl.adapters.web.ingest.service import DefectsOptions, ImagesOptions, build_defects, build_images
 from ccl.config import load_config
+from ccl.services import defects, images
+from ccl.services.ingest_settings import DefectsSettings, ImagesSettings
 from tests.support.database import fresh_database
 from tests.support.waiting import wait_for  # noqa: F401 (imported from here by tests)
 
@@ -44,11 +45,10 @@ def start_service(testcase, kind: str, *, allow: str = "127.0.0.1", root: str | 
                "CCL_DATABASE_POOL_SIZE": "2", **(env or {})}
     config = load_config(environ)
     if kind == "images":
-        settings = ImagesOptions().read_settings(config)
-        db, pool, site, app, jobs = build_images(config, settings)
+        built = images.build(config, ImagesSettings.from_config(config))
     else:
-        settings = DefectsOptions().read_settings(config)
-        db, pool, site, app, jobs = build_defects(config, settings)
+        built = defects.build(config, DefectsSettings.from_config(config))
+    db, pool, site, app, jobs = built.db, built.pool, built.site, built.app, built.jobs
     pool.start()
     testcase.addCleanup(pool.stop)
     testcase.addCleanup(db.close)

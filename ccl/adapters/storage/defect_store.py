@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from collections.abc import Sequence
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
@@ -18,13 +17,16 @@ import attrs
 import orjson
 from psycopg2 import errors as pg_errors
 from twisted.internet import defer
+from zope.interface import implementer
 
-from ccl.adapters.storage.postgres import UNAVAILABLE
+from ccl.adapters.storage.copy_text import NULL, copy_str
+from ccl.adapters.storage.postgres import UNAVAILABLE, as_store_unavailable
+from ccl.domain.events import EVENTS_CHANNEL as EVENTS
 from ccl.domain.ingest.defects import SCORES, Defect, Performance, Thresholds
-from ccl.domain.ingest.defects_fast import defect_row
+from ccl.domain.ingest.defects_fast import DefectRow, defect_row
 from ccl.domain.ingest.images import name_from_path
+from ccl.ports import BatchResult, IDefectRecords, UnknownModel
 
-EVENTS = "ccl_events"
 _COLUMNS = ("id", "event_id", "coil_number", "defect_type", "confidence_score", "severity", "needs_review",
             "defect_position_x", "defect_position_y", "defect_size_width", "defect_size_height",
             "defect_position_meter", "detection_time", "original_image_path", "labeled_image_path",
@@ -40,19 +42,6 @@ _EVENT_SQL = ("json_build_object('table', 'defect_detections', 'id', ins.id, 'co
 
 class RawRow(str):
     """A stored row as PostgreSQL's JSON text: replies pass it on without decoding it."""
-
-
-class UnknownModel(ValueError):
-    def __init__(self, model_ids: Sequence[int]):
-        super().__init__(", ".join(map(str, model_ids)))
-        self.model_ids = list(model_ids)
-
-
-@attrs.frozen
-class BatchResult:
-    stored: int
-    duplicates: list[str]
-    ids: list[int]
 
 
 def event_text(row_id: int, d: Defect) -> str:
@@ -226,27 +215,28 @@ def store_many(connection, defects: Sequence[Defect], *, batch_info: Any = None,
                       image_ids=image_ids, check_events=check_events)
 
 
-def store_rows(connection, rows: Sequence[tuple], *, batch_info: Any = None,
+def store_rows(connection, rows: Sequence[DefectRow], *, batch_info: Any = None,
                image_ids: dict[str, int] | None = None, check_events: bool = True) -> BatchResult:
-    """``store_many`` for validated defects as row tuples (``ROW_FIELDS`` order)."""
+    """``store_many`` for validated defects as DefectRows."""
     with connection.cursor() as cursor:
-        model_ids = sorted({r[_MODEL] for r in rows if r[_MODEL] is not None})
+        model_ids = sorted({r.model_id for r in rows if r.model_id is not None})
         if model_ids:
             cursor.execute("SELECT id FROM ai_models WHERE id = ANY(%s)", (model_ids,))
             missing = set(model_ids) - {row[0] for row in cursor.fetchall()}
             if missing:
                 raise UnknownModel(sorted(missing))
 
-        events = [r[_EVENT] for r in rows if r[_EVENT] is not None]
+        events = [r.event_id for r in rows if r.event_id is not None]
         stored_events: set[str] = set()
         if events and check_events:
             cursor.execute("SELECT event_id::text FROM defect_detections WHERE event_id = ANY(%s::uuid[])", (events,))
             stored_events = {row[0] for row in cursor.fetchall()}
-        fresh = [r for r in rows if r[_EVENT] is None or r[_EVENT] not in stored_events] if stored_events else rows
+        fresh = [r for r in rows if r.event_id is None or r.event_id not in stored_events] if stored_events else rows
 
         names = {}
         if image_ids is None:
-            wanted = {name_from_path(p) for r in fresh for p in (r[_ORIGINAL], r[_LABELED]) if p is not None} - {None}
+            wanted = {name_from_path(p) for r in fresh for p in (r.original_image_path, r.labeled_image_path)
+                      if p is not None} - {None}
             if wanted:
                 cursor.execute("SELECT kind, filename, id FROM images WHERE filename = ANY(%s)", (sorted(wanted),))
                 names = {(kind, name): row_id for kind, name, row_id in cursor.fetchall()}
@@ -258,15 +248,15 @@ def store_rows(connection, rows: Sequence[tuple], *, batch_info: Any = None,
         def image_links(r):
             if image_ids is not None:
                 return image_ids.get("original"), image_ids.get("labeled")
-            if r[_ORIGINAL] is None and r[_LABELED] is None:
+            if r.original_image_path is None and r.labeled_image_path is None:
                 return None, None
-            return (names.get(("original", name_from_path(r[_ORIGINAL]))),
-                    names.get(("labeled", name_from_path(r[_LABELED]))))
+            return (names.get(("original", name_from_path(r.original_image_path))),
+                    names.get(("labeled", name_from_path(r.labeled_image_path))))
 
         if len(fresh) <= SMALL:
             # A few rows: one multi-row INSERT that also sends the events (one round trip).
             template = "(" + ", ".join(["%s"] * (len(_COLUMNS) - 1)) + ")"
-            values = [(*r[:14], *image_links(r), r[_MODEL], r[_CAMERA], info) for r in fresh]
+            values = [(*r[:ROW_IMAGE_LINKS], *image_links(r), r.model_id, r.camera_id, info) for r in fresh]
             cursor.execute(
                 f"WITH ins AS (INSERT INTO defect_detections ({', '.join(_COLUMNS[1:])}) VALUES"
                 f" {', '.join(cursor.mogrify(template, row).decode() for row in values)} RETURNING *)"
@@ -290,15 +280,10 @@ def store_rows(connection, rows: Sequence[tuple], *, batch_info: Any = None,
         return BatchResult(len(fresh), sorted(stored_events), ids)
 
 
-_EVENT, _ORIGINAL, _LABELED, _MODEL, _CAMERA = 0, 12, 13, 14, 15
-ROW_MODEL = _MODEL
-_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_field(text: str) -> str:
-    """A text value for COPY's text format (backslash, tab, newline and CR escaped)."""
-    return text.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(text) else text
+#: The columns of a DefectRow stored as they are, in _COLUMNS order (up to labeled_image_path);
+#: the image ids, model, camera and batch_info follow them in the INSERT.
+ROW_IMAGE_LINKS = DefectRow._fields.index("model_id")
+assert DefectRow._fields[:ROW_IMAGE_LINKS] == _COLUMNS[1:ROW_IMAGE_LINKS + 1]
 
 
 #: COPY's column order: per-row values first, then those a batch mostly repeats (one cached piece).
@@ -309,18 +294,18 @@ _COPY_COLUMNS = ("id", "event_id", "confidence_score", "needs_review", "defect_p
 assert sorted(_COPY_COLUMNS) == sorted(_COLUMNS)
 
 
-def copy_and_events(ids: Sequence[int], rows: Sequence[tuple], info: str | None, image_links) -> tuple[str, list]:
+def copy_and_events(ids: Sequence[int], rows: Sequence[DefectRow], info: str | None, image_links) -> tuple[str, list]:
     """The COPY data (text format, ``_COPY_COLUMNS`` order) and the ccl_events payloads of ``rows``.
 
     Built with f-strings and caches, not csv.writer and json.dumps: the coil, type, severity
     and camera of a batch repeat, so their escaped COPY text and JSON are made once per
     combination; paths and times once per distinct value.
     """
-    nul = "\\N"
+    nul = NULL
     shared: dict = {}
     texts: dict = {None: nul}
     times: dict = {}
-    info_text = nul if info is None else _copy_field(info)
+    info_text = nul if info is None else copy_str(info)
     lines, events = [], []
     line, event = lines.append, events.append
     for row_id, r in zip(ids, rows):
@@ -330,7 +315,7 @@ def copy_and_events(ids: Sequence[int], rows: Sequence[tuple], info: str | None,
         pieces = shared.get(key)
         if pieces is None:
             pieces = shared[key] = (
-                "\t".join((_copy_field(coil), _copy_field(defect_type), severity, _copy_field(camera), info_text)),
+                "\t".join((copy_str(coil), copy_str(defect_type), severity, copy_str(camera), info_text)),
                 f'"coil_number": {_quote(coil)}, "defect_type": {_quote(defect_type)}, "severity": "{severity}",',
                 _quote(camera))
         stamp = times.get(moment)
@@ -341,10 +326,10 @@ def copy_and_events(ids: Sequence[int], rows: Sequence[tuple], info: str | None,
         else:
             paths = texts.get(original)
             if paths is None:
-                paths = texts[original] = _copy_field(original)
+                paths = texts[original] = copy_str(original)
             second = texts.get(labeled)
             if second is None:
-                second = texts[labeled] = _copy_field(labeled)
+                second = texts[labeled] = copy_str(labeled)
             original_id, labeled_id = image_links(r) if image_links is not None else (None, None)
             paths = (f"{paths}\t{second}\t{nul if original_id is None else original_id}"
                      f"\t{nul if labeled_id is None else labeled_id}")
@@ -359,8 +344,8 @@ def copy_and_events(ids: Sequence[int], rows: Sequence[tuple], info: str | None,
     return "".join(lines), events
 
 
-def store_batch(connection, rows: Sequence[tuple], batch_info: Any = None) -> BatchResult:
-    """A whole batch (validated row tuples, ``ROW_FIELDS`` order) in one transaction.
+def store_batch(connection, rows: Sequence[DefectRow], batch_info: Any = None) -> BatchResult:
+    """A whole batch (validated DefectRows) in one transaction.
 
     Optimistic: most batches are new, so they go without looking up their event_ids first; a
     batch sent again (the Jetson retrying after a lost reply) hits the unique key, and is then
@@ -485,3 +470,63 @@ def recent_defects(db, *, limit: int, hours: float):
             WHERE d.detection_time >= now() - make_interval(secs => %s)
             ORDER BY d.detection_time DESC, d.id DESC LIMIT %s) r""",
                        (hours * 3600.0, limit)).addCallback(lambda rows: json.loads(rows[0][0]))
+
+
+# The port ------------------------------------------------------------------------------------
+
+class CachedThresholds:
+    """The severity and review thresholds from system_settings, read at most every ``cache_seconds``."""
+
+    def __init__(self, db, clock, cache_seconds: float = 10.0):
+        self._db = db
+        self._clock = clock
+        self._cache_seconds = cache_seconds
+        self._cached: Thresholds | None = None
+        self._cached_at = 0.0
+
+    def __call__(self) -> defer.Deferred:
+        now = self._clock.seconds()
+        if self._cached is not None and now - self._cached_at < self._cache_seconds:
+            return defer.succeed(self._cached)
+
+        def keep(value):
+            self._cached, self._cached_at = value, now
+            return value
+
+        return load_thresholds(self._db).addCallback(keep).addErrback(as_store_unavailable)
+
+
+@implementer(IDefectRecords)
+class DefectRecords:
+    """IDefectRecords on PostgreSQL: singles grouped by SingleWriter on the txpostgres pool,
+    batches and score updates on the SyncPool, reads on the txpostgres pool."""
+
+    def __init__(self, db, pool, clock, *, thresholds: CachedThresholds | None = None):
+        self._db = db
+        self._pool = pool
+        self._writer = SingleWriter(db, clock=clock)
+        self.thresholds = thresholds or CachedThresholds(db, clock)
+
+    def store_single(self, defect: Defect) -> defer.Deferred:
+        return self._writer.submit(defect).addErrback(as_store_unavailable)
+
+    def store_batch(self, prepare) -> defer.Deferred:
+        return self._pool.run(_prepare_and_store, prepare)
+
+    def update_performance(self, model_id: int, scores: Performance) -> defer.Deferred:
+        return self._pool.run(update_performance, model_id, scores)
+
+    def performance_history(self, model_id: int, limit: int) -> defer.Deferred:
+        return performance_history(self._db, model_id, limit).addErrback(as_store_unavailable)
+
+    def stats(self) -> defer.Deferred:
+        return defect_stats(self._db).addErrback(as_store_unavailable)
+
+    def recent(self, limit: int, hours: float) -> defer.Deferred:
+        return recent_defects(self._db, limit=limit, hours=hours).addErrback(as_store_unavailable)
+
+
+def _prepare_and_store(connection, prepare):
+    """On the SyncPool thread: the caller's parse-and-check, then the batch, one transaction."""
+    prepared, rows, batch_info = prepare()
+    return prepared, store_batch(connection, rows, batch_info)

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import attrs
-from twisted.internet import defer
 from zope.interface import implementer
 
-from ccl.adapters.storage.defect_store import EVENTS, BatchResult, load_thresholds, store_many
+from ccl.adapters.storage.defect_store import EVENTS, CachedThresholds, store_many
+from ccl.adapters.storage.postgres import as_store_unavailable
 from ccl.domain.ingest.defects import Defect
 from ccl.domain.ingest.retention import Candidate
-from ccl.ports import IIngestRecords
+from ccl.ports import BatchResult, IImageRecords, IIngestRecords
 
 
 @attrs.frozen
@@ -72,7 +72,7 @@ def latest(db, kind: str, coil_number: str | None):
                        ).addCallback(lambda rows: json.loads(rows[0][0]) if rows else None)
 
 
-def page(db, kind: str, *, page: int, limit: int, coil_number: str | None, since: datetime | None,
+def image_page(db, kind: str, *, page: int, limit: int, coil_number: str | None, since: datetime | None,
          until: datetime | None):
     where, params = ["kind = %(kind)s"], {"kind": kind, "limit": limit, "offset": (page - 1) * limit}
     if coil_number:
@@ -125,12 +125,23 @@ def store_bytes(connection) -> int:
         return int(cursor.fetchone()[0])
 
 
-def oldest(connection, after_id: int, limit: int) -> list[tuple[Candidate, str, str, str]]:
-    """Unpurged images oldest first: (candidate, kind, path, thumbnail path)."""
+@attrs.frozen
+class StoredImage:
+    """A kept image as the retention job sees it: what the plan weighs, and its files."""
+
+    candidate: Candidate
+    kind: str
+    path: str
+    thumbnail_path: str | None
+
+
+def oldest(connection, after_id: int, limit: int) -> list[StoredImage]:
+    """Unpurged images, oldest first."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT id, bytes, received_at, kind, path, thumbnail_path FROM images"
                        " WHERE purged_at IS NULL AND id > %s ORDER BY id LIMIT %s", (after_id, limit))
-        return [(Candidate(row[0], row[1], row[2]), row[3], row[4], row[5]) for row in cursor.fetchall()]
+        return [StoredImage(Candidate(image_id, size, received_at), kind, path, thumbnail)
+                for image_id, size, received_at, kind, path, thumbnail in cursor.fetchall()]
 
 
 def mark_purged(connection, ids: list[int]) -> int:
@@ -139,28 +150,26 @@ def mark_purged(connection, ids: list[int]) -> int:
         return cursor.rowcount
 
 
-@implementer(IIngestRecords)
+@implementer(IIngestRecords, IImageRecords)
 class IngestRecords:
-    """Thresholds from system_settings (cached briefly) and the pair transaction on the SyncPool."""
+    """Thresholds from system_settings (cached briefly), the pair transaction on the SyncPool,
+    and the image API's reads."""
 
     def __init__(self, db, pool, clock, cache_seconds: float = 10.0):
         self._db = db
         self._pool = pool
-        self._clock = clock
-        self._cache_seconds = cache_seconds
-        self._cached = None
-        self._cached_at = None
-
-    def thresholds(self):
-        now = self._clock.seconds()
-        if self._cached is not None and now - self._cached_at < self._cache_seconds:
-            return defer.succeed(self._cached)
-
-        def keep(value):
-            self._cached, self._cached_at = value, now
-            return value
-
-        return load_thresholds(self._db).addCallback(keep)
+        self.thresholds = CachedThresholds(db, clock, cache_seconds)
 
     def store_pair(self, records, defects):
         return self._pool.run(store_pair, records, defects)
+
+    def latest(self, kind, coil_number):
+        return latest(self._db, kind, coil_number).addErrback(as_store_unavailable)
+
+    def page(self, kind, *, page, limit, coil_number, since, until):
+        return image_page(self._db, kind, page=page, limit=limit, coil_number=coil_number, since=since,
+                     until=until).addErrback(as_store_unavailable)
+
+    def stats(self):
+        return stats(self._db).addErrback(as_store_unavailable)
+

@@ -27,7 +27,9 @@ from zope.interface import implementer
 from ccl.adapters.storage.image_check import Incomplete, check_complete
 from ccl.domain.ingest.images import FORMATS, KINDS, image_filename, next_stamp_ms, thumbnail_filename
 from ccl.domain.ingest.times import file_stamp
-from ccl.ports import IImageFiles
+from ccl.ports import IImageFiles, IImageFolder, ImageRefused, StorageUnavailable
+
+
 
 # We enforce our own pixel budget before decoding; Pillow's global one would only warn or
 # refuse at a different size.
@@ -38,19 +40,6 @@ warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 #: errno values that mean "the store cannot take files now" (503), not "your file is bad".
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT,
                   errno.ENOTDIR, errno.EIO}
-
-
-class StorageUnavailable(Exception):
-    """The image root is full or not writable; nothing was kept."""
-
-
-class ImageRefused(Exception):
-    """The file is not an acceptable image. ``status``: 413 (pixel budget), 415, 422."""
-
-    def __init__(self, status: int, reason: str):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @attrs.define
@@ -93,6 +82,7 @@ class Stored:
     path: Path
 
 
+@implementer(IImageFolder)
 class ImageStore:
     def __init__(self, root: Path, *, max_pixels: int, thumbnail_size: int = 320):
         self.root = Path(root)

@@ -18,6 +18,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from txpostgres import reconnection, retrying as txretrying, txpostgres
 
+from ccl.domain.events import EVENTS_CHANNEL
+from ccl.ports import StoreUnavailable
+
 log = Logger()
 
 #: Failures that mean "the database is unreachable right now; try again later".
@@ -32,6 +35,15 @@ def _lost_in_transaction(failure: Failure) -> Failure:
         original = getattr(failure.value, "originalFailure", None)
         if isinstance(original, Failure) and original.check(*UNAVAILABLE):
             return original
+    return failure
+
+
+def as_store_unavailable(failure: Failure) -> Failure:
+    """Errback for what storage hands to outer layers: a database outage (one of UNAVAILABLE)
+    becomes ``ports.StoreUnavailable``, which they may catch without knowing the driver."""
+    failure = _lost_in_transaction(failure)
+    if failure.check(*UNAVAILABLE):
+        return Failure(StoreUnavailable(str(failure.value).strip() or type(failure.value).__name__))
     return failure
 
 
@@ -212,7 +224,7 @@ def retrying(reactor, operation: Callable[[], defer.Deferred], *, initial: float
     return attempt()
 
 
-def notify_sql(channel: str = "ccl_events") -> str:
+def notify_sql(channel: str = EVENTS_CHANNEL) -> str:
     """SQL to send a JSON event in the current transaction: pass json.dumps(payload) as the one parameter."""
     return f"SELECT pg_notify('{channel}', %s)"
 

@@ -34,12 +34,13 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from ccl.adapters.storage.copy_text import copy_text
+from ccl.domain.events import EVENTS_CHANNEL
 from ccl.domain.journal_record import BatchOutcome, ProcessRow, RejectedRow
 from ccl.ports import IProcessStore, StoreRefused, StoreUnavailable
 
 log = Logger()
 
-EVENTS_CHANNEL = "ccl_events"
 #: Groups of at least this many rows go through COPY into a staging table; smaller ones as one
 #: statement with the rows in a JSON parameter. Why not always COPY: at commit, a transaction
 #: that touched a temp table empties every ON COMMIT DELETE ROWS table of the session, which
@@ -60,51 +61,6 @@ def _quote(identifier: str) -> str:
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_str(value: str) -> str:
-    return value.translate(_ESCAPES)
-
-
-def _copy_bytes(value) -> str:
-    return "\\\\x" + bytes(value).hex()
-
-
-def _copy_moment(value) -> str:
-    return value.isoformat()
-
-
-# Looked up by exact type: the COPY text of a batch is built in the writer thread, holding the
-# GIL the receiver needs, and a chain of isinstance tests per value was a fifth of that work.
-# Order matters for subclasses (the fallback walks it): bool before int.
-_COPY_BY_TYPE = {
-    type(None): lambda value: "\\N",
-    str: _copy_str,
-    bool: lambda value: "t" if value else "f",
-    int: str,
-    decimal.Decimal: str,
-    float: repr,
-    bytes: _copy_bytes,
-    bytearray: _copy_bytes,
-    memoryview: _copy_bytes,
-    datetime.datetime: _copy_moment,
-    datetime.date: _copy_moment,
-    datetime.time: _copy_moment,
-}
-
-
-def copy_text(value) -> str:
-    """One value in COPY's text format."""
-    fast = _COPY_BY_TYPE.get(type(value))
-    if fast is not None:
-        return fast(value)
-    for kind, text in _COPY_BY_TYPE.items():
-        if isinstance(value, kind):
-            return text(value)
-    return str(value).translate(_ESCAPES)
 
 
 def _json_default(value):

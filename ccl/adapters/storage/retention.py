@@ -42,13 +42,14 @@ def run_retention(connection, store: ImageStore, policy: Policy, now: datetime |
         rows = image_records.oldest(connection, after, batch)
         if not rows:
             break
-        after = rows[-1][0].id
+        after = rows[-1].candidate.id
         usage = Usage(disk_total=disk.total, disk_used=used, store_bytes=stored)
-        purges = plan([row[0] for row in rows], usage, policy, now)
-        by_id = {row[0].id: row for row in rows}
+        purges = plan([row.candidate for row in rows], usage, policy, now)
+        by_id = {row.candidate.id: row for row in rows}
         ids = []
         for purge in purges:
-            candidate, kind, path, _thumbnail = by_id[purge.candidate.id]
+            image = by_id[purge.candidate.id]
+            candidate, kind, path = image.candidate, image.kind, image.path
             # The thumbnail's place is fixed by the name, even before its row records it.
             for victim in (path, store.thumbnail_path(kind, os.path.basename(path))):
                 if victim:

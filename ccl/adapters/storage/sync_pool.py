@@ -17,6 +17,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from ccl.adapters.storage.postgres import UNAVAILABLE
+from ccl.ports import StoreUnavailable
 
 
 class SyncPool:
@@ -48,7 +49,8 @@ class SyncPool:
                 self._all.clear()
 
     def run(self, work: Callable[..., Any], *args: Any) -> defer.Deferred:
-        """Run ``work(connection, *args)`` in one transaction on a pool thread."""
+        """Run ``work(connection, *args)`` in one transaction on a pool thread. A database
+        outage fails it with ``ports.StoreUnavailable`` (the next call opens a new connection)."""
         return deferToThreadPool(self._reactor, self._threads, self._transaction, work, *args)
 
     def _connection(self):
@@ -61,14 +63,17 @@ class SyncPool:
         return connection
 
     def _transaction(self, work, *args):
-        connection = self._connection()
+        try:
+            connection = self._connection()
+        except UNAVAILABLE as error:
+            raise _unavailable(error) from error
         try:
             result = work(connection, *args)
             connection.commit()
             return result
-        except UNAVAILABLE:
+        except UNAVAILABLE as error:
             self._drop(connection)
-            raise
+            raise _unavailable(error) from error
         except BaseException:
             try:
                 connection.rollback()
@@ -85,3 +90,7 @@ class SyncPool:
         with self._all_lock:
             if connection in self._all:
                 self._all.remove(connection)
+
+
+def _unavailable(error: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)

@@ -13,28 +13,51 @@ that both agree on many mutated items.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 from ccl.domain.ingest.defects import _CANONICAL_UUID, MAX_INT, SEVERITIES, Defect, Thresholds, storable_text
 from ccl.domain.ingest.times import parse_timestamp
 
+class DefectRow(NamedTuple):
+    """A validated defect as the store writes it, fields in the store's order.
+
+    A NamedTuple, not a Defect: the fast lane makes up to 10,000 of them per batch and the
+    COPY writer unpacks them positionally; readers use the names.
+    """
+
+    event_id: str | None
+    coil_number: str
+    defect_type: str
+    confidence_score: float
+    severity: str
+    needs_review: bool
+    defect_position_x: int | None
+    defect_position_y: int | None
+    defect_size_width: int | None
+    defect_size_height: int | None
+    defect_position_meter: float | None
+    detection_time: datetime
+    original_image_path: str | None
+    labeled_image_path: str | None
+    model_id: int | None
+    camera_id: str
+
+
 #: The order of the fields in a defect row (what the store writes, in this order).
-ROW_FIELDS = ("event_id", "coil_number", "defect_type", "confidence_score", "severity", "needs_review",
-              "defect_position_x", "defect_position_y", "defect_size_width", "defect_size_height",
-              "defect_position_meter", "detection_time", "original_image_path", "labeled_image_path",
-              "model_id", "camera_id")
+ROW_FIELDS = DefectRow._fields
 _INF = float("inf")
 
 
-def defect_row(d: Defect) -> tuple:
-    """A validated Defect as a row tuple (fields in ROW_FIELDS order)."""
-    return (d.event_id, d.coil_number, d.defect_type, d.confidence_score, d.severity, d.needs_review,
-            d.defect_position_x, d.defect_position_y, d.defect_size_width, d.defect_size_height,
-            d.defect_position_meter, d.detection_time, d.original_image_path, d.labeled_image_path,
-            d.model_id, d.camera_id)
+def defect_row(d: Defect) -> DefectRow:
+    """A validated Defect as a DefectRow."""
+    return DefectRow(d.event_id, d.coil_number, d.defect_type, d.confidence_score, d.severity, d.needs_review,
+                     d.defect_position_x, d.defect_position_y, d.defect_size_width, d.defect_size_height,
+                     d.defect_position_meter, d.detection_time, d.original_image_path, d.labeled_image_path,
+                     d.model_id, d.camera_id)
 
 
 def fast_batch_rows(items: object, thresholds: Thresholds, *, now: datetime, coil_number: str,
-                    maximum: int) -> list[tuple] | None:
+                    maximum: int) -> list[DefectRow] | None:
     """Rows for a batch whose items are all plainly valid, else None (use ``validate_batch``).
 
     ``coil_number`` must be checked already (the batch's top-level number, used for every item).
@@ -48,8 +71,9 @@ def fast_batch_rows(items: object, thresholds: Thresholds, *, now: datetime, coi
     short_texts: set[str] = set()
     times: dict[str, datetime] = {}
     events: set[str] = set()
-    rows = []
+    rows: list[DefectRow] = []
     append = rows.append
+    row = DefectRow._make  # from a tuple: half the cost of DefectRow(...) per item
     for item in items:
         if type(item) is not dict_:
             return None
@@ -138,6 +162,6 @@ def fast_batch_rows(items: object, thresholds: Thresholds, *, now: datetime, coi
         elif severity not in SEVERITIES:
             return None
 
-        append((event_id, coil_number, defect_type, confidence, severity, confidence < review, x, y, w, h,
-                meter, detection_time, original, labeled, model_id, camera_id))
+        append(row((event_id, coil_number, defect_type, confidence, severity, confidence < review, x, y, w, h,
+                    meter, detection_time, original, labeled, model_id, camera_id)))
     return rows

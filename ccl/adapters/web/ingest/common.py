@@ -14,9 +14,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import server
 
-from ccl.adapters.storage.image_store import StorageUnavailable
-from ccl.adapters.storage.postgres import UNAVAILABLE
 from ccl.domain.ingest.tokens import bearer_token, token_digest
+from ccl.ports import IIngestTokens, StorageUnavailable, StoreUnavailable
 
 log = Logger()
 
@@ -110,8 +109,8 @@ class Gate:
     request; a revoked token is refused at the latest after ``cache_seconds``.
     """
 
-    def __init__(self, db, networks: Sequence, clock, cache_seconds: float = 10.0):
-        self._db = db
+    def __init__(self, tokens: IIngestTokens, networks: Sequence, clock, cache_seconds: float = 10.0):
+        self._tokens = tokens
         self._networks = list(networks)
         self._clock = clock
         self._cache_seconds = cache_seconds
@@ -148,24 +147,27 @@ class Gate:
                                         {b"www-authenticate": b"Bearer"}))
         digest = token_digest(token)
         now = self._clock.seconds()
-        cached = self._cache.get(digest)
-        if cached and now - cached[1] < self._cache_seconds:
-            return defer.succeed(cached[0])
+        name, checked_at = self._cache.get(digest, (None, 0.0))
+        if name is not None and now - checked_at < self._cache_seconds:
+            return defer.succeed(name)
 
-        def found(rows):
-            if not rows:
+        def found(token_name):
+            if token_name is None:
                 self._cache.pop(digest, None)
                 raise HttpError(401, "invalid token", "the bearer token is unknown or revoked",
                                 {b"www-authenticate": b'Bearer error="invalid_token"'})
-            name = f"token:{rows[0][0]}"
+            name = f"token:{token_name}"
             if len(self._cache) > 1000:
                 self._cache.clear()
             self._cache[digest] = (name, now)
             return name
 
-        return self._db.runQuery(
-            "UPDATE ingest_tokens SET last_used_at = now() WHERE token_hash = %s AND revoked_at IS NULL RETURNING name",
-            (digest,)).addCallback(found)
+        return self._tokens.actor_for(digest).addCallback(found)
+
+
+def client_host(request) -> str | None:
+    """The client's IP address (None for a UNIX socket)."""
+    return getattr(request.getClientAddress(), "host", None)
 
 
 def _header(request, name: bytes) -> str | None:
@@ -221,7 +223,7 @@ def endpoint(route_name: str):
             except StorageUnavailable as error:
                 log.error("image store unavailable: {error}", error=str(error))
                 result = (503, {"error": "image storage unavailable", "details": str(error)})
-            except UNAVAILABLE as error:
+            except StoreUnavailable as error:
                 log.warn("database unavailable for {route}: {error}", route=route_name, error=str(error).strip())
                 result = (503, {"error": "database unavailable", "details": "try again shortly"})
             except Exception:

@@ -1,4 +1,4 @@
-"""The image-pair API on port 8081 (routes and fields of shared/spec/ingest-api.md)."""
+"""The image-pair API on port 8081 (routes and fields of docs/ingest-api.md)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from twisted.logger import Logger
 from twisted.web import static
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from ccl.adapters.storage import image_records
-from ccl.adapters.storage.image_store import ImageRefused, ImageStore
-from ccl.adapters.web.ingest.common import HttpError, endpoint, int_arg, json_reply, text_arg
+from ccl.adapters.web.ingest.common import HttpError, client_host, endpoint, int_arg, json_reply, text_arg
 from ccl.adapters.web.ingest.hot_routes import HotRoutes
 from ccl.adapters.web.ingest.multipart_form import FormRefused, read_form
 from ccl.adapters.web.ingest.shared_read import SharedRead
@@ -22,16 +20,17 @@ from ccl.domain.ingest.images import CONTENT_TYPES, KINDS, is_stored_name
 from ccl.domain.ingest.times import parse_timestamp
 from ccl.domain.ingest.uploads import InvalidUpload
 from ccl.domain.metrics import Registry
+from ccl.ports import IImageFolder, IImageRecords, ImageRefused, IThumbnails
 
 log = Logger()
 
 
 class ImagesApp:
-    app = Klein()
+    """The routes of ccl-images, bound to this instance (its own Klein app)."""
 
-    def __init__(self, *, db, store: ImageStore, ingestion: PairIngestion, thumbnailer, gate, registry: Registry,
-                 max_file_bytes: int, status_resource):
-        self.db = db
+    def __init__(self, *, records: IImageRecords, store: IImageFolder, ingestion: PairIngestion,
+                 thumbnailer: IThumbnails, gate, registry: Registry, max_file_bytes: int, status_resource):
+        self.records = records
         self.thumbnailer = thumbnailer
         self.store = store
         self.ingestion = ingestion
@@ -41,20 +40,27 @@ class ImagesApp:
         self.requests = registry.counter("ingest_image_requests_total", "Image API requests by route and status")
         self.pairs = registry.counter("ingest_image_pairs_total", "Image pairs stored")
         self.bytes_in = registry.counter("ingest_image_bytes_total", "Bytes of image files stored")
-        self.read_stats = SharedRead(lambda: image_records.stats(self.db))
+        self.read_stats = SharedRead(records.stats)
+        self.app = app = Klein()
+        app.route("/health", branch=False)(self.health)
+        app.route("/metrics", branch=False)(self.metrics)
+        app.route("/upload/pair", methods=["POST"])(self.upload_pair)
+        app.route("/latest/<kind>", methods=["GET"])(self.latest)
+        app.route("/list/<kind>", methods=["GET"])(self.list_images)
+        app.route("/image/<kind>/<path:filename>", methods=["GET"])(self.image)
+        app.route("/stats", methods=["GET"])(self.stats)
+        app.handle_errors(NotFound)(self.not_found)
+        app.handle_errors(MethodNotAllowed)(self.not_allowed)
 
     def resource(self):
         return HotRoutes({b"/upload/pair": self.upload_pair}, self.app.resource())
 
-    @app.route("/health", branch=False)
     def health(self, request):
         return self._status.getChildWithDefault(b"health", request)
 
-    @app.route("/metrics", branch=False)
     def metrics(self, request):
         return self._status.getChildWithDefault(b"metrics", request)
 
-    @app.route("/upload/pair", methods=["POST"])
     @endpoint("upload_pair")
     async def upload_pair(self, request):
         # Thumbnails wait while uploads are in flight (the line first, derived data later).
@@ -74,7 +80,7 @@ class ImagesApp:
             raise HttpError(refused.status, refused.error, refused.details) from None
         try:
             received = [ReceivedFile(p.field, p.temp.path, p.temp.size, p.temp.sha256) for p in form.files]
-            reply = await self.ingestion.ingest(form.texts, received)
+            reply = await self.ingestion.ingest(form.texts, received, address=client_host(request))
         except BaseException as error:
             # Nothing of a refused request stays under temp/ (a stored one's temp names are gone).
             await deferToThread(self.store.discard, form.temp_paths())
@@ -90,27 +96,24 @@ class ImagesApp:
                  coil=reply["coil_number"], defects=reply["defects_recorded"], actor=request.ccl_actor)
         return 201, {"success": True, "data": reply}
 
-    @app.route("/latest/<kind>", methods=["GET"])
     @endpoint("latest")
     async def latest(self, request, kind):
         kind = _kind(kind)
         coil = _coil_arg(request)
-        row = await image_records.latest(self.db, kind, coil)
+        row = await self.records.latest(kind, coil)
         return 200, {"success": True, "data": _with_url(row)}
 
-    @app.route("/list/<kind>", methods=["GET"])
     @endpoint("list")
     async def list_images(self, request, kind):
         kind = _kind(kind)
         page = int_arg(request, "page", 1, 1, 1_000_000)
         limit = int_arg(request, "limit", 50, 1, 200)
         since, until = _date_arg(request, "from_date"), _date_arg(request, "to_date")
-        total, rows = await image_records.page(self.db, kind, page=page, limit=limit, coil_number=_coil_arg(request),
-                                                since=since, until=until)
+        total, rows = await self.records.page(kind, page=page, limit=limit, coil_number=_coil_arg(request),
+                                              since=since, until=until)
         return 200, {"success": True, "data": {"images": [_with_url(r) for r in rows], "total": total,
                                                "page": page, "limit": limit, "pages": -(-total // limit)}}
 
-    @app.route("/image/<kind>/<path:filename>", methods=["GET"])
     @endpoint("image")
     async def image(self, request, kind, filename):
         kind = _kind(kind)
@@ -125,7 +128,6 @@ class ImagesApp:
         resource.isLeaf = True
         return resource
 
-    @app.route("/stats", methods=["GET"])
     @endpoint("stats")
     async def stats(self, request):
         data = dict(await self.read_stats())  # shared with concurrent requests: add to a copy
@@ -134,11 +136,9 @@ class ImagesApp:
                         "used_percent": round(100.0 * usage.used / usage.total, 2) if usage.total else None}
         return 200, {"success": True, "data": data}
 
-    @app.handle_errors(NotFound)
     def not_found(self, request, failure):
         return json_reply(request, 404, {"error": "not found", "details": request.path.decode("latin-1")})
 
-    @app.handle_errors(MethodNotAllowed)
     def not_allowed(self, request, failure):
         return json_reply(request, 405, {"error": "method not allowed", "details": request.method.decode("latin-1")})
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import attrs
 import multipart
 
-from ccl.adapters.storage.image_store import ImageStore, StorageUnavailable, TempFile
+from ccl.ports import IImageFolder, StorageUnavailable
 
 MAX_TEXT = 4 * 1024 * 1024  # defect_data of a busy strip stays far below this
 
@@ -26,7 +26,7 @@ class FormRefused(Exception):
 class FilePart:
     field: str
     client_filename: str | None
-    temp: TempFile
+    temp: object  # the TempFile IImageFolder.new_temp made
 
 
 @attrs.define
@@ -50,7 +50,7 @@ def boundary_of(content_type: str | None) -> str:
     return boundary
 
 
-def read_form(content, content_type: str | None, length: int, store: ImageStore, *,
+def read_form(content, content_type: str | None, length: int, store: IImageFolder, *,
               max_file_bytes: int, max_files: int) -> Form:
     """Parse the whole body; on any refusal the temp files made so far are removed."""
     boundary = boundary_of(content_type)
@@ -117,7 +117,7 @@ def read_form(content, content_type: str | None, length: int, store: ImageStore,
     return form
 
 
-def _close_all(form: Form, store: ImageStore) -> None:
+def _close_all(form: Form, store: IImageFolder) -> None:
     for part in form.files:
         try:
             part.temp.handle.close()

@@ -20,9 +20,11 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ccl.domain.events import EVENTS_CHANNEL
+
 log = Logger()
 
-CHANNEL = "ccl_events"
+CHANNEL = EVENTS_CHANNEL
 HEARTBEAT_SECONDS = 15.0
 #: The browser's EventSource waits this long before reconnecting.
 RETRY_MS = 2000
