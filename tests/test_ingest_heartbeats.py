@@ -1,0 +1,237 @@
+"""POST /inspection/heartbeat of ccl-defects and the Jetson link state, over real HTTP with real PostgreSQL."""
+
+import json
+
+from twisted.internet import defer
+from twisted.trial.unittest import TestCase
+
+from tests.support.database import fresh_database, query
+from tests.support.ingest import pair_parts, post_json, post_parts, start_service, wait_for
+from tests.test_ingest_auth import ccl
+
+START, END = "2026-03-01T10:00:00+09:00", "2026-03-01T10:01:00+09:00"
+
+
+def beat(**extra):
+    return {"camera_id": "top", "box_id": "orin-1", "period_start": START, "period_end": END,
+            "frames_inspected": 1790, "frames_expected": 1800, **extra}
+
+
+class Base(TestCase):
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.svc = yield start_service(self, "defects")
+
+    def stored(self):
+        return query(self.svc.dsn, "SELECT camera_id, box_id, period_start = %s::timestamptz,"
+                                   " period_end = %s::timestamptz, frames_inspected, frames_expected"
+                                   " FROM inspection_heartbeats ORDER BY id", (START, END))
+
+
+class HeartbeatTests(Base):
+    @defer.inlineCallbacks
+    def test_valid_heartbeat_stored(self):
+        """A heartbeat is stored as sent and answered 201 with its row."""
+        code, body = yield post_json(self.svc.url, "/inspection/heartbeat", beat())
+        self.assertEqual(code, 201, body)
+        self.assertEqual(self.stored(), [("top", "orin-1", True, True, 1790, 1800)])
+        data = body["data"]
+        self.assertEqual((data["camera_id"], data["box_id"], data["frames_inspected"], data["frames_expected"]),
+                         ("top", "orin-1", 1790, 1800))
+        self.assertEqual(data["id"], query(self.svc.dsn, "SELECT id FROM inspection_heartbeats")[0][0])
+
+    @defer.inlineCallbacks
+    def test_optional_fields(self):
+        """Without camera_id the camera is ``top`` (as for uploads and defects); the box and the
+        expected frames may be absent."""
+        code, body = yield post_json(self.svc.url, "/inspection/heartbeat",
+                                     {"period_start": START, "period_end": END, "frames_inspected": 0})
+        self.assertEqual(code, 201, body)
+        self.assertEqual(self.stored(), [("top", None, True, True, 0, None)])
+
+    @defer.inlineCallbacks
+    def test_retried_heartbeat_stored_once(self):
+        """The same heartbeat again (a lost reply) is answered 200 with the stored row; nothing more is stored."""
+        code, first = yield post_json(self.svc.url, "/inspection/heartbeat", beat())
+        self.assertEqual(code, 201)
+        # The same period in another offset is the same period.
+        code, again = yield post_json(self.svc.url, "/inspection/heartbeat",
+                                      beat(period_start="2026-03-01T01:00:00Z", period_end="2026-03-01T01:01:00+00:00"))
+        self.assertEqual(code, 200, again)
+        self.assertTrue(again["duplicate"])
+        self.assertEqual(again["data"]["id"], first["data"]["id"])
+        self.assertEqual(len(self.stored()), 1)
+
+    @defer.inlineCallbacks
+    def test_other_figures_for_a_stored_period_refused(self):
+        """A different report for a stored camera and period is 409, and the stored one stays."""
+        yield post_json(self.svc.url, "/inspection/heartbeat", beat())
+        code, body = yield post_json(self.svc.url, "/inspection/heartbeat", beat(frames_inspected=5))
+        self.assertEqual(code, 409, body)
+        self.assertEqual(body["details"]["stored"]["frames_inspected"], 1790)
+        self.assertEqual(self.stored(), [("top", "orin-1", True, True, 1790, 1800)])
+
+    @defer.inlineCallbacks
+    def test_other_cameras_and_periods_are_separate(self):
+        yield post_json(self.svc.url, "/inspection/heartbeat", beat())
+        code, _ = yield post_json(self.svc.url, "/inspection/heartbeat", beat(camera_id="bottom"))
+        self.assertEqual(code, 201)
+        code, _ = yield post_json(self.svc.url, "/inspection/heartbeat",
+                                  beat(period_start=END, period_end="2026-03-01T10:02:00+09:00"))
+        self.assertEqual(code, 201)
+        self.assertEqual(query(self.svc.dsn, "SELECT count(*) FROM inspection_heartbeats"), [(3,)])
+
+
+class BadHeartbeatTests(Base):
+    @defer.inlineCallbacks
+    def assertRefused(self, payload, status, field, raw=None, headers=None):
+        code, body = yield post_json(self.svc.url, "/inspection/heartbeat", payload, raw=raw, headers=headers)
+        self.assertEqual(code, status, body)
+        self.assertTrue(body["error"])
+        self.assertIn(field, json.dumps(body))
+        self.assertEqual(self.stored(), [])
+
+    def test_end_before_start(self):
+        return self.assertRefused(beat(period_start=END, period_end=START), 422, "period_end")
+
+    def test_empty_period(self):
+        return self.assertRefused(beat(period_end=START), 422, "must be after period_start")
+
+    def test_period_over_the_limit(self):
+        # [defects] heartbeat_max_seconds = 300
+        return self.assertRefused(beat(period_end="2026-03-01T10:05:00.001+09:00"), 422, "at most 300 s")
+
+    def test_negative_frames(self):
+        return self.assertRefused(beat(frames_inspected=-1), 422, "frames_inspected")
+
+    def test_fractional_frames(self):
+        return self.assertRefused(beat(frames_inspected=1.5), 422, "frames_inspected")
+
+    def test_frames_as_text(self):
+        return self.assertRefused(beat(frames_inspected="12"), 422, "frames_inspected")
+
+    def test_frames_missing(self):
+        payload = beat()
+        del payload["frames_inspected"]
+        return self.assertRefused(payload, 422, "frames_inspected")
+
+    def test_negative_expected_frames(self):
+        return self.assertRefused(beat(frames_expected=-5), 422, "frames_expected")
+
+    def test_time_without_offset(self):
+        return self.assertRefused(beat(period_start="2026-03-01T10:00:00"), 422, "period_start")
+
+    def test_time_not_a_time(self):
+        return self.assertRefused(beat(period_end="soon"), 422, "period_end")
+
+    def test_period_missing(self):
+        payload = beat()
+        del payload["period_start"]
+        return self.assertRefused(payload, 422, "period_start")
+
+    def test_empty_camera(self):
+        return self.assertRefused(beat(camera_id=" "), 422, "camera_id")
+
+    def test_camera_too_long(self):
+        return self.assertRefused(beat(camera_id="c" * 51), 422, "camera_id")
+
+    def test_not_an_object(self):
+        return self.assertRefused([beat()], 422, "JSON object")
+
+    def test_broken_json(self):
+        return self.assertRefused(None, 400, "not valid JSON", raw=b'{"camera_id": ')
+
+    def test_wrong_media_type(self):
+        return self.assertRefused(None, 415, "application/json", raw=json.dumps(beat()).encode(),
+                                  headers={"Content-Type": "text/plain"})
+
+
+class HeartbeatAuthTests(TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_only_a_token_gets_in_when_the_address_is_not_allowed(self):
+        """Authenticated as every ingest endpoint: 401 (and nothing stored) without a token, 201 with one."""
+        dsn = fresh_database(self)
+        code, out, _ = ccl("ingest-token", "--dsn", dsn, "create", "jetson-1")
+        token = out.strip().splitlines()[-1]
+        svc = yield start_service(self, "defects", allow="10.99.0.0/16", dsn=dsn)
+        code, body = yield post_json(svc.url, "/inspection/heartbeat", beat())
+        self.assertEqual(code, 401, body)
+        code, body = yield post_json(svc.url, "/inspection/heartbeat", beat(), headers={"Authorization": "Bearer nope"})
+        self.assertEqual((code, body["error"]), (401, "invalid token"))
+        self.assertEqual(query(dsn, "SELECT count(*) FROM inspection_heartbeats"), [(0,)])
+        self.assertEqual(query(dsn, "SELECT count(*) FROM link_status"), [(0,)])
+        code, body = yield post_json(svc.url, "/inspection/heartbeat", beat(),
+                                     headers={"Authorization": f"Bearer {token}"})
+        self.assertEqual(code, 201, body)
+
+
+class LinkStatusTests(TestCase):
+    """What the boxes send keeps their link row (``jetson-<camera>``) on the dashboard current."""
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.dsn = fresh_database(self)
+        self.defects = yield start_service(self, "defects", dsn=self.dsn)
+        self.images = yield start_service(self, "images", dsn=self.dsn)
+
+    def link(self, name):
+        rows = query(self.dsn, "SELECT kind, connected, last_seen_at IS NOT NULL, details FROM link_status"
+                               " WHERE link = %s", (name,))
+        return rows[0] if rows else None
+
+    @defer.inlineCallbacks
+    def test_heartbeat_marks_its_camera_connected(self):
+        code, _ = yield post_json(self.defects.url, "/inspection/heartbeat", beat(camera_id="bottom"))
+        self.assertEqual(code, 201)
+        kind, connected, seen, details = yield wait_for(lambda: self.link("jetson-bottom"), "the link row")
+        self.assertEqual((kind, connected, seen), ("jetson", True, True))
+        self.assertEqual((details["box_id"], details["address"], details["via"]), ("orin-1", "127.0.0.1", "heartbeat"))
+
+    @defer.inlineCallbacks
+    def test_defects_mark_their_cameras_connected(self):
+        code, _ = yield post_json(self.defects.url, "/defect/single",
+                                  {"coil_number": "C1", "defect_type": "dent", "confidence_score": 0.5,
+                                   "camera_id": "top"})
+        self.assertEqual(code, 201)
+        code, _ = yield post_json(self.defects.url, "/defect/batch", {"coil_number": "C1", "defects": [
+            {"defect_type": "dent", "confidence_score": 0.5, "camera_id": "bottom"},
+            {"defect_type": "dent", "confidence_score": 0.5, "camera_id": "side"}]})
+        self.assertEqual(code, 201)
+        for name in ("jetson-top", "jetson-bottom", "jetson-side"):
+            row = yield wait_for(lambda name=name: self.link(name), name)
+            self.assertEqual(row[:3], ("jetson", True, True))
+            self.assertEqual(row[3]["via"], "defects")
+
+    @defer.inlineCallbacks
+    def test_image_upload_marks_its_camera_connected_and_keeps_the_box(self):
+        """An upload after a heartbeat updates the same row and keeps what the heartbeat said (the box)."""
+        yield post_json(self.defects.url, "/inspection/heartbeat", beat(camera_id="top"))
+        yield wait_for(lambda: self.link("jetson-top"), "the heartbeat's link row")
+        query(self.dsn, "UPDATE link_status SET last_seen_at = last_seen_at - interval '1 hour', connected = false")
+        before = query(self.dsn, "SELECT last_seen_at FROM link_status")[0][0]
+        code, body = yield post_parts(self.images.url, pair_parts(camera_id="top"))
+        self.assertEqual(code, 201, body)
+        row = yield wait_for(lambda: (lambda r: r if r and r[1] else None)(self.link("jetson-top")), "the upload")
+        self.assertEqual((row[3]["via"], row[3]["box_id"]), ("upload", "orin-1"))
+        self.assertGreater(query(self.dsn, "SELECT last_seen_at FROM link_status")[0][0], before)
+        self.assertEqual(query(self.dsn, "SELECT count(*) FROM link_status"), [(1,)])
+
+    @defer.inlineCallbacks
+    def test_silent_camera_marked_disconnected(self):
+        """A camera heard from no longer than [ingest] link_silent_seconds ago stays connected; older, it is not."""
+        yield post_json(self.defects.url, "/inspection/heartbeat", beat(camera_id="top"))
+        yield post_json(self.defects.url, "/inspection/heartbeat", beat(camera_id="bottom"))
+        yield wait_for(lambda: self.link("jetson-top") and self.link("jetson-bottom"), "both link rows")
+        query(self.dsn, "UPDATE link_status SET last_seen_at = last_seen_at - interval '61 seconds'"
+                        " WHERE link = 'jetson-bottom'")
+        interval, flush = self.defects.jobs[-1]
+        self.assertEqual(interval, 5.0)  # [ingest] link_save_seconds
+        yield flush()
+        self.assertEqual(query(self.dsn, "SELECT link, connected FROM link_status ORDER BY link"),
+                         [("jetson-bottom", False), ("jetson-top", True)])
