@@ -140,7 +140,8 @@ class ParseJsonTests(SynchronousTestCase):
     """parse_json (orjson, then the json module for what orjson refuses) decodes as json.loads does."""
 
     def test_same_result_or_same_refusal_as_the_json_module(self):
-        from ccl.adapters.web.ingest.common import HttpError, parse_json
+        from ccl.adapters.web.errors import HTTPError
+        from ccl.adapters.web.ingest.common import parse_json
 
         samples = [b'{"a": 1, "a": 2}', b'[1.5, -0.0, 1e-05, 1E400, 12345678901234567890123]', b'{"x": NaN}',
                    b'[Infinity, -Infinity]', b'"\\ud800"', '"따옴표 \\u00e9"'.encode(), b'  [] ', b"{}",
@@ -150,7 +151,7 @@ class ParseJsonTests(SynchronousTestCase):
             try:
                 expected = json.loads(raw)
             except (ValueError, UnicodeDecodeError) as error:
-                refusal = self.assertRaises(HttpError, parse_json, raw)
+                refusal = self.assertRaises(HTTPError, parse_json, raw)
                 self.assertEqual((refusal.status, refusal.details), (400, str(error)), raw)
                 continue
             got = parse_json(raw)

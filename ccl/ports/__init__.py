@@ -6,7 +6,24 @@ Every method returns a Deferred: the adapters do blocking work in threads.
 from __future__ import annotations
 
 import attrs
-from zope.interface import Attribute, Interface
+from zope.interface import Interface
+
+from ccl.ports.ingest import (  # noqa: F401 (re-exported)
+    BatchResult,
+    IDefectRecords,
+    IHeartbeats,
+    IImageFiles,
+    IImageFolder,
+    IImageRecords,
+    IIngestRecords,
+    IIngestTokens,
+    IJetsonLinks,
+    ImageRefused,
+    IThumbnails,
+    StorageUnavailable,
+    StoredHeartbeat,
+    UnknownModel,
+)
 
 
 class StoreUnavailable(Exception):
@@ -31,179 +48,6 @@ class IProcessStore(Interface):
         journal is applied up to ``upto``, all in ONE transaction. Rows whose number is not
         above the stored progress are skipped (a replay never doubles). Fails with
         StoreUnavailable or StoreRefused; on failure nothing of the batch is stored."""
-
-
-# Ingestion (ccl-images, ccl-defects) -----------------------------------------------------
-#
-# The web apps of the Jetson API reach storage only through these. Failures they answer:
-# StoreUnavailable (the database, 503), StorageUnavailable (the image root, 503),
-# ImageRefused (the file, 4xx) and UnknownModel (a model_id, 422).
-
-
-class StorageUnavailable(Exception):
-    """The image root is full or not writable; nothing was kept."""
-
-
-class ImageRefused(Exception):
-    """The file is not an acceptable image. ``status``: 413 (pixel budget), 415, 422."""
-
-    def __init__(self, status: int, reason: str):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-class UnknownModel(ValueError):
-    """Defects name AI models that do not exist (``model_ids``); nothing was stored."""
-
-    def __init__(self, model_ids):
-        super().__init__(", ".join(map(str, model_ids)))
-        self.model_ids = list(model_ids)
-
-
-@attrs.frozen
-class BatchResult:
-    """What storing a group of defects did: how many rows are new, the event_ids that were
-    stored before (skipped), the new rows' ids."""
-
-    stored: int
-    duplicates: list[str]
-    ids: list[int]
-
-
-class IImageFolder(Interface):
-    """The image root's blocking file operations the upload reader needs (call them in a thread)."""
-
-    temp = Attribute("the folder where files are received (a Path)")
-
-    def new_temp():
-        """A new TempFile under ``temp`` (``write``, ``close``, ``path``, ``size``, ``sha256``);
-        fails with StorageUnavailable."""
-
-    def discard(paths):
-        """Remove received files that will not be kept."""
-
-    def path_of(kind, filename):
-        """The Path of a stored image of ``kind`` (the name must be checked by the caller)."""
-
-    def disk_usage():
-        """The file system's usage (``total``, ``used``, ``free``)."""
-
-    def probe():
-        """Raise StorageUnavailable unless a file can be written under ``temp``."""
-
-
-class IImageFiles(Interface):
-    """The image file store (adapters/storage/image_store.py, threaded)."""
-
-    def inspect(paths):
-        """Check received files: Deferred[list[Inspected]]; fails with ImageRefused or StorageUnavailable."""
-
-    def commit(coil_number, received_at_ms, files):
-        """Give temp files their final names: Deferred[list[Stored]]; fails with StorageUnavailable."""
-
-    def remove(paths):
-        """Delete files again (a request that failed after its files were placed)."""
-
-
-class IIngestRecords(Interface):
-    """Where image metadata and defects are kept (PostgreSQL)."""
-
-    def thresholds():
-        """Deferred[Thresholds] of the severity and review rules."""
-
-    def store_pair(records, defects):
-        """Store the pair's rows and its defects in one transaction: Deferred[(ids by kind, BatchResult)]."""
-
-
-class IImageRecords(Interface):
-    """The image metadata the image API reads (Deferreds; fail with StoreUnavailable)."""
-
-    def latest(kind, coil_number):
-        """The newest kept image of ``kind`` (of ``coil_number`` if given) as a dict, or None."""
-
-    def page(kind, *, page, limit, coil_number, since, until):
-        """(total, rows as dicts) of one page, newest capture first."""
-
-    def stats():
-        """The figures of GET /stats (a dict)."""
-
-
-class IDefectRecords(Interface):
-    """Defects and AI model scores (Deferreds; fail with StoreUnavailable)."""
-
-    def thresholds():
-        """Deferred[Thresholds] of the severity and review rules."""
-
-    def store_single(defect):
-        """Store one validated Defect: Deferred[(row as JSON text, created)]; a stored event_id
-        gives the stored row and created False. Fails with UnknownModel."""
-
-    def store_batch(prepare):
-        """Run ``prepare()`` on the store's worker thread (parsing and checking a big body is
-        CPU work), which returns ``(anything, rows, batch_info)``, and store its DefectRows in ONE
-        transaction: Deferred[(anything, BatchResult)]. Fails with what ``prepare`` raised, or
-        UnknownModel (nothing stored)."""
-
-    def update_performance(model_id, scores):
-        """Update a model's scores and append them to its history: Deferred[dict | None (no model)]."""
-
-    def performance_history(model_id, limit):
-        """Deferred[{"model", "history"} | None (no model)]."""
-
-    def stats():
-        """Deferred[dict]: the figures of GET /stats."""
-
-    def recent(limit, hours):
-        """Deferred[list[dict]]: the newest defects with their coil's customer and BOM."""
-
-
-class IIngestTokens(Interface):
-    """The bearer tokens of the Jetson boxes (``ccl ingest-token``)."""
-
-    def actor_for(digest):
-        """Deferred[str | None]: the name of the valid (not revoked) token with this digest,
-        recording its use; None for an unknown or revoked one."""
-
-
-@attrs.frozen
-class StoredHeartbeat:
-    """A row of ``inspection_heartbeats``: the Heartbeat as stored, its id and arrival."""
-
-    id: int
-    heartbeat: object  # ccl.domain.ingest.heartbeats.Heartbeat
-    received_at: object  # datetime
-
-
-class IHeartbeats(Interface):
-    """Where the boxes' inspection heartbeats are kept (``inspection_heartbeats``)."""
-
-    def store(heartbeat):
-        """Deferred[(StoredHeartbeat, created)]: a heartbeat of a stored (camera, period) gives
-        the stored one and created False, storing nothing. Fails with StoreUnavailable."""
-
-
-class IJetsonLinks(Interface):
-    """The Jetson boxes' link state in ``link_status`` (one row per camera)."""
-
-    def seen(sightings):
-        """Record the LinkSightings (last seen, connected); Deferred fired once written."""
-
-    def mark_silent(after_seconds):
-        """Mark the links not seen for ``after_seconds`` as disconnected: Deferred[list of their names]."""
-
-
-class IThumbnails(Interface):
-    """Makes the UI's thumbnails in the background."""
-
-    def request(image_id, kind, filename):
-        """Queue a thumbnail for a stored image; returns at once."""
-
-    def upload_started():
-        """An upload is being received: thumbnails give way to it."""
-
-    def upload_finished():
-        """The upload is answered."""
 
 
 # Forwarding to 고기원 ------------------------------------------------------------------
@@ -239,3 +83,4 @@ class IOutboxStore(Interface):
 
     def mark_refused(entry_id: int, result_code: str, at: float):
         """고기원 refused the entry with ``result_code``: Deferred fired once durable."""
+

@@ -6,8 +6,8 @@ from klein import Klein
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ingest.common import (
-    HttpError,
     RawJSON,
     client_host,
     endpoint,
@@ -75,9 +75,9 @@ class DefectsApp:
         try:
             row, created = await self.ingestion.single(body, address=client_host(request))
         except InvalidDefect as invalid:
-            raise HttpError(422, "invalid defect", invalid.errors) from None
+            raise HTTPError(422, "invalid defect", invalid.errors) from None
         except UnknownModel as unknown:
-            raise HttpError(422, "invalid defect", [{"field": "model_id", "reason":
+            raise HTTPError(422, "invalid defect", [{"field": "model_id", "reason":
                                                      f"no AI model with id {unknown.model_ids[0]}"}]) from None
         if not created:
             return 200, {"success": True, "duplicate": True, "data": RawJSON(row)}
@@ -113,9 +113,9 @@ class DefectsApp:
         try:
             model_id, model = await self.ingestion.update_performance(body)
         except InvalidDefect as invalid:
-            raise HttpError(422, "invalid performance data", invalid.errors) from None
+            raise HTTPError(422, "invalid performance data", invalid.errors) from None
         if model is None:
-            raise HttpError(404, "no such AI model", model_id)
+            raise HTTPError(404, "no such AI model", model_id)
         log.info("model {id} scores updated by {actor}", id=model_id, actor=request.ccl_actor)
         return 200, {"success": True, "data": model}
 
@@ -123,11 +123,11 @@ class DefectsApp:
     async def performance_history(self, request):
         model_id = int_arg(request, "model_id", 0, 1, 2**31 - 1)
         if not model_id:
-            raise HttpError(400, "model_id is required")
+            raise HTTPError(400, "model_id is required")
         limit = int_arg(request, "limit", 100, 1, 1000)
         data = await self.records.performance_history(model_id, limit)
         if data is None:
-            raise HttpError(404, "no such AI model", model_id)
+            raise HTTPError(404, "no such AI model", model_id)
         return 200, {"success": True, "data": data}
 
     @endpoint("inspection_heartbeat")
@@ -136,9 +136,9 @@ class DefectsApp:
         try:
             stored, created = await self.heartbeats.receive(body, address=client_host(request))
         except InvalidHeartbeat as invalid:
-            raise HttpError(422, "invalid heartbeat", invalid.errors) from None
+            raise HTTPError(422, "invalid heartbeat", invalid.errors) from None
         except HeartbeatConflict as conflict:
-            raise HttpError(409, "a different heartbeat of this camera and period is stored",
+            raise HTTPError(409, "a different heartbeat of this camera and period is stored",
                             {"stored": _heartbeat_json(conflict.stored)}) from None
         if not created:
             return 200, {"success": True, "duplicate": True, "data": _heartbeat_json(stored)}
@@ -171,23 +171,23 @@ def _heartbeat_json(stored: StoredHeartbeat) -> dict:
             "received_at": stored.received_at.isoformat()}
 
 
-def _unknown_models(unknown: UnknownModel, rows) -> HttpError:
+def _unknown_models(unknown: UnknownModel, rows) -> HTTPError:
     """The 422 of a batch naming models that do not exist: the items that name them."""
     missing = set(unknown.model_ids)
     indexes = [i for i, row in enumerate(rows) if row.model_id in missing]
-    return HttpError(422, "invalid batch", [{"index": i, "errors": [{"field": "model_id", "reason":
+    return HTTPError(422, "invalid batch", [{"index": i, "errors": [{"field": "model_id", "reason":
                      f"no AI model with id {rows[i].model_id}"}]} for i in indexes[:1000]])
 
 
 def _parse_batch(raw: bytes, thresholds, now, maximum: int):
     body = parse_json(raw)
     if not isinstance(body, dict):
-        raise HttpError(400, "a batch must be a JSON object with coil_number and defects")
+        raise HTTPError(400, "a batch must be a JSON object with coil_number and defects")
     info = body.get("batch_info")
     if info is not None and not isinstance(info, dict):
-        raise HttpError(422, "invalid batch", [{"field": "batch_info", "reason": "must be a JSON object"}])
+        raise HTTPError(422, "invalid batch", [{"field": "batch_info", "reason": "must be a JSON object"}])
     if info is not None and not storable_json(info):
-        raise HttpError(422, "invalid batch", [{"field": "batch_info", "reason": "contains a NUL character or an "
+        raise HTTPError(422, "invalid batch", [{"field": "batch_info", "reason": "contains a NUL character or an "
                                                 "unpaired surrogate, which cannot be stored"}])
     coil, items = body.get("coil_number"), body.get("defects")
     # The fast lane takes plainly valid batches; anything else gets the rule-by-rule check,
@@ -201,6 +201,6 @@ def _parse_batch(raw: bytes, thresholds, now, maximum: int):
             defects = validate_batch(items, thresholds, now=now, coil_number=coil, maximum=maximum)
         except InvalidBatch as invalid:
             status = 413 if invalid.kind == "size" else 400 if invalid.kind == "coil_number" else 422
-            raise HttpError(status, "invalid batch", invalid.details) from None
+            raise HTTPError(status, "invalid batch", invalid.details) from None
         rows = [defect_row(d) for d in defects]
     return body, rows

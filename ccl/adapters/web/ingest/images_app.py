@@ -10,9 +10,10 @@ from twisted.logger import Logger
 from twisted.web import static
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from ccl.adapters.web.ingest.common import HttpError, client_host, endpoint, int_arg, json_reply, text_arg
+from ccl.adapters.web.errors import HTTPError
+from ccl.adapters.web.ingest.common import client_host, endpoint, int_arg, json_reply, text_arg
 from ccl.adapters.web.ingest.hot_routes import HotRoutes
-from ccl.adapters.web.ingest.multipart_form import FormRefused, read_form
+from ccl.adapters.web.ingest.multipart_form import read_form
 from ccl.adapters.web.ingest.shared_read import SharedRead
 from ccl.application.image_pairs import PairIngestion, ReceivedFile
 from ccl.domain.ingest.coils import InvalidCoilNumber, check_coil_number
@@ -73,11 +74,9 @@ class ImagesApp:
     async def _upload_pair(self, request):
         length = int(request.getHeader(b"content-length") or -1)
         content_type = request.getHeader(b"content-type")
-        try:
-            form = await deferToThread(read_form, request.content, content_type and content_type.decode("latin-1"),
-                                       length, self.store, max_file_bytes=self.max_file_bytes, max_files=2)
-        except FormRefused as refused:
-            raise HttpError(refused.status, refused.error, refused.details) from None
+        # Refused (HTTPError) with nothing left under temp/ by read_form itself.
+        form = await deferToThread(read_form, request.content, content_type and content_type.decode("latin-1"),
+                                   length, self.store, max_file_bytes=self.max_file_bytes, max_files=2)
         try:
             received = [ReceivedFile(p.field, p.temp.path, p.temp.size, p.temp.sha256) for p in form.files]
             reply = await self.ingestion.ingest(form.texts, received, address=client_host(request))
@@ -85,9 +84,9 @@ class ImagesApp:
             # Nothing of a refused request stays under temp/ (a stored one's temp names are gone).
             await deferToThread(self.store.discard, form.temp_paths())
             if isinstance(error, InvalidUpload):
-                raise HttpError(error.status, error.error, error.details) from None
+                raise HTTPError(error.status, error.error, error.details) from None
             if isinstance(error, ImageRefused):
-                raise HttpError(error.status, error.reason) from None
+                raise HTTPError(error.status, error.reason) from None
             raise
         self.pairs.inc()
         self.bytes_in.inc(reply["original_image"]["size"] + reply["labeled_image"]["size"])
@@ -119,10 +118,10 @@ class ImagesApp:
         kind = _kind(kind)
         # Only names this service makes: no separator, no '..', nothing outside the folder.
         if not is_stored_name(kind, filename):
-            raise HttpError(400, "not an image file name", "expected <coil>_<YYYYMMDDHHMMSSfff>_<type>.<jpg|png|bmp>")
+            raise HTTPError(400, "not an image file name", "expected <coil>_<YYYYMMDDHHMMSSfff>_<type>.<jpg|png|bmp>")
         path = self.store.path_of(kind, filename)
         if not path.is_file():
-            raise HttpError(404, "no such image", filename)
+            raise HTTPError(404, "no such image", filename)
         ext = filename.rsplit(".", 1)[1]
         resource = static.File(str(path), defaultType=CONTENT_TYPES[ext])
         resource.isLeaf = True
@@ -145,7 +144,7 @@ class ImagesApp:
 
 def _kind(kind: str) -> str:
     if kind not in KINDS:
-        raise HttpError(404, "unknown image type", f"type must be one of {', '.join(KINDS)}")
+        raise HTTPError(404, "unknown image type", f"type must be one of {', '.join(KINDS)}")
     return kind
 
 
@@ -156,7 +155,7 @@ def _coil_arg(request) -> str | None:
     try:
         return check_coil_number(coil)
     except InvalidCoilNumber as error:
-        raise HttpError(400, "invalid coil_number", str(error)) from None
+        raise HTTPError(400, "invalid coil_number", str(error)) from None
 
 
 def _date_arg(request, name: str) -> datetime | None:
@@ -166,7 +165,7 @@ def _date_arg(request, name: str) -> datetime | None:
     try:
         return parse_timestamp(text)
     except ValueError as error:
-        raise HttpError(400, f"invalid {name}", str(error)) from None
+        raise HTTPError(400, f"invalid {name}", str(error)) from None
 
 
 def _with_url(row: dict | None) -> dict | None:

@@ -9,17 +9,10 @@ from __future__ import annotations
 import attrs
 import multipart
 
+from ccl.adapters.web.errors import HTTPError
 from ccl.ports import IImageFolder, StorageUnavailable
 
 MAX_TEXT = 4 * 1024 * 1024  # defect_data of a busy strip stays far below this
-
-
-class FormRefused(Exception):
-    def __init__(self, status: int, error: str, details=None):
-        super().__init__(error)
-        self.status = status
-        self.error = error
-        self.details = details
 
 
 @attrs.define
@@ -40,13 +33,13 @@ class Form:
 
 def boundary_of(content_type: str | None) -> str:
     if not content_type:
-        raise FormRefused(415, "send multipart/form-data", "no Content-Type header")
+        raise HTTPError(415, "send multipart/form-data", "no Content-Type header")
     kind, options = multipart.parse_options_header(content_type)
     if kind != "multipart/form-data":
-        raise FormRefused(415, "send multipart/form-data", f"Content-Type is {kind}")
+        raise HTTPError(415, "send multipart/form-data", f"Content-Type is {kind}")
     boundary = options.get("boundary")
     if not boundary:
-        raise FormRefused(400, "malformed multipart body", "the Content-Type has no boundary")
+        raise HTTPError(400, "malformed multipart body", "the Content-Type has no boundary")
     return boundary
 
 
@@ -67,7 +60,7 @@ def read_form(content, content_type: str | None, length: int, store: IImageFolde
                     if isinstance(event, multipart.MultipartSegment):
                         if event.filename is not None:
                             if len(form.files) >= max_files:
-                                raise FormRefused(400, f"at most {max_files} files per request",
+                                raise HTTPError(400, f"at most {max_files} files per request",
                                                   f"file part {event.name!r} is one too many")
                             current_file = FilePart(event.name, event.filename, store.new_temp())
                             form.files.append(current_file)
@@ -81,33 +74,33 @@ def read_form(content, content_type: str | None, length: int, store: IImageFolde
                             current_file = None
                         elif current_text is not None:
                             if segment.name in form.texts:
-                                raise FormRefused(400, f"field {segment.name!r} is sent twice")
+                                raise HTTPError(400, f"field {segment.name!r} is sent twice")
                             try:
                                 form.texts[segment.name] = b"".join(current_text).decode(segment.charset or "utf-8")
                             except (UnicodeDecodeError, LookupError):
-                                raise FormRefused(400, f"field {segment.name!r} is not UTF-8 text") from None
+                                raise HTTPError(400, f"field {segment.name!r} is not UTF-8 text") from None
                             current_text = None
                     elif current_file is not None:
                         if current_file.temp.size + len(event) > max_file_bytes:
-                            raise FormRefused(413, f"a file may have at most {max_file_bytes // (1024 * 1024)} MB",
+                            raise HTTPError(413, f"a file may have at most {max_file_bytes // (1024 * 1024)} MB",
                                               f"file part {current_file.field!r} is larger")
                         current_file.temp.write(event)
                     elif current_text is not None:
                         text_size += len(event)
                         if text_size > MAX_TEXT:
-                            raise FormRefused(413, "a text field is too large", segment.name)
+                            raise HTTPError(413, "a text field is too large", segment.name)
                         current_text.append(event)
                 if not chunk:
                     break
-    except FormRefused:
+    except HTTPError:
         _close_all(form, store)
         raise
     except multipart.ParserLimitReached as error:
         _close_all(form, store)
-        raise FormRefused(413, "multipart limits exceeded", str(error)) from None
+        raise HTTPError(413, "multipart limits exceeded", str(error)) from None
     except multipart.MultipartError as error:
         _close_all(form, store)
-        raise FormRefused(400, "malformed multipart body", str(error)) from None
+        raise HTTPError(400, "malformed multipart body", str(error)) from None
     except StorageUnavailable:
         _close_all(form, store)
         raise
