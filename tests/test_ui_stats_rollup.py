@@ -38,8 +38,11 @@ REFERENCE_CUSTOMERS = """
     GROUP BY 1 ORDER BY n DESC, customer_name LIMIT 30"""
 
 
-def today() -> datetime.date:
-    return datetime.datetime.now(SEOUL).date()
+#: The present of these tests (time is an input, not the wall clock): 20 minutes into the
+#: first of a month in plant time, so "today" is short, yesterday (the month's last day) is
+#: still within the roll-up's GRACE, and the ranges cross a month's end.
+NOW = datetime.datetime(2026, 3, 1, 0, 20, tzinfo=SEOUL)
+TODAY = NOW.date()
 
 
 class RollupTests(DatabaseTestCase, TestCase):
@@ -65,7 +68,7 @@ class RollupTests(DatabaseTestCase, TestCase):
         return (coil, self.rng.choice(TYPES), confidence, self.rng.choice(SEVERITIES), when)
 
     def seed(self, days: int = 40) -> datetime.datetime:
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = NOW
         customers = ["현대자동차", "포스코", "LG전자", None]
         rows = []
         for n in range(days * 3):
@@ -77,6 +80,7 @@ class RollupTests(DatabaseTestCase, TestCase):
                 rows.append(self.random_defect(coil, began + datetime.timedelta(minutes=self.rng.randint(0, 600))))
         rows = [r for r in rows if r[4] <= now]
         rows.append(self.random_defect("C-ORPHAN", now - datetime.timedelta(days=3)))  # no schedule at all
+        rows.append(self.random_defect("C-ORPHAN", now - datetime.timedelta(minutes=5)))  # today has one at least
         self.defects(rows)
         return now
 
@@ -93,7 +97,7 @@ class RollupTests(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def assertAllRanges(self):
-        end = today()
+        end = TODAY
         for days in (1, 2, 7, 30, 45):
             yield self.assertSame(end - datetime.timedelta(days=days - 1), end)
         yield self.assertSame(end - datetime.timedelta(days=20), end - datetime.timedelta(days=5))
@@ -105,19 +109,19 @@ class RollupTests(DatabaseTestCase, TestCase):
     def test_same_answers_before_and_after_summing(self):
         self.seed()
         yield self.assertAllRanges()  # nothing summed yet: all read live
-        summed = yield rollup.refresh_all(self.db, max_days=7)
+        summed = yield rollup.refresh_all(self.db, NOW, max_days=7)
         self.assertGreaterEqual(len(summed), 38)
-        self.assertTrue(all(day < today() for day in self.summed_days()), "today is never summed")
+        self.assertTrue(all(day < TODAY for day in self.summed_days()), "today is never summed")
         self.assertEqual(self.sql("SELECT count(*) FROM ui_stats_dirty"), [(0,)])
         self.assertGreater(self.sql("SELECT count(*) FROM ui_stats_cells")[0][0], 100)
         yield self.assertAllRanges()
-        again = yield rollup.refresh(self.db)
+        again = yield rollup.refresh(self.db, NOW)
         self.assertEqual(again, [], "nothing left to sum")
 
     @defer.inlineCallbacks
     def test_late_defect_reclassification_deletion_and_new_customer(self):
         now = self.seed()
-        yield rollup.refresh_all(self.db)
+        yield rollup.refresh_all(self.db, NOW)
         ten_days_ago = now - datetime.timedelta(days=10)
         late_day = ten_days_ago.astimezone(SEOUL).date()
         self.assertIn(late_day, self.summed_days())
@@ -126,45 +130,53 @@ class RollupTests(DatabaseTestCase, TestCase):
         self.defects([("C00050", "pinhole", 0.97, "critical", ten_days_ago)])
         self.assertIn((late_day,), self.sql("SELECT day FROM ui_stats_dirty"))
         yield self.assertAllRanges()  # the marked day is read live ...
-        yield rollup.refresh(self.db)
+        yield rollup.refresh(self.db, NOW)
         self.assertEqual(self.sql("SELECT count(*) FROM ui_stats_dirty"), [(0,)])
         yield self.assertAllRanges()  # ... and summed again
 
         # a review reclassifies a defect of a summed day (what pages/reviews.py writes)
         defect_id, defect_type, found_at = self.sql(
             "SELECT id, defect_type, detection_time FROM defect_detections"
-            " WHERE detection_time < now() - interval '5 days' AND defect_type <> 'dent' ORDER BY id LIMIT 1")[0]
+            " WHERE detection_time < %s AND defect_type <> 'dent' ORDER BY id LIMIT 1",
+            (NOW - datetime.timedelta(days=5),))[0]
         self.sql("UPDATE defect_detections SET defect_type = 'dent', original_defect_type = %s,"
                  " review_status = 'reclassified' WHERE id = %s", (defect_type, defect_id))
         yield self.assertAllRanges()
-        yield rollup.refresh(self.db)
+        yield rollup.refresh(self.db, NOW)
         yield self.assertAllRanges()
 
         # a defect deleted (e.g. a retention job)
         self.sql("DELETE FROM defect_detections WHERE id = (SELECT min(id) FROM defect_detections"
-                 " WHERE detection_time < now() - interval '3 days')")
+                 " WHERE detection_time < %s)", (NOW - datetime.timedelta(days=3),))
         yield self.assertAllRanges()
-        yield rollup.refresh(self.db)
+        yield rollup.refresh(self.db, NOW)
         yield self.assertAllRanges()
 
         # a coil rescheduled for another customer: its defects on summed days move with it
-        coil = self.sql("SELECT coil_number FROM defect_detections WHERE detection_time < now() - interval '4 days'"
-                        " GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")[0][0]
+        coil = self.sql("SELECT coil_number FROM defect_detections WHERE detection_time < %s"
+                        " GROUP BY 1 ORDER BY count(*) DESC LIMIT 1", (NOW - datetime.timedelta(days=4),))[0][0]
         self.schedule(coil, "새 고객", now)
         self.assertGreater(self.sql("SELECT count(*) FROM ui_stats_dirty")[0][0], 0)
         yield self.assertAllRanges()
-        yield rollup.refresh(self.db)
+        yield rollup.refresh(self.db, NOW)
         yield self.assertAllRanges()
         self.assertIn("새 고객", [c["customer_name"] for c in (yield stats.statistics(
-            self.db, today() - datetime.timedelta(days=44), today()))["by_customer"]])
+            self.db, TODAY - datetime.timedelta(days=44), TODAY))["by_customer"]])
 
     @defer.inlineCallbacks
     def test_todays_defects_write_no_marks(self):
         self.seed(days=5)
-        yield rollup.refresh_all(self.db)
-        now = datetime.datetime.now(datetime.timezone.utc)
-        self.defects([self.random_defect("C00001", now) for _ in range(50)])
-        self.sql("UPDATE defect_detections SET review_status = 'confirmed' WHERE detection_time >= now() - interval '1 second'")
+        yield rollup.refresh_all(self.db, NOW)
+        # "Today" for the marking triggers is the writing transaction's now(): live defects
+        # stamped with it, and reviewed in the same transaction (one query string is one
+        # transaction), are today's at any hour the test runs, even across a midnight.
+        self.sql("INSERT INTO defect_detections (coil_number, defect_type, confidence_score, severity, detection_time)"
+                 " SELECT 'C-LIVE', (%s::text[])[1 + g %% 5], g / 50.0, (%s::text[])[1 + g %% 4], now()"
+                 " FROM generate_series(1, 50) g;"
+                 " UPDATE defect_detections SET review_status = 'confirmed' WHERE coil_number = 'C-LIVE'",
+                 (TYPES, SEVERITIES))
         # ingestion of live defects (and reviews of today's) leave nothing to re-sum
         self.assertEqual(self.sql("SELECT count(*) FROM ui_stats_dirty"), [(0,)])
         yield self.assertAllRanges()
+        (live_day,) = self.sql("SELECT (now() AT TIME ZONE 'Asia/Seoul')::date")[0]
+        yield self.assertSame(TODAY, live_day)  # the live day is read from the defects themselves

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from twisted.application import service, strports
 from twisted.internet import task
 from twisted.logger import Logger
@@ -72,16 +74,18 @@ class _StatsRollup(service.Service):
     """Keeps the daily roll-up of the statistics current (ui_queries/rollup.py). The page is
     exact without it (unsummed days are read from the defects), only slower."""
 
-    def __init__(self, db, every: int):
+    def __init__(self, db, every: int, clock):
         self.db = db
         self.every = every
+        self.clock = clock
         self._loop = task.LoopingCall(self._refresh)
+        self._loop.clock = clock
 
     def _refresh(self):
         from ccl.adapters.storage.postgres import UNAVAILABLE
         from ccl.adapters.storage.ui_queries import rollup
 
-        d = rollup.refresh(self.db)
+        d = rollup.refresh(self.db, datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.timezone.utc))
         d.addCallback(lambda days: days and log.info("statistics roll-up: summed {n} day(s), {first} .. {last}",
                                                      n=len(days), first=days[0], last=days[-1]))
 
@@ -114,7 +118,7 @@ def makeService(options) -> service.MultiService:  # noqa: N802 (twistd's name)
     top = service.MultiService()
     _Database(db).setServiceParent(top)
     _Housekeeping(ui).setServiceParent(top)
-    _StatsRollup(db, config.get_int("ui", "stats_refresh_seconds", 1, 86_400)).setServiceParent(top)
+    _StatsRollup(db, config.get_int("ui", "stats_refresh_seconds", 1, 86_400), reactor).setServiceParent(top)
     strports.service(listen, site(ui)).setServiceParent(top)
     log.info("UI listening on {listen}, orchestrator at {url}", listen=listen, url=ui.orchestrator.base_url)
     return top

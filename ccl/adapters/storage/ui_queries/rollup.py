@@ -19,6 +19,8 @@ can still be writing.
 
 from __future__ import annotations
 
+import datetime
+
 from twisted.internet import defer
 
 from ccl.adapters.storage.ui_queries._sql import PLANT_TZ
@@ -53,9 +55,10 @@ _SUM_COILS = f"""
     GROUP BY 1, 2, 3"""
 
 
-def refresh(db, max_days: int = 31, max_marks: int = 10_000) -> defer.Deferred:
-    """Sum the dirty days and up to ``max_days`` never-summed closed days; fires with the
-    list of days summed (empty when there was nothing to do or another refresh runs)."""
+def refresh(db, now: datetime.datetime, max_days: int = 31, max_marks: int = 10_000) -> defer.Deferred:
+    """Sum the dirty days and up to ``max_days`` never-summed days closed ``GRACE`` before
+    ``now``; fires with the list of days summed (empty when there was nothing to do or
+    another refresh runs)."""
 
     @defer.inlineCallbacks
     def interaction(cursor):
@@ -66,7 +69,7 @@ def refresh(db, max_days: int = 31, max_marks: int = 10_000) -> defer.Deferred:
         yield cursor.execute("SELECT id, day FROM ui_stats_dirty ORDER BY id LIMIT %s", (max_marks,))
         marks = cursor.fetchall()
         ids = [m[0] for m in marks]
-        params = {"tz": PLANT_TZ, "grace": GRACE, "limit": max_days,
+        params = {"tz": PLANT_TZ, "grace": GRACE, "limit": max_days, "now": now,
                   "marked": sorted({m[1] for m in marks})}
         # marked days already summed, and the oldest closed days never summed
         yield cursor.execute("""
@@ -74,7 +77,7 @@ def refresh(db, max_days: int = 31, max_marks: int = 10_000) -> defer.Deferred:
             UNION
             (SELECT f.first + i FROM
                  (SELECT (min(detection_time) AT TIME ZONE %(tz)s)::date AS first FROM defect_detections) f,
-                 generate_series(0, ((now() - %(grace)s::interval) AT TIME ZONE %(tz)s)::date - 1 - f.first) i
+                 generate_series(0, ((%(now)s::timestamptz - %(grace)s::interval) AT TIME ZONE %(tz)s)::date - 1 - f.first) i
              WHERE NOT EXISTS (SELECT 1 FROM ui_stats_days s WHERE s.day = f.first + i)
              ORDER BY 1 LIMIT %(limit)s)""", params)
         days = sorted(row[0] for row in cursor.fetchall())
@@ -94,11 +97,11 @@ def refresh(db, max_days: int = 31, max_marks: int = 10_000) -> defer.Deferred:
 
 
 @defer.inlineCallbacks
-def refresh_all(db, max_days: int = 31) -> defer.Deferred:
+def refresh_all(db, now: datetime.datetime, max_days: int = 31) -> defer.Deferred:
     """Refresh until nothing is left (tests, benchmarks, and after a long outage)."""
     total = []
     while True:
-        days = yield refresh(db, max_days=max_days)
+        days = yield refresh(db, now, max_days=max_days)
         total.extend(days)
         pending = yield db.runQuery("SELECT count(*) FROM ui_stats_dirty")
         if not days and not pending[0][0]:
