@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,7 +54,9 @@ def query_cases(db):
     """(name, zero-argument callable returning a Deferred) for every page's queries."""
     from ccl.adapters.storage.ui_queries import coil, dashboard, history, models, stats
 
-    today = datetime.date.today()
+    # the benchmark measures at the present (bench/ui_seed.py seeds up to it), in plant time
+    now = datetime.datetime.now(ZoneInfo("Asia/Seoul"))
+    today = now.date()
     coils = [f"C{26000000 + n}" for n in (49_999, 45_000, 30_000, 10_000, 123)]
     picks = iter(range(10**9))
 
@@ -64,12 +67,12 @@ def query_cases(db):
         return lambda: history.search(db, history.Search.from_args(args, today))
 
     return [
-        ("dashboard (all at first paint)", lambda: dashboard.dashboard(db)),
+        ("dashboard (all at first paint)", lambda: dashboard.dashboard(db, now)),
         ("dashboard: current coil", lambda: dashboard.current_coil(db)),
-        ("dashboard: line speed 30 min", lambda: dashboard.line_speed(db)),
+        ("dashboard: line speed 30 min", lambda: dashboard.line_speed(db, now)),
         ("dashboard: latest image pair", lambda: dashboard.latest_image_pair(db)),
         ("dashboard: recent defects", lambda: dashboard.recent_defects(db)),
-        ("dashboard: today's counts", lambda: dashboard.today_counts(db)),
+        ("dashboard: today's counts", lambda: dashboard.today_counts(db, now)),
         ("history: default (30 days)", search()),
         ("history: page 20 sorted by customer", search(sort="customer_name", order="asc", page="20")),
         ("history: partial coil number", search(coil="2604", **{"from": str(today - datetime.timedelta(days=600))})),
@@ -77,7 +80,7 @@ def query_cases(db):
         ("history: defect type (rare) 30 days", search(defect_type="edge_crack")),
         ("history: defect type absent 1 year", search(defect_type="nonexistent",
                                                        **{"from": str(today - datetime.timedelta(days=365))})),
-        ("coil detail", lambda: coil.coil_detail(db, pick())),
+        ("coil detail", lambda: coil.coil_detail(db, pick(), now)),
         ("image defects (viewer)", lambda: coil.image_defects(db, 1001)),
         ("statistics: 7 days", lambda: stats.statistics(db, today - datetime.timedelta(days=6), today)),
         ("statistics: 30 days", lambda: stats.statistics(db, today - datetime.timedelta(days=29), today)),
@@ -122,7 +125,7 @@ def sum_rollup(reactor, dsn: str):
         db = Database(reactor, dsn, size=1)
         yield db.start()
         began = time.perf_counter()
-        days = yield rollup.refresh_all(db)
+        days = yield rollup.refresh_all(db, datetime.datetime.now(datetime.timezone.utc))
         print(f"roll-up: summed {len(days)} days in {time.perf_counter() - began:.1f} s", flush=True)
         db.close()
 

@@ -7,12 +7,17 @@ from __future__ import annotations
 import datetime
 import itertools
 import random
+import zoneinfo
 
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
 from ccl.adapters.storage.ui_queries import history
 from tests.support.database import DatabaseTestCase
+
+#: The present of these tests (a fixed instant, not the wall clock): minutes before a plant
+#: day (and a year) ends.
+NOW = datetime.datetime(2026, 12, 31, 23, 55, tzinfo=zoneinfo.ZoneInfo("Asia/Seoul"))
 
 # The definition: a coil's newest row is the one with the latest received_at, then highest id.
 REFERENCE_LATEST = """
@@ -26,7 +31,7 @@ class CoilLatestTests(DatabaseTestCase, TestCase):
     def setUp(self):
         self.rng = random.Random(71)
         self.sequence = itertools.count(1)
-        self.now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        self.now = NOW
         return self.start_database()
 
     def schedules(self, rows: list[tuple]) -> None:
@@ -45,7 +50,7 @@ class CoilLatestTests(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def assertSearch(self, **args):
-        query = history.Search.from_args(args, self.now.date() + datetime.timedelta(days=1))
+        query = history.Search.from_args(args, self.now.date())  # the plant day of the fixed present
         found = yield history.search(self.db, query)
         coils = {r["coil_number"]: r for r in found["rows"]}
         reference = {c: (i, k) for c, i, k in self.sql(REFERENCE_LATEST)}

@@ -7,11 +7,13 @@ Who may call what is tested cell by cell in tests/test_ui_access.py; here: what 
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import re
 import shutil
 import tempfile
+import zoneinfo
 from pathlib import Path
 
 from twisted.internet import defer, protocol, reactor, task
@@ -25,6 +27,11 @@ from tests.support.ui import json_of, start_ui
 from tests.support.ui_data import CURRENT, OLDEST, PREVIOUS, notify, seed_line
 
 
+#: The present of the seeded line and of the UI under test (time is an input): mid-morning,
+#: so everything seeded (up to ~2 hours before) is of the same plant day.
+NOW = datetime.datetime(2026, 11, 27, 10, 15, tzinfo=zoneinfo.ZoneInfo("Asia/Seoul"))
+
+
 def embedded(body: bytes, element_id: str):
     match = re.search(rb'<script type="application/json" id="' + element_id.encode() + rb'"[^>]*>(.*?)</script>',
                       body, re.S)
@@ -34,8 +41,8 @@ def embedded(body: bytes, element_id: str):
 async def line(testcase):
     root = Path(tempfile.mkdtemp(prefix="ccl-images-"))
     testcase.addCleanup(shutil.rmtree, root, True)
-    ui = await start_ui(testcase, env={"CCL_IMAGES_ROOT": str(root)})
-    seeded = seed_line(ui.sql, root)
+    ui = await start_ui(testcase, env={"CCL_IMAGES_ROOT": str(root)}, now=NOW)
+    seeded = seed_line(ui.sql, root, NOW)
     return ui, seeded, root, ui.add_user("viewer.kim", "viewer")
 
 

@@ -10,6 +10,7 @@ Usage in a trial test::
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json as jsonlib
 import secrets
@@ -22,7 +23,7 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 import attrs
 import psycopg2
 import treq
-from twisted.internet import reactor
+from twisted.internet import reactor, task
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from ccl.adapters.storage.postgres import Database
@@ -126,13 +127,21 @@ def set_cookies(response) -> dict[str, dict]:
     return cookies
 
 
+def fixed_clock(now: datetime.datetime) -> task.Clock:
+    """A clock standing still at ``now`` (time is an input: the pages read it, never the wall clock)."""
+    clock = task.Clock()
+    clock.advance(now.timestamp())
+    return clock
+
+
 def json_of(body: bytes):
     return jsonlib.loads(body.decode("utf-8"))
 
 
 async def start_ui(testcase, *, orchestrator_url: str = "http://127.0.0.1:9", env: dict | None = None,
-                   dsn: str | None = None) -> Harness:
-    """Start a UI (real Klein app, real HTTP on 127.0.0.1:0) over a fresh migrated database (or ``dsn``)."""
+                   dsn: str | None = None, now: datetime.datetime | None = None) -> Harness:
+    """Start a UI (real Klein app, real HTTP on 127.0.0.1:0) over a fresh migrated database (or ``dsn``).
+    With ``now``, the pages' present (today's counts, default date ranges) is that fixed instant."""
     dsn = dsn or fresh_database(testcase)
     var = Path(tempfile.mkdtemp(prefix="ccl-ui-var-"))
     testcase.addCleanup(shutil.rmtree, var, True)
@@ -142,7 +151,7 @@ async def start_ui(testcase, *, orchestrator_url: str = "http://127.0.0.1:9", en
     db = Database(reactor, dsn, size=2)
     testcase.addCleanup(db.close)
     await db.start()
-    ui = UI(reactor, config, db)
+    ui = UI(reactor, config, db, clock=None if now is None else fixed_clock(now))
     testcase.addCleanup(ui.orchestrator.close)
     port = reactor.listenTCP(0, site(ui), interface="127.0.0.1")
     testcase.addCleanup(port.stopListening)

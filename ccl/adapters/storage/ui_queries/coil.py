@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from twisted.internet import defer
 
 from ccl.adapters.storage.ui_queries._sql import gather, rows
@@ -33,19 +35,19 @@ def events(db, coil_number: str) -> defer.Deferred:
         ) e ORDER BY received_at, kind""", {"c": coil_number})
 
 
-def speed_series(db, coil_number: str) -> defer.Deferred:
-    """Line speed from the coil's first WPD pass to its last CUT (or a bounded window when it
-    has no CUT yet); empty when the coil never passed the WPD."""
+def speed_series(db, coil_number: str, now: datetime.datetime) -> defer.Deferred:
+    """Line speed from the coil's first WPD pass to its last CUT (or, when it has no CUT yet,
+    to ``now`` within a bounded window); empty when the coil never passed the WPD."""
     return rows(db, f"""
         WITH span AS (
             SELECT w.start, coalesce(
                 (SELECT max(c.received_at) FROM tc_4001_cut c WHERE c.coil_number = %(c)s AND c.received_at >= w.start),
-                least(now(), w.start + interval '{OPEN_COIL_WINDOW}')) AS stop
+                least(%(now)s, w.start + interval '{OPEN_COIL_WINDOW}')) AS stop
             FROM (SELECT min(received_at) AS start FROM tc_4002_wpd WHERE coil_number = %(c)s) w
             WHERE w.start IS NOT NULL)
         SELECT sp.received_at AS t, sp.line_speed AS v FROM span, tc_4003_speed sp
         WHERE sp.received_at BETWEEN span.start AND span.stop ORDER BY sp.received_at LIMIT 20000""",
-        {"c": coil_number})
+        {"c": coil_number, "now": now})
 
 
 def images(db, coil_number: str, limit: int = 300) -> defer.Deferred:
@@ -61,10 +63,10 @@ def images(db, coil_number: str, limit: int = 300) -> defer.Deferred:
         (coil_number, limit))
 
 
-def coil_detail(db, coil_number: str) -> defer.Deferred:
-    """Everything the coil page shows; ``schedules`` is empty for an unknown coil."""
+def coil_detail(db, coil_number: str, now: datetime.datetime) -> defer.Deferred:
+    """Everything the coil page shows at ``now``; ``schedules`` is empty for an unknown coil."""
     return gather(schedules=schedules(db, coil_number), events=events(db, coil_number),
-                  speed=speed_series(db, coil_number), defects=coil_defects(db, coil_number),
+                  speed=speed_series(db, coil_number, now), defects=coil_defects(db, coil_number),
                   images=images(db, coil_number))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from twisted.internet import defer
 
 from ccl.adapters.storage.ui_queries._sql import PLANT_TZ, gather, one, rows
@@ -25,13 +27,13 @@ def current_coil(db) -> defer.Deferred:
         {_LATEST_SCHEDULE}""")
 
 
-def line_speed(db, minutes: int = 30, after_id: int | None = None) -> defer.Deferred:
-    """Line speed points {id, t (received_at), v (line_speed)} of the last ``minutes``, oldest
-    first; with ``after_id`` only the points stored after that one."""
+def line_speed(db, now: datetime.datetime, minutes: int = 30, after_id: int | None = None) -> defer.Deferred:
+    """Line speed points {id, t (received_at), v (line_speed)} of the ``minutes`` before ``now``,
+    oldest first; with ``after_id`` only the points stored after that one."""
     return rows(db, """
         SELECT id, received_at AS t, line_speed AS v FROM tc_4003_speed
-        WHERE received_at > now() - make_interval(mins => %s) AND id > %s ORDER BY received_at, id""",
-        (minutes, after_id or 0))
+        WHERE received_at > %s - make_interval(mins => %s) AND id > %s ORDER BY received_at, id""",
+        (now, minutes, after_id or 0))
 
 
 _IMAGE_COLUMNS = "id, coil_number, kind, filename, width, height, format, captured_at, camera_id, pair_id"
@@ -79,12 +81,12 @@ def coil_defects(db, coil_number: str, limit: int = 5000) -> defer.Deferred:
         WHERE d.coil_number = %s ORDER BY d.detection_time, d.id LIMIT %s""", (coil_number, limit))
 
 
-def today_counts(db) -> defer.Deferred:
-    """Defects since midnight (plant time), by type, most frequent first."""
+def today_counts(db, now: datetime.datetime) -> defer.Deferred:
+    """Defects since the midnight (plant time) before ``now``, by type, most frequent first."""
     return rows(db, """
         SELECT defect_type, count(*) AS n FROM defect_detections
-        WHERE detection_time >= (date_trunc('day', now() AT TIME ZONE %s) AT TIME ZONE %s)
-        GROUP BY defect_type ORDER BY n DESC, defect_type""", (PLANT_TZ, PLANT_TZ))
+        WHERE detection_time >= (date_trunc('day', %s::timestamptz AT TIME ZONE %s) AT TIME ZONE %s)
+        GROUP BY defect_type ORDER BY n DESC, defect_type""", (now, PLANT_TZ, PLANT_TZ))
 
 
 def link_states(db) -> defer.Deferred:
@@ -98,11 +100,11 @@ def open_alerts(db, limit: int = 50) -> defer.Deferred:
 
 
 @defer.inlineCallbacks
-def dashboard(db) -> defer.Deferred:
-    """Everything the dashboard shows at first paint (the live part then follows by SSE)."""
+def dashboard(db, now: datetime.datetime) -> defer.Deferred:
+    """Everything the dashboard shows at first paint at ``now`` (the live part then follows by SSE)."""
     found = yield gather(
-        coil=current_coil(db), speed=line_speed(db), images=latest_image_pair(db),
-        defects=recent_defects(db), today=today_counts(db), links=link_states(db), alerts=open_alerts(db))
+        coil=current_coil(db), speed=line_speed(db, now), images=latest_image_pair(db),
+        defects=recent_defects(db), today=today_counts(db, now), links=link_states(db), alerts=open_alerts(db))
     coil = found["coil"]
     found["coil_defects"] = (yield coil_defects(db, coil["coil_number"])) if coil else []
     return found

@@ -61,9 +61,9 @@ class Search:
     page_size: int = 50
 
     @classmethod
-    def from_args(cls, args: dict[str, str], today: datetime.date | None = None) -> Search:
-        """Build from query arguments (already decoded to str); raise BadSearch on nonsense."""
-        today = today or datetime.date.today()
+    def from_args(cls, args: dict[str, str], today: datetime.date) -> Search:
+        """Build from query arguments (already decoded to str); raise BadSearch on nonsense.
+        ``today`` (the plant day of the caller's clock) ends the range when ``to`` is not given."""
         date_to = _date(args.get("to"), "to") or today
         date_from = _date(args.get("from"), "from") or date_to - datetime.timedelta(days=DEFAULT_DAYS - 1)
         if date_from > date_to:

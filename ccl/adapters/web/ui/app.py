@@ -83,8 +83,11 @@ def check_config(config: Config) -> None:
 
 
 class UI:
-    def __init__(self, reactor, config: Config, db):
+    def __init__(self, reactor, config: Config, db, clock=None):
         self.reactor = reactor
+        #: What the pages take as the present (today's counts, default date ranges): the
+        #: reactor, or a test's fixed clock (anything with ``seconds()``).
+        self.clock = reactor if clock is None else clock
         self.config = config
         self.db = db
         self.web = web_root(config)

@@ -9,7 +9,7 @@ from twisted.logger import Logger
 
 from ccl.adapters.storage.ui_queries import coil as coil_queries
 from ccl.adapters.storage.ui_queries import history
-from ccl.adapters.web.ui.pages._data import FORMAT, REVIEW_LABEL, SEVERITY_LABEL, check_coil, today
+from ccl.adapters.web.ui.pages._data import FORMAT, REVIEW_LABEL, SEVERITY_LABEL, check_coil, now, today
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
 
@@ -20,7 +20,7 @@ def _search(ctx) -> history.Search:
     args = {name: ctx.arg(name) for name in ("from", "to", "coil", "customer", "defect_type", "sort", "order",
                                              "page", "size")}
     try:
-        return history.Search.from_args({k: v for k, v in args.items() if v is not None}, today())
+        return history.Search.from_args({k: v for k, v in args.items() if v is not None}, today(ctx.ui.clock))
     except history.BadSearch as error:
         raise HTTPError(400, "bad search", str(error)) from None
 
@@ -88,7 +88,7 @@ async def coils_csv(ctx):
 @route("coil_detail", "/coils/<coil>")
 async def coil_detail(ctx, coil):
     check_coil(coil)
-    detail = await coil_queries.coil_detail(ctx.db, coil)
+    detail = await coil_queries.coil_detail(ctx.db, coil, now(ctx.ui.clock))
     if not (detail["schedules"] or detail["events"] or detail["defects"] or detail["images"]):
         raise HTTPError(404, ctx._("알 수 없는 코일입니다."), coil)
     can_review = ctx.user.role in ("admin", "operator")
@@ -100,7 +100,7 @@ async def coil_detail(ctx, coil):
 @route("coil_data", "/api/coils/<coil>")
 async def coil_data(ctx, coil):
     check_coil(coil)
-    detail = await coil_queries.coil_detail(ctx.db, coil)
+    detail = await coil_queries.coil_detail(ctx.db, coil, now(ctx.ui.clock))
     if not (detail["schedules"] or detail["events"] or detail["defects"] or detail["images"]):
         raise HTTPError(404, "no such coil", coil)
     return detail

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ccl.adapters.storage.ui_queries import dashboard as queries
 from ccl.adapters.web.ui import live
 from ccl.adapters.web.ui.orchestrator import OrchestratorRefused, OrchestratorUnavailable
-from ccl.adapters.web.ui.pages._data import FORMAT, SEVERITY_LABEL
+from ccl.adapters.web.ui.pages._data import FORMAT, SEVERITY_LABEL, now
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
 
@@ -34,13 +34,13 @@ async def _part(ctx, part: str):
     if part == "coil":
         return await queries.current_coil(db)
     if part == "speed":
-        return await queries.line_speed(db, after_id=_after(ctx))
+        return await queries.line_speed(db, now(ctx.ui.clock), after_id=_after(ctx))
     if part == "images":
         return await queries.latest_image_pair(db)
     if part == "defects":
         return await queries.recent_defects(db, after_id=_after(ctx))
     if part == "today":
-        return await queries.today_counts(db)
+        return await queries.today_counts(db, now(ctx.ui.clock))
     if part == "links":
         return await queries.link_states(db)
     if part == "alerts":
@@ -57,7 +57,7 @@ async def _part(ctx, part: str):
 async def dashboard(ctx):
     # Service states come from the orchestrator (up to seconds when it hangs): the page
     # fetches them after it is painted (part=services), so they never slow it down.
-    state = await queries.dashboard(ctx.db)
+    state = await queries.dashboard(ctx.db, now(ctx.ui.clock))
     return ctx.render("dashboard.html", state=state, fmt=FORMAT, severity_label=SEVERITY_LABEL)
 
 
@@ -67,7 +67,7 @@ async def dashboard_data(ctx):
     part = ctx.arg("part")
     if part:
         return {"part": part, "data": await _part(ctx, part)}
-    return await queries.dashboard(ctx.db)
+    return await queries.dashboard(ctx.db, now(ctx.ui.clock))
 
 
 @route("live_events", "/api/events")

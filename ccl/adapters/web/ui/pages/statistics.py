@@ -13,7 +13,7 @@ DEFAULT_DAYS = 30
 
 
 def _range(ctx) -> tuple[datetime.date, datetime.date]:
-    date_to = parse_date(ctx.arg("to"), "to") or today()
+    date_to = parse_date(ctx.arg("to"), "to") or today(ctx.ui.clock)
     date_from = parse_date(ctx.arg("from"), "from") or date_to - datetime.timedelta(days=DEFAULT_DAYS - 1)
     if date_from > date_to:
         raise HTTPError(400, "bad range", "from is after to")
