@@ -15,6 +15,9 @@ from tests.support.ingest import get, post_json, start_service, stats_asked_toge
 
 EVENT = "123e4567-e89b-12d3-a456-426614174000"
 
+#: The present the defects are validated at (time is an input; a defect without detection_time gets it).
+DETECTED_AT = datetime(2026, 11, 27, 1, 15, tzinfo=timezone.utc)
+
 
 def defect(**extra):
     return {"coil_number": "C77", "defect_type": "scratch", "confidence_score": 0.7, **extra}
@@ -351,7 +354,7 @@ class ModelAndReadTests(Base):
 class EventTextTests(TestCase):
     def test_event_text_is_the_json_of_the_defect(self):
         defect = validate_defect({"coil_number": "C-1", "defect_type": '스크래치 "x"\n', "confidence_score": 0.25,
-                                  "defect_position_meter": 12.5, "camera_id": "top"}, Thresholds(), now=datetime.now(timezone.utc))
+                                  "defect_position_meter": 12.5, "camera_id": "top"}, Thresholds(), now=DETECTED_AT)
         self.assertEqual(json.loads(event_text(7, defect)), {
             "table": "defect_detections", "id": 7, "coil_number": "C-1", "defect_type": '스크래치 "x"\n',
             "severity": "low", "confidence_score": 0.25, "defect_position_meter": 12.5, "camera_id": "top"})

@@ -18,6 +18,9 @@ from ccl.domain.ingest.defects import Thresholds, validate_defect
 from tests.support.database import DatabaseTestCase, query
 from tests.support.ingest import image_bytes, post_json, start_service, wait_for
 
+#: The present the defects are validated at (time is an input; a defect without detection_time gets it).
+DETECTED_AT = datetime(2026, 11, 27, 1, 15, tzinfo=timezone.utc)
+
 
 def defect(**extra):
     return {"coil_number": "C77", "defect_type": "scratch", "confidence_score": 0.7,
@@ -88,7 +91,7 @@ class GroupWriterTests(TestCase, DatabaseTestCase):
         return self.start_database()
 
     def defect(self, **extra):
-        return validate_defect(defect(**extra), Thresholds(), now=datetime.now(timezone.utc))
+        return validate_defect(defect(**extra), Thresholds(), now=DETECTED_AT)
 
     @defer.inlineCallbacks
     def test_a_defect_the_database_refuses_fails_alone(self):
