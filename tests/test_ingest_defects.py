@@ -321,7 +321,7 @@ class ModelAndReadTests(Base):
         rows = [("A", 0.9, 10 + i) for i in range(5)] + [("B", 0.5, 5), ("B", 0.3, 4), ("C", 0.1, 1)]
         for coil, confidence, minute in rows:
             query(self.svc.dsn, "INSERT INTO defect_detections (coil_number, defect_type, confidence_score, severity,"
-                                " detection_time) VALUES (%s, 'dent', %s, 'low', '2026-01-01'::timestamptz"
+                                " detection_time) VALUES (%s, 'dent', %s, 'low', '2026-01-01 00:00+00'::timestamptz"
                                 " + make_interval(mins => %s))", (coil, confidence, minute))
 
         def figures(stats):
