@@ -11,7 +11,13 @@ Rules (thresholds in ``[orchestrator]``):
 - service.restart_loop: ``restart_loop_count`` restarts within ``restart_loop_window`` s;
 - disk.watermark: image root or database volume above ``disk_watermark`` % used;
 - mes.silent: no MES telegram for ``mes_silent_after`` s while the last line speed > 0;
-- gokiwon.backlog: more than ``backlog_max`` forwards pending for 고기원.
+- gokiwon.backlog: more than ``backlog_max`` forwards pending for 고기원;
+- mes.nak_rate: more than ``nak_rate_max`` % of the MES telegrams of the last
+  ``nak_rate_window`` s refused (``rejected_telegrams``), once at least
+  ``nak_rate_min_telegrams`` arrived in that window;
+- postgres.write_failures: a service counted more than ``pg_failures_max`` failed PostgreSQL
+  writes (its scraped ``*_pg_writes_total{result="failed"}``) in ``pg_failures_window`` s,
+  or its /health has said its database is not ok for ``pg_unavailable_after`` s (critical).
 """
 
 from __future__ import annotations
@@ -25,10 +31,16 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from ccl.adapters.storage.postgres import UNAVAILABLE, notify_sql
+from ccl.orchestrator.counters import CounterWindow, failed_writes
 
 log = Logger()
 
-RULES = ("service.fatal", "service.down", "service.restart_loop", "disk.watermark", "mes.silent", "gokiwon.backlog")
+RULES = ("service.fatal", "service.down", "service.restart_loop", "disk.watermark", "mes.silent", "gokiwon.backlog",
+         "mes.nak_rate", "postgres.write_failures")
+
+#: A record the database refused after it was ACKed is kept in rejected_telegrams with result
+#: 00: a write failure (postgres.write_failures), not a NAK.
+_ACCEPTED = "00"
 
 
 @attrs.frozen
@@ -117,6 +129,8 @@ class AlertRules:
         self._settings = settings
         self.volumes = volumes
         self._down_since: dict[str, float] = {}
+        self._database_away_since: dict[str, float] = {}
+        self._failed_writes: dict[str, tuple[int | None, CounterWindow]] = {}  # id -> (pid, window)
         self._running = False
         self._idle: list[defer.Deferred] = []
         self.last_conditions: list[Condition] = []
@@ -163,18 +177,65 @@ class AlertRules:
                                        f" (watermark {self._settings.disk_watermark:g} %)", usage))
         return found
 
+    def write_failure_conditions(self) -> list[Condition]:
+        """Services whose PostgreSQL writes fail: by their failed-write counter or their /health."""
+        s = self._settings
+        now = self._reactor.seconds()
+        found = []
+        for child in self._monitor.children.values():
+            if not child.alive():
+                self._database_away_since.pop(child.id, None)
+                continue
+            reasons, details = [], {}
+            if child.spec.metrics_url:
+                failed = self._failed_writes_in_window(child, now)
+                if failed > s.pg_failures_max:
+                    reasons.append(f"{failed:g} failed PostgreSQL writes in {s.pg_failures_window:g} s"
+                                   f" (limit {s.pg_failures_max})")
+                    details["failed_writes"] = failed
+            database = (child.reported or {}).get("database")
+            if database is not None and database != "ok":
+                since = self._database_away_since.setdefault(child.id, now)
+                if now - since >= s.pg_unavailable_after:
+                    reasons.append(f"its /health says database {database} for {now - since:.0f} s")
+                    details.update(database=database, database_error=child.reported.get("database_error"))
+            else:
+                self._database_away_since.pop(child.id, None)
+            if reasons:
+                found.append(Condition("postgres.write_failures", child.id, "critical",
+                                       f"{child.id}: " + "; ".join(reasons), details))
+        return found
+
+    def _failed_writes_in_window(self, child, now: float) -> float:
+        pid, window = self._failed_writes.get(child.id, (None, None))
+        if window is None:
+            window = CounterWindow(self._settings.pg_failures_window)
+        if pid != child.pid:
+            window.add(now, 0.0)  # a new process counts from 0
+            self._failed_writes[child.id] = (child.pid, window)
+        window.add(now, failed_writes(child.metrics))
+        return window.increase(now)
+
     @defer.inlineCallbacks
     def database_conditions(self):
         s = self._settings
         found = []
         rows = yield self._db.runQuery(
-            "SELECT (SELECT line_speed FROM tc_4003_speed ORDER BY received_at DESC LIMIT 1),"
+            "WITH w AS (SELECT now() - make_interval(secs => %s) AS since)"
+            " SELECT (SELECT line_speed FROM tc_4003_speed ORDER BY received_at DESC LIMIT 1),"
             " extract(epoch FROM now() - greatest("
             "  (SELECT max(received_at) FROM tc_4000_schedule), (SELECT max(received_at) FROM tc_4001_cut),"
             "  (SELECT max(received_at) FROM tc_4002_wpd), (SELECT max(received_at) FROM tc_4003_speed),"
             "  (SELECT max(last_seen_at) FROM link_status WHERE kind = 'mes'))),"
-            " (SELECT count(*) FROM forward_outbox WHERE state = 'pending')")
-        speed, silent, backlog = rows[0]
+            " (SELECT count(*) FROM forward_outbox WHERE state = 'pending'),"
+            " (SELECT count(*) FROM rejected_telegrams, w WHERE listener = 'mes' AND result_code <> %s"
+            "   AND received_at > w.since),"
+            " (SELECT count(*) FROM tc_4000_schedule, w WHERE received_at > w.since)"
+            " + (SELECT count(*) FROM tc_4001_cut, w WHERE received_at > w.since)"
+            " + (SELECT count(*) FROM tc_4002_wpd, w WHERE received_at > w.since)"
+            " + (SELECT count(*) FROM tc_4003_speed, w WHERE received_at > w.since)",
+            (s.nak_rate_window, _ACCEPTED))
+        speed, silent, backlog, refused, stored = rows[0]
         if speed is not None and speed > 0 and silent is not None and silent > s.mes_silent_after:
             found.append(Condition("mes.silent", "mes", "critical",
                                    f"no MES telegram for {silent:.0f} s while the line runs (last speed {speed})",
@@ -183,6 +244,18 @@ class AlertRules:
             found.append(Condition("gokiwon.backlog", "gokiwon", "warning",
                                    f"{backlog} telegrams waiting for 고기원 (limit {s.backlog_max})",
                                    {"pending": backlog}))
+        received = refused + stored
+        if received >= s.nak_rate_min_telegrams and 100.0 * refused / received > s.nak_rate_max:
+            by_code = yield self._db.runQuery(
+                "SELECT result_code, count(*) FROM rejected_telegrams WHERE listener = 'mes' AND result_code <> %s"
+                " AND received_at > now() - make_interval(secs => %s) GROUP BY result_code ORDER BY 2 DESC",
+                (_ACCEPTED, s.nak_rate_window))
+            rate = 100.0 * refused / received
+            found.append(Condition("mes.nak_rate", "mes", "warning",
+                                   f"{refused} of {received} MES telegrams refused in the last"
+                                   f" {s.nak_rate_window:g} s ({rate:.1f} %, limit {s.nak_rate_max:g} %)",
+                                   {"refused": refused, "received": received, "rate_percent": round(rate, 2),
+                                    "by_code": {code: count for code, count in by_code}}))
         return found
 
     @defer.inlineCallbacks
@@ -192,7 +265,7 @@ class AlertRules:
             return []
         self._running = True
         try:
-            conditions = self.service_conditions() + self.disk_conditions()
+            conditions = self.service_conditions() + self.disk_conditions() + self.write_failure_conditions()
             try:
                 conditions += yield self.database_conditions()
             except UNAVAILABLE:

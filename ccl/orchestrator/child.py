@@ -47,6 +47,7 @@ class Child:
     last_exit: dict | None = None
     last_restart_reason: str | None = None
     health: dict = attrs.field(factory=lambda: {"status": "unknown"})
+    reported: dict | None = None           # the service's own /health view (status, database)
     failures: int = 0
     checking: bool = False
     tcp_ok_at: float | None = None
@@ -79,7 +80,7 @@ class Child:
             "restarts": self.restarts,
             "last_exit": self.last_exit,
             "last_restart_reason": self.last_restart_reason,
-            "health": dict(self.health, failures=self.failures,
+            "health": dict(self.health, failures=self.failures, reported=self.reported,
                            checks=[check.describe() for check in self.spec.checks]),  # never the DSN
             "metrics": {_sample_name(name, labels): value for name, labels, value in self.metrics},
             "metrics_at": iso(self.metrics_at),

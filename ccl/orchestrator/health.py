@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from twisted.internet import defer, protocol, threads
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
@@ -79,6 +81,22 @@ def _http(reactor, url: str, timeout: float):
         raise CheckFailed(f"GET {url}: {type(error).__name__}: {_short(error)}") from None
     if code != 200:
         raise CheckFailed(f"GET {url}: HTTP {code} {body[:200].decode('utf-8', 'replace')}")
+    return reported(body)
+
+
+#: What the monitor keeps of a service's own /health answer (shown in /status, read by the alerts).
+REPORTED_KEYS = ("status", "database", "database_error")
+
+
+def reported(body: bytes) -> dict | None:
+    """The service's own view from its /health JSON (``status``, ``database``...), if it gives one."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    return {key: value[key] for key in REPORTED_KEYS if key in value}
 
 
 @defer.inlineCallbacks
@@ -107,7 +125,8 @@ def _short(error: Exception) -> str:
 
 
 def run_check(reactor, check: Check, timeout: float) -> defer.Deferred:
-    """Fires with None when healthy, fails with CheckFailed otherwise."""
+    """Fires when healthy (with the service's reported view for HTTP checks, else None), fails
+    with CheckFailed otherwise."""
     if check.kind == "http":
         return _http(reactor, check.target, timeout)
     if check.kind == "tcp":

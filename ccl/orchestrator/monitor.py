@@ -231,6 +231,7 @@ class Orchestrator(service.Service):
         child.tcp_ok_at = None
         child.healthy_since = None
         child.health = {"status": "unknown"}
+        child.reported = None
         child.metrics = []
         child.state = "starting" if spec.checks else "running"
         try:
@@ -277,6 +278,7 @@ class Orchestrator(service.Service):
         child.pid = None
         child.started_at = None
         child.health = {"status": "unknown"}
+        child.reported = None
         waiters, child.exit_waiters = child.exit_waiters, []
         self._emit("exited", child)
 
@@ -370,6 +372,7 @@ class Orchestrator(service.Service):
         if not isinstance(result, Failure):
             child.failures = 0
             child.health = {"status": "ok", "checked_at": iso(time.time())}
+            child.reported = next((answer for answer in result if isinstance(answer, dict)), child.reported)
             if child.healthy_since is None:
                 child.healthy_since = now
             if child.state == "starting":

@@ -38,6 +38,12 @@ class Settings:
     mes_silent_after: float
     backlog_max: int
     host_interval: float
+    nak_rate_max: float
+    nak_rate_window: float
+    nak_rate_min_telegrams: int
+    pg_failures_max: int
+    pg_failures_window: float
+    pg_unavailable_after: float
 
     @classmethod
     def from_config(cls, config: Config) -> "Settings":
@@ -70,4 +76,10 @@ class Settings:
             mes_silent_after=config.get_float(o, "mes_silent_after", 1, 86400),
             backlog_max=config.get_int(o, "backlog_max", 0),
             host_interval=config.get_float(o, "host_interval", 0.1, 3600),
+            nak_rate_max=config.get_float(o, "nak_rate_max", 0, 100),
+            nak_rate_window=config.get_float(o, "nak_rate_window", 1, 86400),
+            nak_rate_min_telegrams=config.get_int(o, "nak_rate_min_telegrams", 1),
+            pg_failures_max=config.get_int(o, "pg_failures_max", 0),
+            pg_failures_window=config.get_float(o, "pg_failures_window", 1, 86400),
+            pg_unavailable_after=config.get_float(o, "pg_unavailable_after", 0, 86400),
         )
