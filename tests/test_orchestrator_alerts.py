@@ -3,6 +3,7 @@ real ccl-mes run by the orchestrator (NAKs, a refused write, an unreachable data
 
 import os
 
+import attrs
 from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
@@ -121,6 +122,10 @@ class RealMesTests(TestCase):
                     "CCL_MES_STATUS_LISTEN": f"tcp:{free_port()}:interface=127.0.0.1"})
         child_env = dict(env, CCL_DATABASE_DSN=child_dsn or self.dsn)
         specs = children(load_config(child_env), environ={**os.environ, **child_env})
+        # The rule compares the service's received_at with PostgreSQL's now(): under
+        # scripts/run-tests-at.sh the service must run on the same shifted clock as the database.
+        faked = {k: v for k, v in os.environ.items() if k == "LD_PRELOAD" or k.startswith("FAKETIME")}
+        specs = [attrs.evolve(spec, env={**spec.env, **faked}) for spec in specs]
         self.service = make_service(load_config(env), specs=specs, attach_log=False)
         self.service.startService()
         self.monitor = self.service.monitor
