@@ -12,6 +12,8 @@ import importlib
 SIMULATORS: dict[str, tuple[str, str]] = {
     "mes": ("ccl.cli.simulate_mes", "the Dongkuk MES: a production run of TC 4000-4003 to our MES listener"),
     "gokiwon": ("ccl.cli.simulate_gokiwon", "the 고기원 server: takes forwarded telegrams, ACKs them to our 9306"),
+    "line": ("ccl.cli.simulate_line", "the whole line: MES telegrams and the Jetson boxes' images, defects and"
+                                      " heartbeats of one run, with the true metre of every defect (--truth)"),
 }
 
 

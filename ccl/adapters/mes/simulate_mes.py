@@ -77,51 +77,82 @@ class _Client(protocol.Protocol):
 
 
 @defer.inlineCallbacks
+def connect(reactor, layouts: Layouts, host: str, port: int, tally: Tally, out: Callable[[str], None],
+            verbose: bool = False):
+    """A connection to an MES listener whose replies are counted in ``tally``."""
+    endpoint = endpoints.TCP4ClientEndpoint(reactor, host, port, timeout=10)
+    client = yield endpoints.connectProtocol(endpoint, _Client(layouts, tally, out, verbose))
+    return client
+
+
+class Sender:
+    """Sends telegrams on a connection with a running sequence number (1..999999), stamped
+    ``sent_at``; process telegrams await their reply in the tally."""
+
+    def __init__(self, reactor, client: _Client, layouts: Layouts, tally: Tally, line_code: str = "CCL1"):
+        self.reactor, self.client, self.layouts, self.tally, self.line_code = reactor, client, layouts, tally, line_code
+        self._sequence = itertools.count(1)
+
+    @property
+    def lost(self) -> bool:
+        return self.client.lost.called
+
+    def send(self, tc_code: str, values: dict, sent_at: datetime.datetime) -> int:
+        """Write one telegram (``4999``: an alive); returns its sequence number."""
+        seq = (next(self._sequence) - 1) % 999999 + 1
+        if tc_code == "4999":
+            alive = self.layouts.by_name("alive")
+            self.client.transport.write(encode(self.layouts, alive.tc_code, {"alive_count": seq % 10000, "state": "01"},
+                                               line_code=self.line_code, sequence_no=seq, sent_at=sent_at))
+            return seq
+        raw = encode(self.layouts, tc_code, values, line_code=self.line_code, sequence_no=seq, sent_at=sent_at)
+        if self.layouts.get(tc_code).kind == PROCESS:
+            self.tally.outstanding[(tc_code, seq)] = self.reactor.seconds()
+        self.tally.sent[tc_code] += 1
+        self.client.transport.write(raw)
+        return seq
+
+    @defer.inlineCallbacks
+    def finish(self, timeout: float):
+        """Wait up to ``timeout`` seconds for the outstanding replies, then hang up."""
+        deadline = self.reactor.seconds() + timeout
+        while self.tally.outstanding and self.reactor.seconds() < deadline and not self.lost:
+            yield task.deferLater(self.reactor, 0.05, lambda: None)
+        if not self.lost:
+            self.client.transport.loseConnection()
+            yield self.client.lost
+
+
+@defer.inlineCallbacks
 def simulate(reactor, layouts: Layouts, host: str, port: int, *, count: int | None, speedup: float = 1.0,
              rate: float | None = None, seed: int = 1, line_code: str = "CCL1", timeout: float = 10.0,
              out: Callable[[str], None], verbose: bool = False, tally: Tally | None = None):
     """Play the run; returns the Tally (``missing``/``naked`` tell whether all went well)."""
     tally = tally if tally is not None else Tally()
-    endpoint = endpoints.TCP4ClientEndpoint(reactor, host, port, timeout=10)
-    client = yield endpoints.connectProtocol(endpoint, _Client(layouts, tally, out, verbose))
+    client = yield connect(reactor, layouts, host, port, tally, out, verbose)
+    sender = Sender(reactor, client, layouts, tally, line_code)
     out(f"connected to {host}:{port}; playing the production run "
         + (f"at {rate:g} telegrams/s" if rate else f"at {speedup:g}x speed")
         + (f", {count} telegrams" if count else ", until stopped (Ctrl-C)"))
-    sequence = itertools.count(1)
     started = reactor.seconds()
     process_sent = 0
     for event in production_run(seed):
         if count is not None and process_sent >= count:
             break
-        if client.lost.called:
+        if sender.lost:
             out("connection lost")
             break
         due = started + (process_sent / rate if rate else event.at / speedup)
         wait = due - reactor.seconds()
         if wait > 0.0005:
             yield task.deferLater(reactor, wait, lambda: None)
-        seq = (next(sequence) - 1) % 999999 + 1
         sent_at = datetime.datetime.fromtimestamp(reactor.seconds(), PLANT_TZ)
-        if event.tc_code == "4999":
-            alive = layouts.by_name("alive")
-            client.transport.write(encode(layouts, alive.tc_code, {"alive_count": seq % 10000, "state": "01"},
-                                          line_code=line_code, sequence_no=seq, sent_at=sent_at))
-            continue
-        raw = encode(layouts, event.tc_code, event.values, line_code=line_code, sequence_no=seq, sent_at=sent_at)
-        layout = layouts.get(event.tc_code)
-        if layout.kind == PROCESS:
-            tally.outstanding[(event.tc_code, seq)] = reactor.seconds()
+        seq = sender.send(event.tc_code, event.values, sent_at)
+        if event.tc_code != "4999" and layouts.get(event.tc_code).kind == PROCESS:
             process_sent += 1
-        tally.sent[event.tc_code] += 1
-        client.transport.write(raw)
         if event.note:
             out(f"t={event.at:7.0f}s  TC {event.tc_code} #{seq}: {event.note}")
-    deadline = reactor.seconds() + timeout
-    while tally.outstanding and reactor.seconds() < deadline and not client.lost.called:
-        yield task.deferLater(reactor, 0.05, lambda: None)
-    if not client.lost.called:
-        client.transport.loseConnection()
-        yield client.lost
+    yield sender.finish(timeout)
     return tally
 
 
