@@ -15,8 +15,9 @@ In that one transaction, for the records not yet applied (per ``journal_progress
 
 Why a plain psycopg2 connection in a worker thread rather than txpostgres: at 10,000
 telegrams/s, per-row ``mogrify`` costs more CPU than everything else on the reactor
-together, and txpostgres cannot COPY. The worker thread owns its connection;
-the reactor only waits for the Deferred. A lost connection is reopened on the next call.
+together, and txpostgres cannot COPY. The worker is a one-thread SyncPool (sync_pool.py, the
+threaded psycopg2 worker of every service): its thread owns the connection; the reactor only
+waits for the Deferred. A lost connection is reopened on the next call.
 """
 
 from __future__ import annotations
@@ -29,15 +30,14 @@ from collections.abc import Callable
 
 import orjson
 import psycopg2
-from twisted.internet import threads
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from ccl.adapters.storage.copy_text import copy_text
+from ccl.adapters.storage.sync_pool import SyncPool
 from ccl.domain.events import EVENTS_CHANNEL
 from ccl.domain.journal_record import BatchOutcome, ProcessRow, RejectedRow
-from ccl.ports import IProcessStore, StoreRefused, StoreUnavailable
+from ccl.ports import IProcessStore, StoreRefused
 
 log = Logger()
 
@@ -88,72 +88,60 @@ class PostgresProcessStore:
         self._reactor = reactor
         self._dsn = dsn
         self._stage_from = stage_from
-        self._pool = ThreadPool(1, 1, name="ccl-process-store")
-        self._connection = None
+        self._worker = SyncPool(reactor, dsn, size=1, name="ccl-process-store", on_connect=self._connected)
         self._staged: set[tuple[str, tuple[str, ...]]] = set()
         self._prepared: dict[tuple, str] = {}  # statement key -> name PREPAREd on this connection
 
     def start(self) -> None:
-        self._pool.start()
+        self._worker.start()
 
     def stop(self) -> None:
-        if self._pool.started:
-            self._pool.callInThread(self._close)
-            self._pool.stop()
-
-    def _close(self) -> None:
-        if self._connection is not None:
-            try:
-                self._connection.close()
-            except psycopg2.Error:
-                pass
-            self._connection = None
+        self._worker.stop()
 
     def _in_worker(self, function, *args):
-        return threads.deferToThreadPool(self._reactor, self._pool, self._guarded, function, *args)
+        return self._worker.call(self._guarded, function, *args)
 
-    def _guarded(self, function, *args):
+    def _connected(self, connection) -> None:
+        """A new connection (the first, or after an outage): nothing of ours exists on it yet."""
+        self._staged = set()
+        self._prepared = {}
+        with connection, connection.cursor() as cursor:
+            # The writer's prepared statements take rows as one JSON value: the plan
+            # does not depend on it, so plan once instead of five times per statement.
+            cursor.execute("SET plan_cache_mode = force_generic_plan")
+
+    def _guarded(self, connection, function, *args):
+        # A lost connection (one of UNAVAILABLE) goes to the worker: it drops the connection
+        # and fails the call with StoreUnavailable.
         try:
-            if self._connection is None or self._connection.closed:
-                self._staged = set()
-                self._prepared = {}
-                self._connection = psycopg2.connect(self._dsn, connect_timeout=5, keepalives=1,
-                                                    keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
-                self._connection.set_client_encoding("UTF8")
-                with self._connection, self._connection.cursor() as cursor:
-                    # The writer's prepared statements take rows as one JSON value: the plan
-                    # does not depend on it, so plan once instead of five times per statement.
-                    cursor.execute("SET plan_cache_mode = force_generic_plan")
-            return function(self._connection, *args)
-        except _LOST as error:
-            self._close()
-            raise StoreUnavailable(str(error).strip().splitlines()[0] if str(error).strip() else
-                                   type(error).__name__) from None
+            return function(connection, *args)
+        except _LOST:
+            raise
         except psycopg2.Error as error:
             # The transaction rolled back, and with it any staging table made in it. Prepared
             # statements outlive a rollback, but which of ours exist is no longer known: all go.
             self._staged = set()
             self._prepared = {}
-            self._reset()
+            self._reset(connection)
             raise StoreRefused(str(error).strip().splitlines()[0]) from None
         except Exception as error:
             # A bug of ours on some record: refuse the batch, so that the writer goes record
             # by record and only the one that triggers it is set aside (as rejected).
             log.failure("unexpected error storing MES records")
-            self._close()
+            self._worker.drop(connection)
             raise StoreRefused(f"internal error: {type(error).__name__}: {error}") from None
 
-    def _reset(self) -> None:
+    def _reset(self, connection) -> None:
         """After a refused transaction: roll back and drop this connection's prepared statements
         (a connection that fails even that is closed; the next call opens a new one)."""
-        if self._connection is None or self._connection.closed:
+        if connection.closed:
             return
         try:
-            self._connection.rollback()
-            with self._connection, self._connection.cursor() as cursor:
+            connection.rollback()
+            with connection, connection.cursor() as cursor:
                 cursor.execute("DEALLOCATE ALL")
         except psycopg2.Error:
-            self._close()
+            self._worker.drop(connection)
 
     def applied_upto(self, journal: str):
         return self._in_worker(_applied_upto, journal)

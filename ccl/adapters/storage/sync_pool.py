@@ -1,8 +1,11 @@
-"""Blocking psycopg2 connections on a thread pool of their own, for what txpostgres cannot do.
+"""Blocking psycopg2 connections on a thread pool of their own: the one threaded psycopg2 worker.
 
-txpostgres has no COPY and no executemany; bulk inserts and multi-statement transactions that
-go with file operations run here, one connection per thread, each call one transaction.
-A connection that fails is dropped and the next call opens a fresh one.
+txpostgres has no COPY and no executemany. What needs them runs here, one connection per
+thread, kept open between calls: the MES writer (one thread; it manages its transactions
+and prepared statements itself, ``call``), the ingest's defect batches and image pairs and
+the retention job (each call one transaction, ``run``). A connection that fails is dropped
+and the next call opens a fresh one; a database outage reaches the caller as
+``ports.StoreUnavailable``.
 """
 
 from __future__ import annotations
@@ -21,9 +24,14 @@ from ccl.ports import StoreUnavailable
 
 
 class SyncPool:
-    def __init__(self, reactor, dsn: str, size: int = 2, name: str = "db-sync"):
+    """``size`` threads with a connection each. ``on_connect(connection)`` runs in the thread
+    after each new connection is opened (session settings, forgetting per-connection state)."""
+
+    def __init__(self, reactor, dsn: str, size: int = 2, name: str = "db-sync",
+                 on_connect: Callable[[Any], None] | None = None):
         self._reactor = reactor
         self._dsn = dsn
+        self._on_connect = on_connect
         self._threads = ThreadPool(minthreads=0, maxthreads=size, name=name)
         self._local = threading.local()
         self._all: list = []
@@ -49,48 +57,74 @@ class SyncPool:
                 self._all.clear()
 
     def run(self, work: Callable[..., Any], *args: Any) -> defer.Deferred:
-        """Run ``work(connection, *args)`` in one transaction on a pool thread. A database
-        outage fails it with ``ports.StoreUnavailable`` (the next call opens a new connection)."""
+        """Run ``work(connection, *args)`` in one transaction on a pool thread (committed after
+        it, rolled back if it raises)."""
         return deferToThreadPool(self._reactor, self._threads, self._transaction, work, *args)
+
+    def call(self, work: Callable[..., Any], *args: Any) -> defer.Deferred:
+        """Run ``work(connection, *args)`` on a pool thread; ``work`` commits or rolls back itself."""
+        return deferToThreadPool(self._reactor, self._threads, self._plain, work, *args)
+
+    def drop(self, connection) -> None:
+        """Close this thread's connection (from ``work``, after it broke it): the next call opens a new one."""
+        try:
+            connection.close()
+        except Exception:
+            pass
+        if getattr(self._local, "connection", None) is connection:
+            self._local.connection = None
+        with self._all_lock:
+            if connection in self._all:
+                self._all.remove(connection)
 
     def _connection(self):
         connection = getattr(self._local, "connection", None)
         if connection is None or connection.closed:
-            connection = psycopg2.connect(self._dsn, connect_timeout=5)
+            # Keepalives: a server that vanished (cable, crash) is noticed within seconds
+            # instead of a call hanging until the kernel gives up.
+            connection = psycopg2.connect(self._dsn, connect_timeout=5, keepalives=1, keepalives_idle=10,
+                                          keepalives_interval=5, keepalives_count=3)
+            connection.set_client_encoding("UTF8")
             self._local.connection = connection
             with self._all_lock:
                 self._all.append(connection)
+            if self._on_connect is not None:
+                try:
+                    self._on_connect(connection)
+                except BaseException:
+                    self.drop(connection)
+                    raise
         return connection
 
-    def _transaction(self, work, *args):
+    def _plain(self, work, *args):
         try:
             connection = self._connection()
         except UNAVAILABLE as error:
             raise _unavailable(error) from error
         try:
+            return work(connection, *args)
+        except UNAVAILABLE as error:
+            self.drop(connection)
+            raise _unavailable(error) from error
+
+    def _transaction(self, work, *args):
+        return self._plain(self._in_transaction, work, *args)
+
+    def _in_transaction(self, connection, work, *args):
+        try:
             result = work(connection, *args)
             connection.commit()
             return result
-        except UNAVAILABLE as error:
-            self._drop(connection)
-            raise _unavailable(error) from error
+        except UNAVAILABLE:
+            raise
         except BaseException:
             try:
                 connection.rollback()
             except UNAVAILABLE:
-                self._drop(connection)
+                self.drop(connection)
             raise
-
-    def _drop(self, connection) -> None:
-        try:
-            connection.close()
-        except Exception:
-            pass
-        self._local.connection = None
-        with self._all_lock:
-            if connection in self._all:
-                self._all.remove(connection)
 
 
 def _unavailable(error: BaseException) -> StoreUnavailable:
-    return StoreUnavailable(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+    text = str(error).strip()
+    return StoreUnavailable(text.splitlines()[0] if text else type(error).__name__)
