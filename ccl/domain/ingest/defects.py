@@ -24,12 +24,16 @@ MAX_INT = 2**31 - 1
 _PIXEL_FIELDS = ("defect_position_x", "defect_position_y", "defect_size_width", "defect_size_height")
 
 
-class InvalidDefect(ValueError):
-    """One defect breaks the rules; ``errors`` lists ``{"field", "reason"}`` for each problem."""
+class InvalidFields(ValueError):
+    """Something a box sent breaks the rules; ``errors`` lists ``{"field", "reason"}`` for each problem."""
 
     def __init__(self, errors: list[dict[str, str]]):
         super().__init__("; ".join(f"{e['field']}: {e['reason']}" for e in errors))
         self.errors = errors
+
+
+class InvalidDefect(InvalidFields):
+    """One defect breaks the rules."""
 
 
 @attrs.frozen

@@ -12,14 +12,10 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from ccl.domain.ingest.defects import MAX_INT, _text, _whole
+from ccl.domain.ingest.defects import MAX_INT, InvalidFields, _text, _whole
 
-class InvalidHeartbeat(ValueError):
-    """The heartbeat breaks the rules; ``errors`` lists ``{"field", "reason"}`` for each problem."""
-
-    def __init__(self, errors: list[dict[str, str]]):
-        super().__init__("; ".join(f"{e['field']}: {e['reason']}" for e in errors))
-        self.errors = errors
+class InvalidHeartbeat(InvalidFields):
+    """The heartbeat breaks the rules."""
 
 
 @attrs.frozen
