@@ -14,6 +14,7 @@ from tests.support.database import fresh_database
 
 class CopyTextTests(TestCase):
     def test_values_round_trip_through_copy(self):
+        """Every kind of value (text with tabs, Korean, bytes, NULL, ...) reads back unchanged via COPY."""
         dsn = fresh_database(self)
         moment = datetime.datetime(2026, 11, 27, 8, 30, 1, tzinfo=PLANT_TZ)
         rows = [

@@ -23,6 +23,7 @@ def run_cli(*args):
 class SimulateMesTests(TestCase):
     @defer.inlineCallbacks
     def test_a_production_run_is_acked_and_stored(self):
+        """A simulated production run (every TC and alives) is all ACKed and stored."""
         dsn = fresh_database(self)
         service = yield start_service(self, dsn)
         port = port_of(service.settings.listen)
@@ -47,6 +48,7 @@ class SimulateMesTests(TestCase):
 
     @defer.inlineCallbacks
     def test_missing_acks_make_it_fail(self):
+        """When the service sends no ACKs, the simulator reports the missing replies and exits 1."""
         dsn = fresh_database(self)
         service = yield start_service(self, dsn, reply_ack=False)
         out, err, code = yield run_cli("simulate", "mes", "--to", f"127.0.0.1:{port_of(service.settings.listen)}",
@@ -56,6 +58,7 @@ class SimulateMesTests(TestCase):
 
     @defer.inlineCallbacks
     def test_nobody_listening_is_a_clear_error(self):
+        """With nobody listening, the simulator exits 2 with 'cannot connect' and no traceback."""
         out, err, code = yield run_cli("simulate", "mes", "--to", f"127.0.0.1:{free_port()}", "--count", "1")
         self.assertEqual(code, 2)
         self.assertIn("cannot connect", err.decode())

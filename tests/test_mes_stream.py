@@ -14,6 +14,7 @@ EXPECTED = [("4000", 1, "00"), ("4003", 2, "00"), ("0000", 0, "13"), ("4002", 3,
 class SplitPointTests(TestCase):
     @defer.inlineCallbacks
     def test_every_split_point_of_a_mixed_stream_gives_the_same_replies_and_rows(self):
+        """A stream split at any byte gets the same replies; resent telegrams are stored once."""
         dsn = fresh_database(self)
         # fsync off: this test is about framing, and it opens hundreds of connections.
         service = yield start_service(self, dsn, journal_fsync=False)

@@ -5,6 +5,7 @@ from ccl.domain.metrics import Registry, parse_text
 
 class MetricsTests(SynchronousTestCase):
     def test_render_and_parse_round_trip(self):
+        """Counters and gauges (labels with quotes too) render as Prometheus text that parses back the same."""
         registry = Registry()
         received = registry.counter("telegrams_received_total", "Telegrams received")
         received.inc(tc="4000")
@@ -21,6 +22,7 @@ class MetricsTests(SynchronousTestCase):
         self.assertIn(("ccl_peer_connected", {"peer": '10.0.0.1:"x"'}, 1.0), samples)
 
     def test_counter_never_goes_down_and_names_are_unique(self):
+        """A counter refuses a negative step, a name is registered once, and a malformed metric name is refused."""
         registry = Registry()
         counter = registry.counter("a_total", "a")
         self.assertRaises(ValueError, counter.inc, -1)

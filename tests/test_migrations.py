@@ -14,17 +14,20 @@ TABLES = {
 
 class MigrationTests(SynchronousTestCase):
     def test_every_table_exists(self):
+        """A migrated database has every table the services use."""
         dsn = fresh_database(self)
         rows = query(dsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         self.assertTrue(TABLES <= {r[0] for r in rows}, TABLES - {r[0] for r in rows})
 
     def test_running_again_applies_nothing(self):
+        """Migrating an up-to-date database applies nothing, and every known migration is recorded in order."""
         dsn = fresh_database(self)
         self.assertEqual(migrate(dsn), [])
         versions = [r[0] for r in query(dsn, "SELECT version FROM schema_migrations ORDER BY version")]
         self.assertEqual(versions, [m.version for m in discover()])
 
     def test_new_migration_applied_in_order(self):
+        """A new numbered migration is applied alone, after those already applied."""
         dsn = fresh_database(self)
         directory = Path(self.mktemp())
         directory.mkdir()
@@ -36,6 +39,7 @@ class MigrationTests(SynchronousTestCase):
         self.assertEqual(query(dsn, "SELECT count(*) FROM probe"), [(0,)])
 
     def test_failed_migration_leaves_nothing_half_done(self):
+        """A failing migration leaves neither its first statements nor a record of itself behind."""
         dsn = fresh_database(self)
         directory = Path(self.mktemp())
         directory.mkdir()
@@ -47,6 +51,7 @@ class MigrationTests(SynchronousTestCase):
         self.assertEqual(query(dsn, "SELECT count(*) FROM schema_migrations WHERE version = 998"), [(0,)])
 
     def test_duplicate_numbers_refused(self):
+        """Two migration files with the same number are refused."""
         directory = Path(self.mktemp())
         directory.mkdir()
         (directory / "005_a.sql").write_text("")

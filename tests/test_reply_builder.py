@@ -13,6 +13,7 @@ LAYOUTS = load_layouts()
 
 class ReplyBuilderTests(SynchronousTestCase):
     def test_same_bytes_as_encode_ack(self):
+        """The fast ACK/NAK builder writes byte for byte what encode_ack writes, across codes, sequences and seconds."""
         builder = ReplyBuilder(LAYOUTS, "CCL1")
         rng = random.Random(7)
         now = 1751524146.25
@@ -28,6 +29,7 @@ class ReplyBuilderTests(SynchronousTestCase):
             self.assertEqual(built, real)
 
     def test_sequence_wraps_after_999999(self):
+        """The reply sequence number wraps from 999999 to 1, written as six digits."""
         builder = ReplyBuilder(LAYOUTS)
         builder.sequence = 999998
         builder.build("4000", 1, "00", 0.0)

@@ -20,6 +20,7 @@ class TuneInterpreterTests(SynchronousTestCase):
         self.addCleanup(restore)
 
     def test_start_up_objects_are_frozen_and_young_collections_are_rarer(self):
+        """Start-up objects are frozen, young collections rarer, and the thread switch interval 1 ms."""
         gc.set_threshold(700, 10, 10)
         gc.unfreeze()
         before = gc.get_freeze_count()

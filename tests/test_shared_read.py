@@ -17,6 +17,7 @@ class SharedReadTests(TestCase):
         return self.started[-1]
 
     def test_callers_during_a_read_share_it(self):
+        """Callers that ask while a read runs all get that one read's answer."""
         first, second, third = self.shared(), self.shared(), self.shared()
         self.assertEqual((len(self.started), self.shared.waiting), (1, 3))
         self.started[0].callback({"total": 7})
@@ -24,6 +25,7 @@ class SharedReadTests(TestCase):
         self.assertEqual(self.shared.waiting, 0)
 
     def test_the_next_caller_after_a_read_reads_afresh(self):
+        """A caller after a finished read starts a new read and gets its own answer."""
         first = self.shared()
         self.started[0].callback(1)
         second = self.shared()
@@ -32,6 +34,7 @@ class SharedReadTests(TestCase):
         self.assertEqual((self.successResultOf(first), self.successResultOf(second)), (1, 2))
 
     def test_a_failed_read_fails_every_waiter_and_the_next_call_tries_again(self):
+        """A failed read fails every waiting caller, and the next caller reads again."""
         first, second = self.shared(), self.shared()
         self.started[0].errback(RuntimeError("database away"))
         for waiter in (first, second):
@@ -41,6 +44,7 @@ class SharedReadTests(TestCase):
         self.assertEqual(self.successResultOf(third), "back")
 
     def test_a_read_that_raises_at_once_fails_its_caller_without_sticking(self):
+        """A read that raises at once fails its caller and leaves nobody waiting, so the next call reads again."""
         def broken():
             raise ValueError("bad statement")
 
@@ -51,6 +55,7 @@ class SharedReadTests(TestCase):
         self.assertEqual(shared.runs, 2)
 
     def test_a_caller_that_gives_up_does_not_keep_the_answer_from_the_others(self):
+        """A caller that cancels does not cancel the read: the other callers still get its answer."""
         first, second = self.shared(), self.shared()
         first.cancel()  # e.g. its client disconnected
         self.failureResultOf(first, defer.CancelledError)
