@@ -24,6 +24,7 @@ def imported_roots(path: pathlib.Path) -> set[str]:
 
 class LayerTests(SynchronousTestCase):
     def test_domain_imports_no_io_library_and_no_outer_layer(self):
+        """ccl/domain imports no I/O library and no outer layer."""
         for path in (PACKAGE / "domain").rglob("*.py"):
             for name in imported_roots(path):
                 self.assertNotIn(name.split(".")[0], IO_LIBRARIES, f"{path} imports {name}")
@@ -31,6 +32,7 @@ class LayerTests(SynchronousTestCase):
                                  f"{path} imports {name}")
 
     def test_application_imports_no_io_library_and_no_adapter(self):
+        """ccl/application imports only Deferreds, clocks and logging from Twisted, no I/O library, no adapter."""
         # Deferreds, clocks and logging are the application's currency; networking and storage stay outside.
         allowed_twisted = {"twisted.internet.defer", "twisted.internet.task", "twisted.logger",
                            "twisted.python.failure", "twisted.internet.interfaces"}
@@ -52,6 +54,7 @@ class LayerTests(SynchronousTestCase):
                                      f"{path} imports {name}")
 
     def test_ingest_web_imports_no_storage(self):
+        """The ingest web modules import no storage module."""
         # The Jetson API reaches storage through ports and use cases; the composition root
         # (ccl/services) is where the storage adapters are built and handed in.
         web = PACKAGE / "adapters" / "web"
@@ -60,6 +63,7 @@ class LayerTests(SynchronousTestCase):
                 self.assertFalse(name.startswith("ccl.adapters.storage"), f"{path} imports {name}")
 
     def test_no_print_in_service_code(self):
+        """Only the CLI calls print()."""
         for path in PACKAGE.rglob("*.py"):
             if "cli" in path.relative_to(PACKAGE).parts:
                 continue
@@ -68,6 +72,7 @@ class LayerTests(SynchronousTestCase):
                     self.fail(f"print() in service code: {path}:{node.lineno}")
 
     def test_composition_roots_are_imported_by_no_layer(self):
+        """No module outside ccl/services imports a composition root."""
         # ccl/services/<plugin>.py wires every layer together; a layer importing it would point outwards.
         for path in PACKAGE.rglob("*.py"):
             if "services" == path.relative_to(PACKAGE).parts[0]:

@@ -24,6 +24,7 @@ class CreateUserTests(SynchronousTestCase):
         self.dsn = fresh_database(self)
 
     def test_password_from_stdin_is_stored_hashed_and_audited(self):
+        """A password read from stdin is stored as an argon2id hash only, and the creation is audited."""
         result = run_cli(["create-user", "kim.op", "--role", "operator", "--dsn", self.dsn], stdin="correct horse battery\n")
         self.assertEqual(result.returncode, 0, result.stderr)
         [(role, stored)] = query(self.dsn, "SELECT role, password_hash FROM users WHERE username = 'kim.op'")
@@ -35,6 +36,7 @@ class CreateUserTests(SynchronousTestCase):
         self.assertEqual(query(self.dsn, "SELECT action, target, result FROM audit_logs"), [("user.create", "kim.op", "ok")])
 
     def test_generated_password_printed_once_and_works(self):
+        """--generate-password prints the new password, and it verifies against the stored hash."""
         result = run_cli(["create-user", "admin", "--role", "admin", "--generate-password", "--dsn", self.dsn])
         self.assertEqual(result.returncode, 0, result.stderr)
         password = result.stdout.strip().splitlines()[-1].rsplit(" ", 1)[-1]
@@ -42,6 +44,7 @@ class CreateUserTests(SynchronousTestCase):
         self.assertTrue(verify_password(stored, password))
 
     def test_duplicate_user_refused_and_unchanged(self):
+        """Creating an existing user exits 1 with 'already exists' and leaves that user unchanged."""
         run_cli(["create-user", "lee", "--role", "viewer", "--dsn", self.dsn], stdin="first password 1\n")
         result = run_cli(["create-user", "lee", "--role", "admin", "--dsn", self.dsn], stdin="second password 2\n")
         self.assertEqual(result.returncode, 1)
@@ -49,6 +52,7 @@ class CreateUserTests(SynchronousTestCase):
         self.assertEqual(query(self.dsn, "SELECT role FROM users WHERE username = 'lee'"), [("viewer",)])
 
     def test_bad_input_gets_a_message_and_writes_nothing(self):
+        """A bad user id or a short password exits 2 with a message, no traceback, and no user written."""
         for args, stdin, expected in [
             (["create-user", "bad name", "--role", "viewer"], "long enough pw\n", "user id"),
             (["create-user", "park", "--role", "viewer"], "short\n", "at least"),
@@ -60,6 +64,7 @@ class CreateUserTests(SynchronousTestCase):
         self.assertEqual(query(self.dsn, "SELECT count(*) FROM users"), [(0,)])
 
     def test_bad_configuration_is_a_message_not_a_traceback(self):
+        """An unknown CCL_ variable exits 2 with a message naming it, not a traceback."""
         result = run_cli(["create-user", "choi", "--role", "viewer"], stdin="long enough pw\n",
                          env_extra={"CCL_MES_LISTN": "tcp:1"})
         self.assertEqual(result.returncode, 2)

@@ -25,6 +25,7 @@ class RetentionTests(TestCase):
 
     @defer.inlineCallbacks
     def test_store_limit_deletes_oldest_first_and_keeps_rows(self):
+        """Over the store limit, the oldest files go first until under it; rows stay marked purged, logged, audited."""
         # A limit of about 3 KB: the service's own job (configured from [images]) must trim the store.
         svc = yield start_service(self, "images", env={"CCL_IMAGES_MAX_STORE_GB": str(3000 / 1024 ** 3),
                                                        "CCL_IMAGES_RETENTION_DAYS": "0"})
@@ -61,6 +62,7 @@ class RetentionTests(TestCase):
 
     @defer.inlineCallbacks
     def test_age_limit(self):
+        """Images older than the age limit are purged (files gone, rows marked), and a second run has nothing to do."""
         svc = yield start_service(self, "images")
         yield self.upload(svc, 3)
         query(svc.dsn, "UPDATE images SET received_at = now() - interval '40 days' WHERE coil_number = 'C0'")

@@ -43,6 +43,7 @@ class PacingTests(TestCase):
 
     @defer.inlineCallbacks
     def test_idle_writer_commits_at_once_and_paces_back_to_back_batches(self):
+        """An idle writer commits at once; right after a commit it waits min_interval, then takes all queued in one."""
         writer = self.start(min_interval=10.0)
         yield wait_for(lambda: writer.applied_upto == 0, what="progress read")
         writer.enqueue([record(1)])
@@ -72,6 +73,7 @@ class PacingTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_full_batch_never_waits(self):
+        """A full batch is committed at once, whatever the pacing interval."""
         writer = self.start(min_interval=10.0, batch_size=3)
         yield wait_for(lambda: writer.applied_upto == 0, what="progress read")
         writer.enqueue([record(1)])

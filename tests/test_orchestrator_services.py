@@ -25,6 +25,7 @@ class RealServiceTests(TestCase):
 
     @defer.inlineCallbacks
     def test_every_service_starts_healthy_comes_back_after_sigkill_and_stays_stopped(self):
+        """Every real service starts healthy, comes back once after SIGKILL, stays stopped when stopped."""
         services = present_services()
         if not services:
             raise SkipTest("no service plugin in this checkout yet")

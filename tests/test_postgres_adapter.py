@@ -22,6 +22,7 @@ class DatabaseTests(TestCase):
 
     @defer.inlineCallbacks
     def test_query_and_audit(self):
+        """Queries take parameters (Korean text too), and audit() writes one audit_logs row with its JSON details."""
         dsn = fresh_database(self)
         db = yield self.started(dsn, size=2)
         rows = yield db.runQuery("SELECT %s::text", ("한글",))
@@ -32,6 +33,7 @@ class DatabaseTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_transaction_whose_connection_dies_fails_as_unavailable(self):
+        """A transaction whose connection the server kills fails as unavailable, and the pool serves the next caller."""
         dsn = fresh_database(self)
         db = yield self.started(dsn, size=1)
 
@@ -48,6 +50,7 @@ class DatabaseTests(TestCase):
 
     @defer.inlineCallbacks
     def test_survives_a_restart_and_keeps_listening(self):
+        """Queries fail as unavailable while PostgreSQL is down; after its restart they work and LISTEN is renewed."""
         cluster, dsn = private_cluster(self)
         db = yield self.started(dsn, size=2)
         events = []
@@ -73,6 +76,7 @@ class DatabaseTests(TestCase):
 
     @defer.inlineCallbacks
     def test_start_while_database_down_connects_later(self):
+        """Started while PostgreSQL is down, the pool waits and connects once it is up."""
         cluster, dsn = private_cluster(self)
         cluster.stop()
         db = Database(reactor, dsn, size=1)

@@ -45,6 +45,7 @@ class WritePathTests(TestCase):
 
     @defer.inlineCallbacks
     def test_json_and_copy_paths_store_the_same_rows(self):
+        """The JSON-parameter and the COPY paths store the same rows, skip the same retransmission, forward the same."""
         rows = [row_for(record, LAYOUTS) for record in records()]
         results = {}
         for stage_from in (1, 10 ** 6):  # every group by COPY; every group as JSON
@@ -67,6 +68,7 @@ class WritePathTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_refused_batch_leaves_the_connection_ready_for_the_next(self):
+        """A batch PostgreSQL refuses raises StoreRefused, and the next batch on the same connection is stored."""
         dsn, store = self.store(10 ** 6)
         good = [row_for(record, LAYOUTS) for record in records()[:8]]
         yield store.apply("j-refused", good[:4], good[3].number)  # statements now prepared

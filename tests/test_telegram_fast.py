@@ -23,6 +23,7 @@ class FastPathTests(SynchronousTestCase):
             self.patch(codec, "fast_fields", FAST)
 
     def test_same_telegram_or_same_refusal_on_every_vector_and_many_variants(self):
+        """On every vector and thousands of corruptions, the fast path decodes or refuses as the general decoder."""
         rng = random.Random(3)
         samples = VECTORS + [schedule(1, customer="똠방각하"), schedule(2, thickness=None), cut(3), wpd(4),
                              speed(5), alive(6)]
@@ -52,6 +53,7 @@ class FastPathTests(SynchronousTestCase):
         self.assertGreater(refused, 100)
 
     def test_header_verdicts_are_the_same_with_and_without_the_quick_check(self):
+        """The header verdict is the same with and without the quick check, on valid and corrupted headers."""
         from ccl.domain.telegrams import header
 
         rng = random.Random(5)
