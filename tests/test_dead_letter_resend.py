@@ -46,6 +46,7 @@ class ResendToRunningMesTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_resent_dead_letter_goes_out_exactly_once_more_and_is_delivered(self):
+        """A dead letter re-sent from another process is picked up by the running ccl-mes and delivered, once."""
         self.sim.nak_rate = 1.0  # 고기원 refuses everything: three dead letters
         process, output = self.spawn()
         client = yield self.connect_when_up(output)
@@ -79,6 +80,7 @@ class ResendOrderTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_resent_entry_goes_out_ahead_of_the_waiting_backlog(self):
+        """A re-sent dead letter goes out ahead of the backlog that waited while 고기원 was away."""
         dsn = fresh_database(self)
         h = Harness(self, dsn)
         yield h.start_sim()

@@ -21,6 +21,7 @@ def ccl(*argv) -> tuple[int, str, str]:
 
 class TokenCommandTests(TestCase):
     def test_create_list_revoke_audited_and_stored_hashed(self):
+        """ingest-token create stores only a SHA-256, list hides the secret, revoke works, each step audited."""
         dsn = fresh_database(self)
         code, out, _ = ccl("ingest-token", "--dsn", dsn, "create", "jetson-top")
         self.assertEqual(code, 0)
@@ -61,6 +62,7 @@ class GateTests(TestCase):
 
     @defer.inlineCallbacks
     def test_no_token(self):
+        """Without a token, uploads, defects and /stats are refused with 401 and nothing is written."""
         code, body = yield post_parts(self.images.url, pair_parts())
         self.assertEqual((code, body["error"]), (401, "authentication required"))
         code, body = yield post_json(self.defects.url, "/defect/single", {"coil_number": "C", "defect_type": "d",
@@ -72,6 +74,7 @@ class GateTests(TestCase):
 
     @defer.inlineCallbacks
     def test_wrong_token(self):
+        """A wrong token is refused with 401, nothing is written, and the next good request is served."""
         headers = {"Authorization": "Bearer ccl_not-the-token"}
         code, body = yield post_parts(self.images.url, pair_parts(), headers=headers)
         self.assertEqual((code, body["error"]), (401, "invalid token"))
@@ -84,6 +87,7 @@ class GateTests(TestCase):
 
     @defer.inlineCallbacks
     def test_valid_token_gets_in_and_revoked_token_not(self):
+        """A valid token gets in and its last use is recorded; once revoked it is refused."""
         headers = {"Authorization": f"Bearer {self.token}"}
         code, body = yield post_parts(self.images.url, pair_parts(), headers=headers)
         self.assertEqual(code, 201, body)
@@ -99,6 +103,7 @@ class GateTests(TestCase):
 
     @defer.inlineCallbacks
     def test_health_and_metrics_need_no_token(self):
+        """/health and /metrics answer without a token."""
         code, _, _, _ = yield get(self.images.url, "/health")
         self.assertEqual(code, 200)
         code, _, _, _ = yield get(self.defects.url, "/metrics")
@@ -108,6 +113,7 @@ class GateTests(TestCase):
 class NobodyByDefaultTests(TestCase):
     @defer.inlineCallbacks
     def test_empty_allow_list_and_no_tokens_lets_nobody_in(self):
+        """With no allowed network and no token, nobody gets in."""
         svc = yield start_service(self, "defects", allow="")
         code, body = yield post_json(svc.url, "/defect/single", {"coil_number": "C", "defect_type": "d", "confidence_score": 0.5})
         self.assertEqual(code, 401)

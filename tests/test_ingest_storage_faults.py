@@ -44,6 +44,7 @@ class StorageFaultTests(TestCase):
 
     @defer.inlineCallbacks
     def test_disk_full_is_503_and_leaves_nothing(self):
+        """A full disk answers 503 and leaves no file and no row; the service then takes what fits."""
         root = small_filesystem(self, "1m")
         svc = yield start_service(self, "images", root=root)
         # 750 KB each: the first fits the 1 MB file system, the second does not.
@@ -60,6 +61,7 @@ class StorageFaultTests(TestCase):
 
     @defer.inlineCallbacks
     def test_read_only_image_root_is_503_and_reported_by_health(self):
+        """A read-only image root answers 503 and /health says degraded; once writable again uploads work."""
         root = small_filesystem(self, "4m")
         svc = yield start_service(self, "images", root=root)
         subprocess.run(["mount", "-o", "remount,ro", root], check=True)
@@ -82,6 +84,7 @@ class DatabaseDownTests(TestCase):
 
     @defer.inlineCallbacks
     def test_database_down_is_503_and_the_files_are_removed_again(self):
+        """With PostgreSQL down an upload answers 503 and its files are removed; uploads work once it is back."""
         cluster, dsn = private_cluster(self)
         svc = yield start_service(self, "images", dsn=dsn)
         code, _ = yield post_parts(svc.url, pair_parts())

@@ -31,6 +31,7 @@ class DecodeCommandTests(SynchronousTestCase):
         return decode_cli.run(args), out.getvalue(), err.getvalue()
 
     def test_one_telegram_aligned(self) -> None:
+        """ccl decode prints a telegram's fields one a line, values aligned in one column, Korean decoded."""
         code, out, _ = self.call(HEX["schedule"])
         self.assertEqual(code, 0)
         lines = out.splitlines()
@@ -42,12 +43,14 @@ class DecodeCommandTests(SynchronousTestCase):
         self.assertEqual(len(lines), 18)
 
     def test_null_value_shown(self) -> None:
+        """A blank numeric field prints as NULL, and CP949 text is decoded."""
         code, out, _ = self.call(HEX["schedule-blank-weight-cp949"])
         self.assertEqual(code, 0)
         self.assertIn("weight          NULL", out.splitlines())
         self.assertIn("customer_name   똠방각하", out.splitlines())
 
     def test_json(self) -> None:
+        """--json prints one JSON object per telegram with typed values."""
         code, out, _ = self.call("--json", HEX["schedule"])
         self.assertEqual(code, 0)
         [record] = [json.loads(line) for line in out.splitlines()]
@@ -55,6 +58,7 @@ class DecodeCommandTests(SynchronousTestCase):
                          (0.372, "이알텍㈜", 1212))
 
     def test_rejected_telegram(self) -> None:
+        """A refused telegram prints its NAK code and reason and exits 1."""
         code, out, _ = self.call(HEX["bad-number"])
         self.assertEqual(code, 1)
         self.assertTrue(out.startswith("NAK 12: TC 4003 field 'line_speed'"), out)
@@ -62,6 +66,7 @@ class DecodeCommandTests(SynchronousTestCase):
         self.assertEqual((code, out.split(":")[0]), (1, "NAK 10"))
 
     def test_file_with_several_telegrams(self) -> None:
+        """A file of several telegrams prints each, a bad one as its NAK, and exits 1."""
         path = Path(self.mktemp())
         path.write_bytes(b"".join(bytes.fromhex(HEX[n]) for n in ("cut", "bad-length", "speed")))
         code, out, _ = self.call("--json", "--file", str(path))
@@ -72,6 +77,7 @@ class DecodeCommandTests(SynchronousTestCase):
         self.assertEqual(records[2]["line_speed"], 75)
 
     def test_stdin(self) -> None:
+        """Raw telegram bytes, or hex with spaces, are read from stdin."""
         raw = bytes.fromhex(HEX["speed"])
         code, out, _ = self.call("--file", "-", stdin=raw)
         self.assertEqual(code, 0)
@@ -82,6 +88,7 @@ class DecodeCommandTests(SynchronousTestCase):
         self.assertIn("coil_number  H477707", out.splitlines())
 
     def test_other_layout(self) -> None:
+        """A broken --layout file exits 2 with a message naming the file."""
         path = Path(self.mktemp())
         path.write_text("[header]\n", encoding="utf-8")
         code, out, err = self.call("--layout", str(path), HEX["speed"])
@@ -89,6 +96,7 @@ class DecodeCommandTests(SynchronousTestCase):
         self.assertIn(str(path), err)
 
     def test_bad_input(self) -> None:
+        """Text that is not hex, a missing file or empty stdin exits 2 with a message."""
         code, out, err = self.call("4000CCL1ZZ")
         self.assertEqual((code, out), (2, ""))
         self.assertIn("hex", err)
@@ -99,6 +107,7 @@ class DecodeCommandTests(SynchronousTestCase):
         self.assertEqual(code, 2)
 
     def test_truncated_telegram(self) -> None:
+        """A truncated telegram prints NAK 11 and exits 1."""
         code, out, _ = self.call(HEX["cut"][:100])
         self.assertEqual(code, 1)
         self.assertTrue(out.startswith("NAK 11: truncated telegram"), out)

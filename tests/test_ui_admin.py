@@ -16,7 +16,7 @@ from tests.test_ui_framework import submit_login
 def d(coroutine_function):
     def run(self):
         return defer.ensureDeferred(coroutine_function(self))
-    run.__name__ = coroutine_function.__name__
+    run.__name__, run.__doc__ = coroutine_function.__name__, coroutine_function.__doc__
     return run
 
 

@@ -45,6 +45,7 @@ class SystemPageBrowserTests(TestCase):
             raise SkipTest("chromium/chromium-driver missing: scripts/install-system-packages.sh installs them")
 
     def test_system_and_admin_pages(self):
+        """In Chromium, an admin logs in, acknowledges an alert on 시스템 and creates a user, without page errors."""
         return defer.ensureDeferred(self._system_and_admin())
 
     async def _system_and_admin(self):

@@ -60,6 +60,7 @@ class CoilLatestTests(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_reschedules_in_any_order(self):
+        """Schedules in any order, in one statement or many, edited or deleted: ui_coil_latest names the newest."""
         coils = [f"C{n:04d}" for n in range(60)]
         rows = []
         for coil in coils:

@@ -50,7 +50,7 @@ def run(coroutine_function):
     def test(self):
         return defer.ensureDeferred(coroutine_function(self))
 
-    test.__name__ = coroutine_function.__name__
+    test.__name__, test.__doc__ = coroutine_function.__name__, coroutine_function.__doc__
     return test
 
 

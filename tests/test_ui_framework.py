@@ -19,7 +19,7 @@ def d(coroutine_function):
     """Run an async test method as a Deferred (trial waits for it)."""
     def run(self):
         return defer.ensureDeferred(coroutine_function(self))
-    run.__name__ = coroutine_function.__name__
+    run.__name__, run.__doc__ = coroutine_function.__name__, coroutine_function.__doc__
     return run
 
 

@@ -13,7 +13,7 @@ from tests.test_postgres_adapter import wait_for
 def d(coroutine_function):
     def run(self):
         return defer.ensureDeferred(coroutine_function(self))
-    run.__name__ = coroutine_function.__name__
+    run.__name__, run.__doc__ = coroutine_function.__name__, coroutine_function.__doc__
     return run
 
 
@@ -28,6 +28,7 @@ async def with_defect(testcase):
 class ReviewTests(TestCase):
     @d
     async def test_confirm_is_stored_kept_audited_and_announced(self):
+        """A confirmation is stored with reviewer, time and comment, kept in the history, audited and announced."""
         ui, defect = await with_defect(self)
         events = []
         listener = Database(reactor, ui.dsn, size=1)
@@ -53,6 +54,7 @@ class ReviewTests(TestCase):
 
     @d
     async def test_reclassify_keeps_the_first_original_type_and_every_step(self):
+        """Reclassifying twice keeps the first original type, and every review step is kept."""
         ui, defect = await with_defect(self)
         boss = ui.add_user("boss", "admin")
         kim = ui.add_user("kim", "operator")
@@ -80,6 +82,7 @@ class ReviewTests(TestCase):
 
     @d
     async def test_bad_requests_change_nothing(self):
+        """Bad review requests get 400 or 409 with a reason and change nothing."""
         ui, defect = await with_defect(self)
         kim = ui.add_user("kim", "operator")
         cases = (
@@ -105,6 +108,7 @@ class ReviewTests(TestCase):
 
     @d
     async def test_defect_types_follow_the_settings(self):
+        """The offered defect types, and those a reclassification accepts, are the configured ones."""
         ui, defect = await with_defect(self)
         ui.sql("""UPDATE system_settings SET value = '["scratch", "얼룩"]' WHERE key = 'defect_types'""")
         response, body = await ui.get("/api/defect-types", ui.add_user("lee", "viewer"))

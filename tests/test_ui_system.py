@@ -17,7 +17,7 @@ from tests.test_postgres_adapter import wait_for
 def d(coroutine_function):
     def run(self):
         return defer.ensureDeferred(coroutine_function(self))
-    run.__name__ = coroutine_function.__name__
+    run.__name__, run.__doc__ = coroutine_function.__name__, coroutine_function.__doc__
     return run
 
 
