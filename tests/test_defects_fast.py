@@ -54,6 +54,7 @@ def mutated_batches(rng, count):
 
 class FastLaneTests(SynchronousTestCase):
     def test_same_rows_or_a_fallback_on_many_mutated_batches(self):
+        """On thousands of mutated batches the fast lane gives the rules' rows or falls back, never more lenient."""
         rng = random.Random(5)
         fast_taken = fallback_accepted = refused = 0
         for items in mutated_batches(rng, 4000):
@@ -76,6 +77,7 @@ class FastLaneTests(SynchronousTestCase):
         self.assertGreater(refused, 400)
 
     def test_plain_batch_takes_the_fast_lane_with_derived_severity(self):
+        """A plain batch takes the fast lane, severity and needs_review derived from the confidence."""
         items = [{"defect_type": "d", "confidence_score": c} for c in (0.95, 0.85, 0.6, 0.1)]
         rows = fast_batch_rows(items, T, now=NOW, coil_number="C1", maximum=4)
         self.assertEqual([(r[ROW_FIELDS.index("severity")], r[ROW_FIELDS.index("needs_review")]) for r in rows],
@@ -83,6 +85,7 @@ class FastLaneTests(SynchronousTestCase):
         self.assertEqual(rows, general(items))
 
     def test_fallback_cases(self):
+        """Repeated or unnormalised event ids, pixel positions, a non-list and too many items fall back to the rules."""
         event = FULL["event_id"]
         for items in ([dict(FULL), dict(FULL)],  # repeated event_id: the rules explain it
                       [dict(FULL, event_id=event.upper())],  # normalised by the rules
@@ -99,6 +102,7 @@ class CopyTextTests(TestCase):
     timeout = 60
 
     def test_copy_and_events_store_tricky_texts_exactly(self):
+        """Tabs, backslashes, newlines and quotes in defect texts are stored and announced exactly by the COPY path."""
         dsn = fresh_database(self)
         connection = psycopg2.connect(dsn)
         self.addCleanup(connection.close)
@@ -140,6 +144,7 @@ class ParseJsonTests(SynchronousTestCase):
     """parse_json (orjson, then the json module for what orjson refuses) decodes as json.loads does."""
 
     def test_same_result_or_same_refusal_as_the_json_module(self):
+        """parse_json answers what json.loads answers, or refuses with 400 and the same reason."""
         from ccl.adapters.web.errors import HTTPError
         from ccl.adapters.web.ingest.common import parse_json
 

@@ -43,6 +43,7 @@ class HotRouteTests(TestCase):
 
     @defer.inlineCallbacks
     def test_reply_has_a_length_and_is_not_chunked(self):
+        """A defect POST's reply carries Content-Length (not chunked) and the JSON content type."""
         response, content = yield self.request("POST", "/defect/single", b'{"coil_number": "C1", '
                                                b'"defect_type": "dent", "confidence_score": 0.5}')
         self.assertEqual(response.code, 201, content)
@@ -52,6 +53,7 @@ class HotRouteTests(TestCase):
 
     @defer.inlineCallbacks
     def test_other_methods_and_paths_still_answered_by_the_app(self):
+        """Other methods and paths on the hot routes still get the app's 405, 404 and 400 answers."""
         response, content = yield self.request("GET", "/defect/single")
         self.assertEqual((response.code, b"method not allowed" in content), (405, True), content)
         response, content = yield self.request("POST", "/defect/single/", b"{}")
@@ -64,6 +66,7 @@ class HotRouteTests(TestCase):
 
     @defer.inlineCallbacks
     def test_refusals_on_the_hot_route_are_json_and_write_nothing(self):
+        """Refusals on the hot route (422, 415) are JSON and write nothing."""
         code, body = yield post_json(self.svc.url, "/defect/single", defect(confidence_score=1.5))
         self.assertEqual((code, body["error"]), (422, "invalid defect"))
         response, content = yield self.request("POST", "/defect/single", b"{}", {"Content-Type": "text/plain"})
@@ -72,6 +75,7 @@ class HotRouteTests(TestCase):
 
     @defer.inlineCallbacks
     def test_many_concurrent_posts_share_statements_and_each_gets_its_row(self):
+        """Sixty concurrent defect POSTs each get their own row and reply."""
         posts = [defect(defect_position_meter=float(i), detection_time="2025-04-09T13:59:14.5+09:00")
                  for i in range(60)]
         results = yield defer.gatherResults([post_json(self.svc.url, "/defect/single", p) for p in posts])
@@ -95,6 +99,7 @@ class GroupWriterTests(TestCase, DatabaseTestCase):
 
     @defer.inlineCallbacks
     def test_a_defect_the_database_refuses_fails_alone(self):
+        """A defect PostgreSQL refuses fails alone; those submitted with it in one statement are stored."""
         writer = SingleWriter(self.db)
         # Submitted in one reactor turn: the three go as one statement, which fails on the bad one.
         first = writer.submit(self.defect())
@@ -128,6 +133,7 @@ class ThumbnailYieldTests(TestCase, DatabaseTestCase):
 
     @defer.inlineCallbacks
     def test_one_thumbnail_per_turn_while_uploads_are_in_flight(self):
+        """While uploads are in flight one thumbnail is made per turn; once quiet the rest go back to back."""
         clock = task.Clock()
         thumbnailer = Thumbnailer(self.store, self.db, clock=clock, yield_seconds=0.5)
         thumbnailer.upload_started()
@@ -152,6 +158,7 @@ class ThumbnailYieldTests(TestCase, DatabaseTestCase):
 
     @defer.inlineCallbacks
     def test_without_uploads_thumbnails_go_back_to_back(self):
+        """Without uploads, thumbnails are made back to back."""
         thumbnailer = Thumbnailer(self.store, self.db, clock=task.Clock())
         for i, name in enumerate(self.names):
             thumbnailer.request(i + 1, "original", name)

@@ -26,6 +26,7 @@ def speeds(dsn):
 class DatabaseOutageTests(TestCase):
     @defer.inlineCallbacks
     def test_postgres_stopped_mid_stream_acks_continue_then_everything_arrives_once_in_order(self):
+        """PostgreSQL stopped mid-stream: ACKs go on, health says degraded; then all arrives once, in order."""
         cluster, dsn = private_cluster(self)
         service = yield start_service(self, dsn)
         client = yield connect(self, service)
@@ -90,6 +91,7 @@ class ServiceProcessTests(TestCase):
 
     @defer.inlineCallbacks
     def test_killed_with_sigkill_after_acks_and_restarted_loses_and_doubles_nothing(self):
+        """ccl-mes killed with SIGKILL mid-stream and restarted loses no ACKed telegram and stores none twice."""
         dsn = fresh_database(self)
         var = Path(self.mktemp()).absolute()
         var.mkdir(parents=True)
@@ -149,6 +151,7 @@ class ServiceProcessTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_wrong_setting_stops_start_up_with_a_message_naming_it(self):
+        """A wrong setting stops ccl-mes start-up with a message naming it, no traceback."""
         var = Path(self.mktemp()).absolute()
         var.mkdir(parents=True)
         self.port, self.status_port = free_port(), free_port()

@@ -52,6 +52,7 @@ class FiguresTests(TestCase):
         self.assertIsNone(result["network"]["rx_bytes_per_s"])
 
     def test_an_interface_seen_first_is_left_out_until_its_second_reading(self):
+        """A network interface seen for the first time has no rate until its second reading."""
         result = figures(reading(10, 5, 20, {"eth0": (0, 0)}), reading(12, 6, 22, {"eth0": (0, 0), "wlan0": (5, 5)}))
         self.assertEqual([i["name"] for i in result["network"]["interfaces"]], ["eth0"])
 

@@ -26,6 +26,7 @@ def all_lines(path: str, keep: int) -> list[str]:
 
 class RotatingLogTests(SynchronousTestCase):
     def test_rotation_keeps_whole_lines_and_n_files(self):
+        """A rotating log keeps N files of whole lines under the size limit, and its tail reads across files."""
         path = os.path.join(os.path.abspath(self.mktemp()), "x.log")
         log = RotatingLog(path, max_bytes=1000, keep=3)
         self.addCleanup(log.close)
@@ -46,9 +47,11 @@ class RotatingLogTests(SynchronousTestCase):
         self.assertEqual(log.tail(0), [])
 
     def test_tail_of_a_missing_file_is_empty(self):
+        """The tail of a log file that does not exist is empty."""
         self.assertEqual(tail_lines(os.path.abspath(self.mktemp()), 10, 3), [])
 
     def test_long_tail_reads_backwards_over_blocks(self):
+        """A tail of thousands of lines reads backwards over many blocks and returns exactly the newest."""
         path = os.path.join(os.path.abspath(self.mktemp()), "big.log")
         log = RotatingLog(path, max_bytes=10_000_000, keep=2)
         self.addCleanup(log.close)
@@ -59,6 +62,7 @@ class RotatingLogTests(SynchronousTestCase):
         self.assertTrue(tail[-1].startswith("05999 "))
 
     def test_splitter_makes_whole_lines_of_pieces(self):
+        """Pieces of output become whole lines (CRLF too), over-long lines are cut, the rest flushed."""
         splitter = LineSplitter(max_line=10)
         self.assertEqual(splitter.feed(b"ab"), [])
         self.assertEqual(splitter.feed(b"c\r\nde"), [b"abc"])
@@ -66,6 +70,7 @@ class RotatingLogTests(SynchronousTestCase):
         self.assertEqual(splitter.flush(), [b"z" * 5])
 
     def test_followers_get_new_lines(self):
+        """A follower gets the lines written while it follows, and none after it stops."""
         path = os.path.join(os.path.abspath(self.mktemp()), "f.log")
         log = RotatingLog(path, max_bytes=100000, keep=2)
         self.addCleanup(log.close)
@@ -79,12 +84,14 @@ class RotatingLogTests(SynchronousTestCase):
 
 class PolicyTests(SynchronousTestCase):
     def test_first_restart_immediate_then_exponential_capped_then_fatal(self):
+        """The first restart is immediate, the next ones back off exponentially to a cap, then the service is fatal."""
         policy = RestartPolicy(restart_delay=1, restart_delay_max=3, stable_after=10, fatal_after=6)
         delays = [policy.exited(0.5) for _ in range(6)]
         self.assertEqual([d.delay for d in delays[:5]], [0, 1, 2, 3, 3])
         self.assertTrue(delays[5].fatal)
 
     def test_stable_run_resets(self):
+        """A run longer than stable_after forgets the earlier crashes."""
         policy = RestartPolicy(restart_delay=1, restart_delay_max=30, stable_after=10, fatal_after=3)
         policy.exited(1)
         self.assertEqual(policy.exited(1).delay, 1)
@@ -100,6 +107,7 @@ class ChildLogTests(TestCase):
 
     @defer.inlineCallbacks
     def test_child_output_rotates_without_losing_or_cutting_lines(self):
+        """A chatty child's output rotates without losing or cutting a line, and its tail matches the files."""
         count = 3000
         s = settings(self, log_max_bytes="20000", log_keep="20")
         monitor = Orchestrator(reactor, [spec("chatty", "print_lines", str(count))], s)

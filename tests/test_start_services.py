@@ -100,6 +100,7 @@ grace = 5
             return json.loads(response.read())
 
     def test_start_twice_then_stop_twice_leaves_nothing_running(self):
+        """Starting twice starts once (one admin password, shown once); stopping twice leaves no process and says so."""
         started = self.script("start-services.sh")
         self.assertEqual(started.returncode, 0, started.stdout[-3000:] + started.stderr[-3000:])
         self.assertIn("password (shown once", started.stdout)
