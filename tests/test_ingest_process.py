@@ -87,6 +87,7 @@ class KillTests(TestCase):
     timeout = 120
 
     def test_sigkill_mid_upload_leaves_no_partial_file(self):
+        """ccl-images killed with SIGKILL mid-upload leaves no partial file: every file on disk has its row and hash."""
         service = run_service(self)
         dsn, root, port, env, log, process = (service.dsn, service.root, service.port, service.env, service.log,
                                               service.process)
@@ -158,6 +159,7 @@ class KillTests(TestCase):
 
 class StartupTests(TestCase):
     def test_bad_setting_stops_start_up_with_a_clean_message(self):
+        """A bad setting stops ccl-images start-up with a message naming it, no traceback."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CCL_")}
         env.update({"PYTHONPATH": str(ROOT), "CCL_IMAGES_MAX_FILE_MB": "fifty"})
         result = subprocess.run([sys.executable, "-m", "twisted", "ccl-images"], env=env,
@@ -171,6 +173,7 @@ class WorkerThreadTests(TestCase):
     timeout = 120
 
     def test_uploads_use_at_most_the_configured_worker_threads(self):
+        """Concurrent uploads all succeed using at most the configured number of worker threads."""
         service = run_service(self, CCL_IMAGES_WORKER_THREADS="2")
         port, process, log = service.port, service.process, service.log
 

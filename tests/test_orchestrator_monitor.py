@@ -31,6 +31,7 @@ class MonitorTests(TestCase):
 
     @defer.inlineCallbacks
     def test_sigkilled_child_comes_back_and_is_counted(self):
+        """A child killed with SIGKILL is restarted, and the restart and the signal are recorded."""
         port = free_port()
         monitor = self.monitor([http_spec("web", port)])
         child = monitor.get("web")
@@ -45,6 +46,7 @@ class MonitorTests(TestCase):
 
     @defer.inlineCallbacks
     def test_stop_stays_stopped_and_start_works_again(self):
+        """A stopped child stays stopped through health intervals and back-offs, and starts again on request."""
         port = free_port()
         monitor = self.monitor([http_spec("web", port)])
         child = monitor.get("web")
@@ -63,6 +65,7 @@ class MonitorTests(TestCase):
 
     @defer.inlineCallbacks
     def test_child_ignoring_term_is_killed_after_the_grace(self):
+        """A child ignoring SIGTERM is killed with SIGKILL after the grace, and its log says so."""
         monitor = self.monitor([spec("stubborn", "ignore_term")], grace="0.5")
         child = monitor.get("stubborn")
         yield wait_for(lambda: "ignoring TERM" in "".join(child.log.tail(5)), "child ready")
@@ -74,6 +77,7 @@ class MonitorTests(TestCase):
 
     @defer.inlineCallbacks
     def test_crash_at_start_backs_off_then_ends_fatal(self):
+        """A child crashing at start is restarted with back-off, then left fatal and not restarted."""
         monitor = self.monitor([spec("broken", "crash_at_start")], fatal_after="4")
         child = monitor.get("broken")
         seen = set()
@@ -91,6 +95,7 @@ class MonitorTests(TestCase):
 
     @defer.inlineCallbacks
     def test_failed_health_checks_restart_with_the_reason(self):
+        """Failed health checks in a row restart the child, giving the reason."""
         port = free_port()
         sick = os.path.abspath(self.mktemp())
         monitor = self.monitor([http_spec("web", port, sick)], health_failures="3")
@@ -107,6 +112,7 @@ class MonitorTests(TestCase):
 
     @defer.inlineCallbacks
     def test_tcp_check_and_a_child_never_healthy_is_restarted_with_the_reason(self):
+        """A TCP check passes when its port answers; a child not healthy in start_timeout is restarted, reason given."""
         from ccl.orchestrator.services import Check
 
         port, closed = free_port(), free_port()
@@ -122,6 +128,7 @@ class MonitorTests(TestCase):
 
     @defer.inlineCallbacks
     def test_stopping_the_orchestrator_leaves_no_child(self):
+        """Stopping the orchestrator stops every child, stubborn ones too."""
         port = free_port()
         monitor = self.monitor([http_spec("web", port), spec("stubborn", "ignore_term"), spec("lines", "print_lines", "5")],
                                grace="0.5")
@@ -135,6 +142,7 @@ class MonitorTests(TestCase):
 
     @defer.inlineCallbacks
     def test_children_get_a_proper_environment(self):
+        """Children get PATH, PYTHONPATH and LANG, and not the orchestrator's internal variables."""
         monitor = self.monitor([spec("env", "print_env")])
         child = monitor.get("env")
         yield wait_for(lambda: any(line.startswith("PATH=") for line in child.log.tail(20)), "env printed")
@@ -183,6 +191,7 @@ class OrphanTests(TestCase):
 
     @defer.inlineCallbacks
     def test_children_die_with_a_killed_orchestrator(self):
+        """Children exit when their orchestrator is killed with SIGKILL."""
         import subprocess
         import sys
 

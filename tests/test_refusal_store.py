@@ -56,6 +56,7 @@ class RejectedTelegramTests(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_default_listing_is_the_last_seven_plant_days_newest_first(self):
+        """By default the refused telegrams of the last seven plant days are listed newest first, with a preview."""
         listing = yield self.rejected.search(self.rejected.choose({}))
         self.assertEqual(self.ids(listing), ["today", "ack_link", "midnight", "evening"])
         self.assertEqual((listing.total, listing.capped, listing.pages), (4, False, 1))
@@ -67,6 +68,7 @@ class RejectedTelegramTests(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_a_period_is_whole_plant_days(self):
+        """A period covers whole plant days (Asia/Seoul midnights), not UTC days."""
         listing = yield self.rejected.search(self.rejected.choose({"from": "2026-02-27", "to": "2026-02-27"}))
         self.assertEqual(self.ids(listing), ["evening"])  # 23:30 KST is 14:30 UTC; 00:10 the next day is not in
         listing = yield self.rejected.search(self.rejected.choose({"from": "2026-02-01", "to": "2026-02-28"}))
@@ -74,6 +76,7 @@ class RejectedTelegramTests(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_filters_by_tc_code_and_listener(self):
+        """Refused telegrams are filtered by TC, result code and listener, together too."""
         wide = {"from": "2026-02-01"}
         listing = yield self.rejected.search(self.rejected.choose({**wide, "code": "12"}))
         self.assertEqual(self.ids(listing), ["today", "evening"])
@@ -86,6 +89,7 @@ class RejectedTelegramTests(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_paging_keeps_the_order_and_the_total(self):
+        """Paging keeps the newest-first order and the total."""
         for n in range(60):
             self.sql("INSERT INTO rejected_telegrams (received_at, listener, result_code, reason, raw)"
                      " VALUES (%s, 'mes', '13', 'x', %s)", (kst(26, 12) + datetime.timedelta(seconds=n), bytes([n])))
@@ -96,6 +100,7 @@ class RejectedTelegramTests(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_show_gives_the_whole_bytes_and_their_dissection(self):
+        """Showing a refused telegram gives all its bytes and the dissection; an unknown id is UnknownEntry."""
         found, view = yield self.rejected.show(self.rows["evening"])
         self.assertEqual(len(found.raw), 80)
         self.assertEqual(view.verdict_code, "12")
@@ -128,6 +133,7 @@ class DeadLetterTests(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_lists_only_dead_letters_newest_refusal_first_with_channel_and_tc_filters(self):
+        """Only dead letters are listed, newest refusal first, filtered by channel and TC."""
         listing = yield self.letters.search(self.letters.choose({}))
         self.assertEqual([e.id for e in listing.items], [self.second, self.first])
         entry = listing.items[1]
@@ -141,6 +147,7 @@ class DeadLetterTests(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_resend_makes_the_entry_pending_once_and_audits_it_in_the_same_transaction(self):
+        """A re-send makes the dead letter pending once and audits it in the same transaction."""
         entry = yield self.letters.resend(self.first, "kim", "10.1.1.9")
         self.assertEqual((entry.id, entry.state, entry.resent_count, entry.resent_at, entry.attempts),
                          (self.first, "pending", 1, NOW, 2))
@@ -155,6 +162,7 @@ class DeadLetterTests(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_an_entry_that_is_not_dead_is_refused_and_the_refusal_audited(self):
+        """Re-sending an entry that is not dead (or unknown) is refused and the refusal audited."""
         yield self.letters.resend(self.first, "kim")
         failure = yield self.assertFailure(self.letters.resend(self.first, "lee"), NotDead)
         self.assertEqual(failure.state, "pending")
@@ -170,6 +178,7 @@ class DeadLetterTests(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_two_resends_at_once_requeue_it_once(self):
+        """Two re-sends of one dead letter at once queue it once; the other is refused as not dead."""
         results = yield defer.DeferredList([self.letters.resend(self.second, "kim"),
                                             self.letters.resend(self.second, "lee")], consumeErrors=True)
         outcomes = sorted("ok" if ok else type(value.value).__name__ for ok, value in results)
@@ -180,6 +189,7 @@ class DeadLetterTests(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_show_dissects_the_forwarded_bytes(self):
+        """Showing a dead letter dissects the bytes that were forwarded; an unknown id is UnknownEntry."""
         entry, view = yield self.letters.show(self.second)
         self.assertEqual((entry.raw, view.layout_name, view.verdict_code), (speed(2), "speed", None))
         yield self.assertFailure(self.letters.show(10 ** 9), UnknownEntry)

@@ -127,6 +127,8 @@ def cell_test(name: str, who: str | None):
         return defer.ensureDeferred(run(self))
 
     test.__name__ = f"test_{name}__{who or 'no_session'}"
+    test.__doc__ = (f"{name}: {who or 'no session'} gets what ACCESS allows it"
+                    " (the answer, or a login redirect, 401 or 403).")
     return test
 
 
@@ -150,16 +152,19 @@ def csrf_test(name: str):
         return defer.ensureDeferred(run(self))
 
     test.__name__ = f"test_{name}__without_csrf_refused"
+    test.__doc__ = f"{name} without the CSRF token is refused with 403 and changes nothing."
     return test
 
 
 class RouteTableTests(TestCase):
     def test_every_registered_route_is_in_the_table_and_has_a_sample(self):
+        """Every registered route has an access rule and a sample request."""
         registered = {r.name for r in ROUTES}
         self.assertEqual(sorted(registered - set(SAMPLES)), [])
         self.assertEqual(sorted(registered - set(ACCESS)), [])
 
     def test_every_table_entry_is_registered(self):
+        """Every access rule names a registered route."""
         self.assertEqual(sorted(set(ACCESS) - {r.name for r in ROUTES}), [])
 
 

@@ -107,6 +107,7 @@ class RollupTests(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_same_answers_before_and_after_summing(self):
+        """Statistics answer the same before and after the roll-up sums the closed days; today is never summed."""
         self.seed()
         yield self.assertAllRanges()  # nothing summed yet: all read live
         summed = yield rollup.refresh_all(self.db, NOW, max_days=7)
@@ -120,6 +121,7 @@ class RollupTests(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_late_defect_reclassification_deletion_and_new_customer(self):
+        """Late defects, reclassifications, deletions and a new customer mark summed days, read live until re-summed."""
         now = self.seed()
         yield rollup.refresh_all(self.db, NOW)
         ten_days_ago = now - datetime.timedelta(days=10)
@@ -165,6 +167,7 @@ class RollupTests(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_todays_defects_write_no_marks(self):
+        """Today's defects and their reviews leave no marks to re-sum, and the answers stay exact."""
         self.seed(days=5)
         yield rollup.refresh_all(self.db, NOW)
         # "Today" for the marking triggers is the writing transaction's now(): live defects
