@@ -64,32 +64,40 @@ class BadTelegramTests(TestCase):
         return row
 
     def test_unknown_tc_code_10(self):
+        """An unknown TC is NAKed with 10 and kept aside; the next telegram is taken."""
         return self.refused_then_taken(VECTORS["unknown-tc"], "10", "4005", 7)
 
     def test_length_field_wrong_for_the_tc_11(self):
+        """A length field wrong for the TC is NAKed with 11 and kept aside; the next telegram is taken."""
         return self.refused_then_taken(VECTORS["bad-length"], "11", "4003", 8)
 
     def test_field_format_error_12(self):
+        """A malformed field is NAKed with 12 and kept aside; the next telegram is taken."""
         return self.refused_then_taken(VECTORS["bad-number"], "12", "4003", 9)
 
     def test_impossible_date_12(self):
+        """An impossible date is NAKed with 12 and kept aside; the next telegram is taken."""
         return self.refused_then_taken(VECTORS["bad-date"], "12", "4002", 10)
 
     def test_bytes_that_are_not_cp949_12(self):
+        """Text that is not CP949 is NAKed with 12 and kept aside; the next telegram is taken."""
         bad = bytearray(schedule(11))
         start = LAYOUTS.header_length + 12 + 10 + 2 + 20  # customer_name
         bad[start:start + 2] = b"\xff\xfe"
         return self.refused_then_taken(bytes(bad), "12", "4000", 11)
 
     def test_unreadable_tc_code_13(self):
+        """An unreadable TC is NAKed with 13 for TC 0000; the next telegram is taken."""
         # No TC, no NAK target: acked TC 0000 and sequence 0.
         return self.refused_then_taken(with_header(wpd(12), tc_code=b"4X02"), "13", "0000", 12)
 
     def test_unreadable_sequence_number_13(self):
+        """An unreadable sequence number is NAKed with 13 and sequence 0; the next telegram is taken."""
         return self.refused_then_taken(with_header(wpd(13), sequence_no=b"00A013"), "13", "4002", 0)
 
     @defer.inlineCallbacks
     def test_garbage_between_telegrams_costs_only_itself(self):
+        """Garbage between telegrams is NAKed and kept aside by itself; the telegrams around it are taken."""
         client = yield connect(self, self.service)
         junk = b"\x00\xff noise from a bad cable \r\n" * 3
         client.transport.write(schedule(1) + junk + wpd(2) + b"x" + speed(3))
@@ -105,6 +113,7 @@ class BadTelegramTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_header_claiming_a_megabyte_is_never_buffered(self):
+        """A header claiming a megabyte is NAKed once and its bytes skipped, never buffered."""
         client = yield connect(self, self.service)
         yield wait_for(lambda: len(self.service.factory.connections) == 1)
         (server_side,) = self.service.factory.connections
@@ -132,6 +141,7 @@ class BadTelegramTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_lone_bad_telegram_is_nakked_without_waiting_for_more_bytes(self):
+        """A lone bad telegram is NAKed at once, without waiting for more bytes."""
         # A sender that waits for each reply before sending on must not wait for idle_timeout.
         client = yield connect(self, self.service)
         client.transport.write(with_header(speed(5), length=b"000081"))
@@ -145,6 +155,7 @@ class BadTelegramTests(TestCase):
 class ConnectionTests(TestCase):
     @defer.inlineCallbacks
     def test_half_a_telegram_then_silence_is_refused_and_closed_without_blocking_others(self):
+        """Half a telegram then silence is NAKed, kept aside and closed after idle_timeout; others go on."""
         dsn = fresh_database(self)
         service = yield start_service(self, dsn, idle_timeout=0.3)
         stuck = yield connect(self, service)
@@ -164,6 +175,7 @@ class ConnectionTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_thousand_connections_opened_and_dropped_leave_nothing_behind(self):
+        """A thousand connections opened and dropped leave no state behind; their half telegrams are kept."""
         dsn = fresh_database(self)
         service = yield start_service(self, dsn, max_connections=1100)
         endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port_of(service.settings.listen))
@@ -189,6 +201,7 @@ class ConnectionTests(TestCase):
 
     @defer.inlineCallbacks
     def test_connections_above_max_connections_are_closed_at_once(self):
+        """A connection above max_connections is closed at once and counted; the others are served."""
         dsn = fresh_database(self)
         service = yield start_service(self, dsn, max_connections=2)
         first = yield connect(self, service)
@@ -204,6 +217,7 @@ class ConnectionTests(TestCase):
 
     @defer.inlineCallbacks
     def test_reply_ack_off_stores_but_sends_nothing(self):
+        """With reply_ack off, telegrams are stored and garbage kept aside, but nothing is sent back."""
         dsn = fresh_database(self)
         service = yield start_service(self, dsn, reply_ack=False)
         client = yield connect(self, service)

@@ -20,6 +20,7 @@ def count(dsn, table):
 class ReceivePathTests(TestCase):
     @defer.inlineCallbacks
     def test_telegrams_become_typed_rows_outbox_rows_and_events(self):
+        """Telegrams are ACKed, stored as typed rows with their outbox rows, and announced; alives are not ACKed."""
         dsn = fresh_database(self)
         listener = Database(reactor, dsn, 1)
         self.addCleanup(listener.close)
@@ -91,6 +92,7 @@ class ReceivePathTests(TestCase):
 
     @defer.inlineCallbacks
     def test_retransmission_is_stored_once_and_acked_again(self):
+        """A retransmitted telegram is ACKed again but stored and forwarded once, and counted as duplicate."""
         dsn = fresh_database(self)
         service = yield start_service(self, dsn)
         client = yield connect(self, service)
@@ -115,6 +117,7 @@ class ReceivePathTests(TestCase):
 class AtomicityTests(TestCase):
     @defer.inlineCallbacks
     def test_row_and_outbox_share_one_transaction_and_a_refused_record_does_not_stop_the_rest(self):
+        """A row and its outbox row commit together; one PostgreSQL refuses is kept aside, the rest stored."""
         dsn = fresh_database(self)
         # Make PostgreSQL refuse outbox rows of one channel: the speed row must then not be
         # stored either (same transaction), and the telegrams around it must be.
@@ -138,6 +141,7 @@ class AtomicityTests(TestCase):
 class JournalHousekeepingTests(TestCase):
     @defer.inlineCallbacks
     def test_fully_applied_segments_are_deleted(self):
+        """Journal segments fully applied to PostgreSQL are deleted; the newest stays."""
         dsn = fresh_database(self)
         service = yield start_service(self, dsn, journal_segment_bytes=4096)
         client = yield connect(self, service)
@@ -156,6 +160,7 @@ class JournalHousekeepingTests(TestCase):
 class ReplayTests(TestCase):
     @defer.inlineCallbacks
     def test_start_up_replays_the_journal_after_cutting_a_torn_tail(self):
+        """At start-up the journal's torn tail is cut and the ACKed records are replayed into PostgreSQL."""
         from pathlib import Path
 
         from ccl.adapters.storage.journal import Journal
@@ -189,6 +194,7 @@ class ReplayTests(TestCase):
 class WireTests(TestCase):
     @defer.inlineCallbacks
     def test_ack_and_nak_bytes_on_the_wire(self):
+        """ACKs and NAKs on the wire are exactly the encoder's 60 bytes, numbered in order."""
         from ccl.domain.telegrams import decode, encode_ack
 
         from tests.support.mes import LAYOUTS

@@ -27,6 +27,7 @@ def shown_password(body: bytes) -> str:
 class UserTests(TestCase):
     @d
     async def test_create_shows_a_generated_password_once_that_works(self):
+        """A new user's generated password is shown once (no-store), stored hashed, works for login; audited."""
         ui = await start_ui(self)
         admin = ui.add_user("boss", "admin")
         response, body = await ui.post("/admin/users", admin, data={
@@ -49,6 +50,7 @@ class UserTests(TestCase):
 
     @d
     async def test_create_refuses_bad_names_roles_and_duplicates(self):
+        """A bad user id, an unknown role or an existing name is refused and creates nothing."""
         ui = await start_ui(self)
         admin = ui.add_user("boss", "admin")
         for form, code in (({"username": "bad name!", "role": "viewer"}, 400),
@@ -61,6 +63,7 @@ class UserTests(TestCase):
 
     @d
     async def test_change_role_and_disable_ends_the_sessions(self):
+        """Disabling a user ends its sessions; a role change applies at once; both audited with before and after."""
         ui = await start_ui(self)
         admin = ui.add_user("boss", "admin")
         kim = ui.add_user("kim", "operator")
@@ -80,6 +83,7 @@ class UserTests(TestCase):
 
     @d
     async def test_the_last_admin_cannot_demote_or_disable_itself(self):
+        """The last admin cannot demote or disable itself; with a second admin it can."""
         ui = await start_ui(self)
         admin = ui.add_user("boss", "admin")
         for form in ({"role": "viewer"}, {"role": "admin", "disabled": "on"}):
@@ -97,6 +101,7 @@ class UserTests(TestCase):
 
     @d
     async def test_reset_password_ends_sessions_clears_lock_and_works(self):
+        """A password reset ends the sessions, clears the lock, shows a working new password; audited."""
         ui = await start_ui(self)
         admin = ui.add_user("boss", "admin")
         kim = ui.add_user("kim", "operator")
@@ -120,6 +125,7 @@ class UserTests(TestCase):
 class AuditLogTests(TestCase):
     @d
     async def test_filters_and_pages(self):
+        """The audit log pages by 50 and filters by actor, action prefix and plant-time dates."""
         ui = await start_ui(self)
         admin = ui.add_user("boss", "admin")
         ui.sql("INSERT INTO audit_logs (at, actor, action, target, result)"
@@ -152,6 +158,7 @@ class AuditLogTests(TestCase):
 class SettingsTests(TestCase):
     @d
     async def test_save_valid_settings_audited_with_before_and_after(self):
+        """Valid inspection settings are stored and audited with before and after."""
         ui = await start_ui(self)
         admin = ui.add_user("boss", "admin")
         response, body = await ui.get("/admin/settings", admin)
@@ -171,6 +178,7 @@ class SettingsTests(TestCase):
 
     @d
     async def test_invalid_settings_refused_and_nothing_changed(self):
+        """Invalid settings are refused with the reasons; nothing is stored or audited."""
         ui = await start_ui(self)
         admin = ui.add_user("boss", "admin")
         before = ui.sql("SELECT key, value FROM system_settings ORDER BY key")
@@ -186,6 +194,7 @@ class SettingsTests(TestCase):
 
 class SettingsRuleTests(TestCase):
     def test_rules(self):
+        """Settings need distinct one-word defect types, medium < high < critical, and a review threshold in 0..1."""
         ok = inspection_settings.validate("a, b\nc", "1", "0.8", "0.1", "0")
         self.assertEqual(ok.defect_types, ("a", "b", "c"))
         for args, field in ((("", "0.9", "0.8", "0.6", "0.5"), "defect_types"),
