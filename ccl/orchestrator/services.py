@@ -78,7 +78,7 @@ def project_root() -> Path:
 
 
 def child_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """procmon's default is an EMPTY environment: build the one a child needs."""
+    """The environment of a child: only what spawnProcess is given reaches it, so build what it needs."""
     environ = dict(os.environ if environ is None else environ)
     env = {key: value for key, value in environ.items()
            if key in _PASSED or key.startswith(("CCL_", "LC_"))}
