@@ -84,3 +84,14 @@ class IOutboxStore(Interface):
     def mark_refused(entry_id: int, result_code: str, at: float):
         """고기원 refused the entry with ``result_code``: Deferred fired once durable."""
 
+
+
+# The UI's ports (accounts, audit, alerts, inspection rules and reviews, read models).
+from ccl.ports.accounts import Account, Credentials, IAccountStore, ISessionStore, Session, User  # noqa: E402,F401
+from ccl.ports.alerts import ALERT_STATES, Acknowledged, Alert, IAlertStore  # noqa: E402,F401
+from ccl.ports.audit import Actor, AuditEntry, AuditQuery, IAuditLog  # noqa: E402,F401
+from ccl.ports.inspection import (  # noqa: E402,F401
+    IDefectReviewStore, ISettingsStore, Review, ReviewConflict, ReviewedDefect, ReviewEntry)
+from ccl.ports.ui_reads import (  # noqa: E402,F401
+    STATISTICS_MAX_DAYS, ICoilHistory, ICoilReads, IDashboardReads, IDatabaseProbe, IEventFeed, IModelRegistry,
+    IStatistics, NoSuchModel)

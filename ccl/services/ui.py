@@ -1,17 +1,35 @@
-"""twistd ccl-ui: the web UI service (Klein app on ``[ui] listen``, default tcp:3000), composed."""
+"""twistd ccl-ui: the web UI service (Klein app on ``[ui] listen``, default tcp:3000), composed.
+
+Storage adapters -> use cases and read ports (``UseCases``) -> the UI's Klein app, plus the
+background jobs (session purge, statistics roll-up). :func:`compose_ui` is the wiring; the
+tests use it too, so they run the UI exactly as the service does.
+"""
 
 from __future__ import annotations
 
 import datetime
 
 from twisted.application import service, strports
-from twisted.internet import task
+from twisted.internet import defer, task, threads
 from twisted.logger import Logger
 from twisted.python import usage
 
+from ccl.adapters.storage.accounts import AccountStore, SessionStore
+from ccl.adapters.storage.alert_store import AlertStore
+from ccl.adapters.storage.audit_log import AuditLog
+from ccl.adapters.storage.inspection_store import DefectReviewStore, SettingsStore
 from ccl.adapters.storage.localdb import resolve_dsn
-from ccl.adapters.storage.postgres import Database
+from ccl.adapters.storage.postgres import UNAVAILABLE, Database, DatabaseProbe, EventFeed
+from ccl.adapters.storage.ui_queries import rollup
+from ccl.adapters.storage.ui_queries.reads import CoilHistory, CoilReads, DashboardReads, ModelRegistry, Statistics
+from ccl.adapters.web.ui.app import UI
+from ccl.adapters.web.ui.settings import UISettings
 from ccl.adapters.web.ui.site import site
+from ccl.adapters.web.ui.uses import UseCases
+from ccl.application.accounts import Accounts
+from ccl.application.ai_models import ModelDeployment
+from ccl.application.alerts import Alerts
+from ccl.application.inspection import DefectReviews, InspectionRules
 from ccl.config import ConfigError, load_config
 
 log = Logger()
@@ -22,12 +40,11 @@ class Options(usage.Options):
     longdesc = "Web UI of the CCL plant server. Settings: [ui] in ccl/data/ccl.ini (CCL_UI_* variables)."
 
     def postOptions(self):  # noqa: N802 (twisted's name)
-        from ccl.adapters.web.ui.app import check_config
-
         try:
             self["config"] = config = load_config()
             self["dsn"] = resolve_dsn(config)
-            check_config(config)
+            self["settings"] = UISettings.from_config(config)
+            self["pool_size"] = config.get_int("database", "pool_size", 1, 64)
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
 
@@ -53,8 +70,6 @@ class _Housekeeping(service.Service):
         self._loop = task.LoopingCall(self._purge)
 
     def _purge(self):
-        from twisted.internet import defer
-
         d = defer.ensureDeferred(self.ui.sessions.purge_expired())
         d.addErrback(lambda f: log.warn("session purge failed: {error}", error=f.getErrorMessage()))
         return None
@@ -82,9 +97,6 @@ class _StatsRollup(service.Service):
         self._loop.clock = clock
 
     def _refresh(self):
-        from ccl.adapters.storage.postgres import UNAVAILABLE
-        from ccl.adapters.storage.ui_queries import rollup
-
         d = rollup.refresh(self.db, datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.timezone.utc))
         d.addCallback(lambda days: days and log.info("statistics roll-up: summed {n} day(s), {first} .. {last}",
                                                      n=len(days), first=days[0], last=days[-1]))
@@ -106,19 +118,40 @@ class _StatsRollup(service.Service):
             self._loop.stop()
 
 
+def compose_ui(reactor, settings: UISettings, db: Database, clock=None) -> UI:
+    """The UI over ``db``: every storage adapter, use case and read port, wired. ``clock``:
+    the pages' present (default: the reactor)."""
+    audit = AuditLog(db)
+    rules = InspectionRules(SettingsStore(db), audit)
+    models = ModelRegistry(db)
+    uses = UseCases(
+        accounts=Accounts(AccountStore(db), SessionStore(db), audit, settings.policy, threads.deferToThread),
+        alerts=Alerts(AlertStore(db), audit),
+        rules=rules,
+        reviews=DefectReviews(DefectReviewStore(db), rules, audit),
+        deployment=ModelDeployment(models, audit),
+        audit=audit,
+        probe=DatabaseProbe(db),
+        events=EventFeed(db),
+        dashboard=DashboardReads(db),
+        coils=CoilReads(db),
+        history=CoilHistory(db),
+        statistics=Statistics(db),
+        models=models,
+    )
+    return UI(reactor, settings, uses, clock)
+
+
 def makeService(options) -> service.MultiService:  # noqa: N802 (twistd's name)
     from twisted.internet import reactor
 
-    from ccl.adapters.web.ui.app import UI
-
-    config = options["config"]
-    db = Database(reactor, options["dsn"], config.get_int("database", "pool_size", 1, 64))
-    ui = UI(reactor, config, db)
-    listen = config.get_endpoint("ui", "listen")
+    settings: UISettings = options["settings"]
+    db = Database(reactor, options["dsn"], options["pool_size"])
+    ui = compose_ui(reactor, settings, db)
     top = service.MultiService()
     _Database(db).setServiceParent(top)
     _Housekeeping(ui).setServiceParent(top)
-    _StatsRollup(db, config.get_int("ui", "stats_refresh_seconds", 1, 86_400), reactor).setServiceParent(top)
-    strports.service(listen, site(ui)).setServiceParent(top)
-    log.info("UI listening on {listen}, orchestrator at {url}", listen=listen, url=ui.orchestrator.base_url)
+    _StatsRollup(db, settings.stats_refresh_seconds, reactor).setServiceParent(top)
+    strports.service(settings.listen, site(ui)).setServiceParent(top)
+    log.info("UI listening on {listen}, orchestrator at {url}", listen=settings.listen, url=ui.orchestrator.base_url)
     return top

@@ -28,8 +28,10 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from ccl.adapters.storage.postgres import Database
 from ccl.adapters.web.ui.app import UI
+from ccl.adapters.web.ui.settings import UISettings
 from ccl.adapters.web.ui.site import site
 from ccl.adapters.web.ui.sessions import COOKIE, digest
+from ccl.services.ui import compose_ui
 from ccl.config import load_config
 from ccl.domain.accounts import hash_password
 from tests.support.database import fresh_database
@@ -151,7 +153,7 @@ async def start_ui(testcase, *, orchestrator_url: str = "http://127.0.0.1:9", en
     db = Database(reactor, dsn, size=2)
     testcase.addCleanup(db.close)
     await db.start()
-    ui = UI(reactor, config, db, clock=None if now is None else fixed_clock(now))
+    ui = compose_ui(reactor, UISettings.from_config(config), db, clock=None if now is None else fixed_clock(now))
     testcase.addCleanup(ui.orchestrator.close)
     port = reactor.listenTCP(0, site(ui), interface="127.0.0.1")
     testcase.addCleanup(port.stopListening)

@@ -8,6 +8,8 @@ re-issued after a reconnect, because the server forgets it.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 from collections.abc import Callable
 from typing import Any
@@ -18,8 +20,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from txpostgres import reconnection, retrying as txretrying, txpostgres
 
+from zope.interface import implementer
+
 from ccl.domain.events import EVENTS_CHANNEL
-from ccl.ports import StoreUnavailable
+from ccl.ports import IDatabaseProbe, IEventFeed, StoreUnavailable
 
 log = Logger()
 
@@ -236,3 +240,47 @@ def audit(db: Database, *, actor: str, action: str, target: str | None, result: 
         "INSERT INTO audit_logs (actor, client_address, action, target, result, details) VALUES (%s, %s, %s, %s, %s, %s)",
         (actor, client_address, action, target, result, json.dumps(details or {}, ensure_ascii=False)),
     )
+
+
+def port_errors(cls: type) -> type:
+    """Class decorator for a storage adapter behind a port: every public method returns a
+    Deferred whose database outages are ``ports.StoreUnavailable`` (as_store_unavailable), so
+    the layers outside see the port's exceptions only."""
+    for name, method in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.isfunction(method):
+            setattr(cls, name, _translating(method))
+    return cls
+
+
+def _translating(method: Callable[..., Any]) -> Callable[..., defer.Deferred]:
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        if inspect.iscoroutinefunction(method):
+            done = defer.ensureDeferred(method(*args, **kwargs))
+        else:
+            done = defer.maybeDeferred(method, *args, **kwargs)
+        return done.addErrback(as_store_unavailable)
+
+    return wrapper
+
+
+@port_errors
+@implementer(IDatabaseProbe)
+class DatabaseProbe:
+    def __init__(self, db: Database):
+        self._db = db
+
+    def ping(self) -> defer.Deferred:
+        return self._db.runQuery("SELECT 1")
+
+
+@implementer(IEventFeed)
+class EventFeed:
+    """The live events channel (EVENTS_CHANNEL) through the Database's one LISTEN connection."""
+
+    def __init__(self, db: Database, channel: str = EVENTS_CHANNEL):
+        self._db = db
+        self._channel = channel
+
+    def subscribe(self, observer: Callable[[dict | str], None]) -> defer.Deferred:
+        return defer.maybeDeferred(self._db.listen, self._channel, observer)

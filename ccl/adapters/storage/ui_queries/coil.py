@@ -6,7 +6,7 @@ import datetime
 
 from twisted.internet import defer
 
-from ccl.adapters.storage.ui_queries._sql import gather, rows
+from ccl.adapters.storage.ui_queries._sql import gather, one, rows
 from ccl.adapters.storage.ui_queries.dashboard import coil_defects
 
 #: A coil with no CUT yet: its speed series runs this long after the WPD pass at most.
@@ -86,3 +86,12 @@ def image_defects(db, image_id: int) -> defer.Deferred:
           ON d.original_image_id = i.id OR d.labeled_image_id = i.id
              OR (d.coil_number = i.coil_number AND (d.original_image_path = i.filename OR d.labeled_image_path = i.filename))
         WHERE i.id = %s ORDER BY d.id LIMIT 500""", (image_id,))
+
+
+def image_partner(db, image_id: int) -> defer.Deferred:
+    """``{"id", "kind"}`` of the other image of the pair (by pair id, or same coil and capture time), or None."""
+    return one(db, """
+        SELECT o.id, o.kind FROM images o, images i WHERE i.id = %(id)s AND o.id <> i.id AND o.kind <> i.kind
+          AND (o.pair_id = i.id OR o.id = i.pair_id OR (i.pair_id IS NOT NULL AND o.pair_id = i.pair_id)
+               OR (o.coil_number = i.coil_number AND o.captured_at = i.captured_at))
+        ORDER BY o.id LIMIT 1""", {"id": image_id})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
+from ccl import ports
 from ccl.adapters.storage.ui_queries._sql import gather, rows
 
 HISTORY_POINTS = 200
@@ -30,8 +31,7 @@ def models_page(db) -> defer.Deferred:
     return gather(models=models(db), history=metrics_history(db))
 
 
-class UnknownModel(LookupError):
-    pass
+UnknownModel = ports.NoSuchModel
 
 
 def mark_deployed(db, model_id: int) -> defer.Deferred:

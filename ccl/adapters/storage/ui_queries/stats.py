@@ -16,8 +16,9 @@ from twisted.internet import defer
 
 from ccl.adapters.storage.ui_queries._sql import PLANT_TZ, gather, rows_without_jit
 from ccl.adapters.storage.ui_queries.rollup import HISTOGRAM_BINS
+from ccl.ports import STATISTICS_MAX_DAYS
 
-MAX_DAYS = 366
+MAX_DAYS = STATISTICS_MAX_DAYS
 
 
 def _params(date_from: datetime.date, date_to: datetime.date) -> dict:

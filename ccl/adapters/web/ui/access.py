@@ -23,12 +23,15 @@ How to add a page (for everyone building on this UI)
 
        @route("coil_detail", "/coils/<coil>")
        async def coil_detail(ctx, coil):
-           rows = await ctx.db.runQuery("SELECT ... WHERE coil_number = %s", (coil,))
-           return ctx.render("coil_detail.html", coil=coil, rows=rows)
+           detail = await ctx.uses.coils.coil_detail(coil)
+           return ctx.render("coil_detail.html", coil=coil, detail=detail)
 
    ``ctx`` is a :class:`ccl.adapters.web.ui.routing.Context`: ``ctx.request``, ``ctx.user``
-   (``username``, ``role``, ``display_name``), ``ctx.csrf_token``, ``ctx.db`` (the txpostgres
-   ``Database``), ``ctx.config``, ``ctx.ui`` (the app), ``ctx.render(template, **values)``,
+   (``username``, ``role``, ``display_name``), ``ctx.actor`` (who acts, for use cases that
+   audit), ``ctx.csrf_token``, ``ctx.uses`` (the use cases and read ports, see ``uses.py``: a
+   page never talks to the database; a new read or write gets a port in ``ccl/ports/``, its
+   storage adapter, and a field of ``UseCases`` wired in ``ccl/services/ui.py``),
+   ``ctx.settings`` (``UISettings``), ``ctx.ui`` (the app), ``ctx.render(template, **values)``,
    ``ctx.json(value, code=200)``, ``ctx.error(code, message, details=None)`` (JSON or page by
    the route's kind; or raise ``ccl.adapters.web.errors.HTTPError(status, error, details)``),
    ``ctx.redirect(path)``, ``ctx.audit(action, target, result, details)``,

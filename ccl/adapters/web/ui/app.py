@@ -1,17 +1,15 @@
 """The UI application: one Klein app per ``UI`` instance, built from the declared routes.
 
-``UI(reactor, config, db)`` collects the routes declared in the page modules listed in
-:data:`PAGE_MODULES` (see ``access.py``), wraps each with the access guard in its own Klein
-app and serves ``web/static/`` under ``/static/``.
+``UI(reactor, settings, uses)`` (built by ccl/services/ui.py) collects the routes declared in
+the page modules listed in :data:`PAGE_MODULES` (see ``access.py``), wraps each with the
+access guard in its own Klein app and serves ``web/static/`` under ``/static/``. Handlers
+reach the use cases and read ports as ``ctx.uses`` (uses.py), the settings as ``ctx.settings``.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
 from urllib.parse import parse_qsl, urlencode
-from datetime import timedelta
-from pathlib import Path
 
 import jinja2
 from klein import Klein
@@ -21,8 +19,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from ccl.adapters.web.ui import i18n
 from ccl.adapters.web.ui.orchestrator import OrchestratorClient
 from ccl.adapters.web.ui.routing import Route, collect_routes, guarded, http_error_handler
-from ccl.adapters.web.ui.sessions import Policy, SessionStore
-from ccl.config import Config, ConfigError
+from ccl.adapters.web.ui.settings import UISettings
+from ccl.adapters.web.ui.uses import UseCases
 
 log = Logger()
 
@@ -48,54 +46,17 @@ def declared_routes() -> tuple[Route, ...]:
     return collect_routes(importlib.import_module(module) for module in PAGE_MODULES)
 
 
-def web_root(config: Config) -> Path:
-    """``[ui] web_root``; when empty, the checkout's ``web/``, else the installed share/ccl/web."""
-    if config.get("ui", "web_root"):
-        return config.get_path("ui", "web_root")
-    checkout = Path(__file__).resolve().parents[4] / "web"
-    if checkout.is_dir():
-        return checkout
-    return Path(sys.prefix) / "share" / "ccl" / "web"
-
-
-def policy(config: Config) -> Policy:
-    return Policy(
-        idle=timedelta(minutes=config.get_int("ui", "session_idle_minutes", 1, 24 * 60)),
-        absolute=timedelta(hours=config.get_int("ui", "session_max_hours", 1, 24 * 30)),
-        lockout_failures=config.get_int("ui", "lockout_failures", 1, 100),
-        lockout=timedelta(minutes=config.get_int("ui", "lockout_minutes", 1, 24 * 60)),
-    )
-
-
-def check_config(config: Config) -> None:
-    """Raise ConfigError for any bad [ui] setting, before anything starts."""
-    config.get_endpoint("ui", "listen")
-    policy(config)
-    if config.get("ui", "secure_cookie").lower() not in ("auto", "always"):
-        raise ConfigError(f"{config.where('ui', 'secure_cookie')}: must be auto or always")
-    url = config.get("ui", "orchestrator_url")
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"{config.where('ui', 'orchestrator_url')}: {url!r} is not an http:// or https:// URL")
-    root = web_root(config)
-    if not (root / "templates" / "base.html").is_file():
-        raise ConfigError(f"{config.where('ui', 'web_root')}: no templates/base.html under {root}")
-    config.get_path("paths", "var")
-
-
 class UI:
-    def __init__(self, reactor, config: Config, db, clock=None):
+    def __init__(self, reactor, settings: UISettings, uses: UseCases, clock=None):
         self.reactor = reactor
         #: What the pages take as the present (today's counts, default date ranges): the
         #: reactor, or a test's fixed clock (anything with ``seconds()``).
         self.clock = reactor if clock is None else clock
-        self.config = config
-        self.db = db
-        self.web = web_root(config)
-        self.sessions = SessionStore(db, policy(config))
-        check_config(config)
-        self.secure_cookie = config.get("ui", "secure_cookie").lower()
-        self.orchestrator = OrchestratorClient(
-            reactor, config.get("ui", "orchestrator_url"), config.get_path("paths", "var") / "orchestrator.token")
+        self.settings = settings
+        self.uses = uses
+        self.web = settings.web_root
+        self.sessions = uses.accounts
+        self.orchestrator = OrchestratorClient(reactor, settings.orchestrator_url, settings.orchestrator_token)
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(self.web / "templates")),
             autoescape=True,
@@ -117,7 +78,7 @@ class UI:
         return self.app.resource()
 
     def cookie_secure(self, request) -> bool:
-        return self.secure_cookie == "always" or request.isSecure()
+        return self.settings.secure_cookie == "always" or request.isSecure()
 
     def security_headers(self, request) -> None:
         request.setHeader(b"content-security-policy", _CSP.encode())

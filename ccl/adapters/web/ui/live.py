@@ -20,11 +20,8 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ccl.domain.events import EVENTS_CHANNEL
-
 log = Logger()
 
-CHANNEL = EVENTS_CHANNEL
 HEARTBEAT_SECONDS = 15.0
 #: The browser's EventSource waits this long before reconnecting.
 RETRY_MS = 2000
@@ -61,11 +58,12 @@ def frame(event: str, data: Any, event_id: int | None = None) -> bytes:
 
 
 class EventHub:
-    """Fans the process's one LISTEN out to any number of SSE clients (``write(bytes)`` callables)."""
+    """Fans the process's one LISTEN (an ``IEventFeed``) out to any number of SSE clients
+    (``write(bytes)`` callables)."""
 
-    def __init__(self, reactor, db, heartbeat: float = HEARTBEAT_SECONDS):
+    def __init__(self, reactor, feed, heartbeat: float = HEARTBEAT_SECONDS):
         self._reactor = reactor
-        self._db = db
+        self._feed = feed
         self._clients: set = set()
         self._listening: defer.Deferred | None = None
         self._heartbeat = task.LoopingCall(self._beat)
@@ -81,7 +79,7 @@ class EventHub:
         """LISTEN (once); fires when the LISTEN is in place."""
         if self._listening is None:
             self._listening = defer.Deferred()
-            listening = defer.maybeDeferred(self._db.listen, CHANNEL, self._on_notify)
+            listening = defer.maybeDeferred(self._feed.subscribe, self._on_notify)
             listening.addBoth(self._listened)
         result = defer.Deferred()
         self._listening.addBoth(lambda value: (result.callback(None), value)[1])
@@ -89,7 +87,7 @@ class EventHub:
 
     def _listened(self, result):
         if isinstance(result, Failure):  # the listener reconnects by itself; go on
-            log.warn("LISTEN {channel} not in place yet: {error}", channel=CHANNEL, error=result.getErrorMessage())
+            log.warn("LISTEN for live events not in place yet: {error}", error=result.getErrorMessage())
         self._listening.callback(None)
 
     def stop(self) -> None:
@@ -127,7 +125,7 @@ def hub(ui) -> EventHub:
     """The hub of this UI process, made on first use."""
     found = getattr(ui, "_live_hub", None)
     if found is None:
-        found = ui._live_hub = EventHub(ui.reactor, ui.db)
+        found = ui._live_hub = EventHub(ui.reactor, ui.uses.events)
     return found
 
 

@@ -19,11 +19,11 @@ from urllib.parse import quote
 import attrs
 from twisted.logger import Logger
 
-from ccl.adapters.storage.postgres import UNAVAILABLE, audit
 from ccl.adapters.web.errors import HTTPError, error_body
 from ccl.adapters.web.ui import i18n
 from ccl.adapters.web.ui.access import ACCESS, Rule, nav_for
-from ccl.adapters.web.ui.sessions import COOKIE, Session, User
+from ccl.adapters.web.ui.sessions import COOKIE
+from ccl.ports import Actor, Session, StoreUnavailable, User
 
 log = Logger()
 
@@ -87,12 +87,18 @@ class Context:
         return self.session.csrf_token if self.session else ""
 
     @property
-    def db(self):
-        return self.ui.db
+    def uses(self):
+        """The use cases and read ports (``ccl.adapters.web.ui.uses.UseCases``)."""
+        return self.ui.uses
 
     @property
-    def config(self):
-        return self.ui.config
+    def settings(self):
+        return self.ui.settings
+
+    @property
+    def actor(self) -> Actor:
+        """Who acts, for the audit trail."""
+        return Actor(self.user.username if self.user else "anonymous", self.client_address)
 
     @property
     def client_address(self) -> str | None:
@@ -153,8 +159,7 @@ class Context:
         return [item for item in nav_for(self.user.role if self.user else None) if item.route in registered]
 
     async def audit(self, action: str, target: str | None, result: str, details: dict | None = None) -> None:
-        await audit(self.db, actor=self.user.username if self.user else "anonymous", action=action,
-                    target=target, result=result, details=details, client_address=self.client_address)
+        await self.uses.audit.append(self.actor, action, target, result, details)
 
 
 def _cookie(request, name: str) -> str | None:
@@ -218,7 +223,7 @@ def guarded(ui, route_: Route) -> Callable[..., Any]:
             for key, value in error.headers.items():
                 request.setHeader(key, value)
             return ctx.error(error.status, error.error, error.details)
-        except UNAVAILABLE as error:
+        except StoreUnavailable as error:
             log.warn("database unavailable for {route}: {error}", route=route_.name, error=str(error).strip())
             return ctx.fail(503, "데이터베이스에 연결할 수 없습니다. 잠시 후 다시 시도하세요.", "database unavailable",
                             "PostgreSQL cannot be reached; try again shortly")

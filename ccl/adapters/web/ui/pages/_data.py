@@ -7,10 +7,11 @@ import datetime
 import re
 import zoneinfo
 
-from ccl.adapters.storage.ui_queries._sql import PLANT_TZ
 from ccl.adapters.web.ui import i18n
 from ccl.adapters.web.errors import HTTPError
 
+#: The plant's clock: "today" and the days of the filters are days in Korea.
+PLANT_TZ = "Asia/Seoul"
 _TZ = zoneinfo.ZoneInfo(PLANT_TZ)
 #: Coil numbers as the ingestion API allows them (they become parts of file names there).
 COIL = re.compile(r"^[A-Za-z0-9-]{1,20}$")

@@ -1,9 +1,8 @@
 """관리 (admin only): users, the audit log, inspection settings.
 
-New and reset passwords are generated here (never typed by the admin, never a default),
-hashed in a thread, and shown exactly once in the answer to the POST. Disabling a user or
-resetting the password ends the user's sessions. The last enabled admin cannot be demoted
-or disabled, so the plant cannot lock itself out. Every change lands in audit_logs.
+The rules (generated passwords shown once, sessions ended on disable or reset, the last
+enabled admin kept, every change audited) belong to the use cases
+(ccl/application/accounts.py, inspection.py); this module reads the forms and renders.
 """
 
 from __future__ import annotations
@@ -12,30 +11,26 @@ import json
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from twisted.internet import defer
-from twisted.internet.threads import deferToThread
+import attrs
 
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
+from ccl.application.accounts import LastAdmin, NewPassword, UnknownUser, UserExists
 from ccl.domain import inspection_settings
-from ccl.domain.accounts import ROLES, AccountError, check_role, check_username, generate_password, hash_password
+from ccl.domain.accounts import ROLES, AccountError
+from ccl.ports import AuditQuery
 
 PAGE_SIZE = 50
 PLANT_TZ = ZoneInfo("Asia/Seoul")
-_USER_COLUMNS = ("id", "username", "display_name", "role", "disabled", "locked_until", "last_login_at", "created_at")
 
 
-async def _users(db) -> list[dict]:
-    rows = await db.runQuery(f"SELECT {', '.join(_USER_COLUMNS)}, locked_until > now() FROM users ORDER BY username")
-    return [dict(zip(_USER_COLUMNS, row), locked=bool(row[-1])) for row in rows]
-
-
-async def _users_page(ctx, *, code: int = 200, error: str | None = None, new_password: dict | None = None,
+async def _users_page(ctx, *, code: int = 200, error: str | None = None, new_password: NewPassword | None = None,
                       form: dict | None = None):
     ctx.request.setResponseCode(code)
     ctx.request.setHeader(b"cache-control", b"no-store")  # may hold a password shown once
-    return ctx.render("admin_users.html", users=await _users(ctx.db), roles=ROLES, error=error,
-                      new_password=new_password, form=form or {}, saved=ctx.arg("saved"), tab="users")
+    return ctx.render("admin_users.html", users=await ctx.uses.accounts.accounts(), roles=ROLES, error=error,
+                      new_password=attrs.asdict(new_password) if new_password else None, form=form or {},
+                      saved=ctx.arg("saved"), tab="users")
 
 
 @route("admin_users", "/admin/users")
@@ -48,83 +43,40 @@ async def create_user(ctx):
     form = {"username": (ctx.arg("username") or "").strip(), "display_name": (ctx.arg("display_name") or "").strip()[:100],
             "role": ctx.arg("role") or ""}
     try:
-        check_username(form["username"])
-        check_role(form["role"])
+        created = await ctx.uses.accounts.create_user(form["username"], form["display_name"], form["role"], ctx.actor)
     except AccountError as error:
         return await _users_page(ctx, code=400, error=str(error), form=form)
-    password = generate_password()
-    hashed = await deferToThread(hash_password, password)
-    rows = await ctx.db.runQuery(
-        "INSERT INTO users (username, display_name, password_hash, role) VALUES (%s, %s, %s, %s)"
-        " ON CONFLICT (username) DO NOTHING RETURNING id",
-        (form["username"], form["display_name"], hashed, form["role"]))
-    if not rows:
-        await ctx.audit("user.create", form["username"], "exists", {"role": form["role"]})
-        return await _users_page(ctx, code=409, error=f"user {form['username']!r} already exists", form=form)
-    await ctx.audit("user.create", form["username"], "ok", {"role": form["role"]})
-    return await _users_page(ctx, new_password={"username": form["username"], "password": password})
-
-
-async def _target(ctx, user_id: int) -> dict:
-    rows = await ctx.db.runQuery(f"SELECT {', '.join(_USER_COLUMNS)} FROM users WHERE id = %s", (user_id,))
-    if not rows:
-        raise HTTPError(404, "no such user", {"id": user_id})
-    return dict(zip(_USER_COLUMNS, rows[0]))
+    except UserExists as error:
+        return await _users_page(ctx, code=409, error=str(error), form=form)
+    return await _users_page(ctx, new_password=created)
 
 
 @route("admin_user_update", "/admin/users/<int:user_id>", methods=("POST",))
 async def update_user(ctx, user_id):
-    before = await _target(ctx, user_id)
-    role = ctx.arg("role") or before["role"]
-    display_name = (ctx.arg("display_name") if ctx.arg("display_name") is not None else before["display_name"])
-    display_name = display_name.strip()[:100]
-    disabled = ctx.arg("disabled") in ("on", "1", "true", "yes")
     try:
-        check_role(role)
+        await ctx.uses.accounts.update_user(user_id, role=ctx.arg("role") or None, display_name=ctx.arg("display_name"),
+                                            disabled=ctx.arg("disabled") in ("on", "1", "true", "yes"),
+                                            actor=ctx.actor)
+    except UnknownUser:
+        raise HTTPError(404, "no such user", {"id": user_id}) from None
     except AccountError as error:
         return await _users_page(ctx, code=400, error=str(error))
-
-    @defer.inlineCallbacks
-    def change(cursor):
-        yield cursor.execute("SELECT id FROM users WHERE role = 'admin' AND NOT disabled FOR UPDATE")
-        admins = {row[0] for row in cursor.fetchall()}
-        if user_id in admins and admins == {user_id} and (role != "admin" or disabled):
-            return False
-        yield cursor.execute("UPDATE users SET role = %s, display_name = %s, disabled = %s WHERE id = %s",
-                             (role, display_name, disabled, user_id))
-        if disabled:
-            yield cursor.execute("DELETE FROM sessions WHERE user_id = %s", (user_id,))
-        return True
-
-    if not await ctx.db.runInteraction(change):
-        await ctx.audit("user.update", before["username"], "refused: last admin", {"role": role, "disabled": disabled})
-        return await _users_page(ctx, code=409, error="the last enabled admin cannot be demoted or disabled")
-    changes = {key: [before[key], new] for key, new in (("role", role), ("display_name", display_name),
-                                                       ("disabled", disabled)) if before[key] != new}
-    await ctx.audit("user.update", before["username"], "ok", changes)
+    except LastAdmin as error:
+        return await _users_page(ctx, code=409, error=str(error))
     return ctx.redirect("/admin/users?saved=1")
 
 
 @route("admin_user_reset", "/admin/users/<int:user_id>/reset-password", methods=("POST",))
 async def reset_password(ctx, user_id):
-    target = await _target(ctx, user_id)
-    password = generate_password()
-    hashed = await deferToThread(hash_password, password)
-
-    @defer.inlineCallbacks
-    def reset(cursor):
-        yield cursor.execute(
-            "UPDATE users SET password_hash = %s, password_changed_at = now(), failed_logins = 0, locked_until = NULL"
-            " WHERE id = %s", (hashed, user_id))
-        yield cursor.execute("DELETE FROM sessions WHERE user_id = %s", (user_id,))
-
-    await ctx.db.runInteraction(reset)
-    await ctx.audit("user.reset_password", target["username"], "ok")
+    try:
+        new_password = await ctx.uses.accounts.reset_password(user_id, ctx.actor)
+    except UnknownUser:
+        raise HTTPError(404, "no such user", {"id": user_id}) from None
     if user_id == ctx.user.id:
         # The admin reset their own password: their session ended with the others.
         ctx.request.setHeader(b"cache-control", b"no-store")
-        return ctx.render("password_once.html", new_password={"username": target["username"], "password": password})
-    return await _users_page(ctx, new_password={"username": target["username"], "password": password})
+        return ctx.render("password_once.html", new_password=attrs.asdict(new_password))
+    return await _users_page(ctx, new_password=new_password)
 
 
 # Audit log --------------------------------------------------------------------------------
@@ -149,42 +101,21 @@ async def audit_log(ctx):
     if not page_text.isdigit() or not 1 <= int(page_text) <= 100000:
         raise HTTPError(400, "bad page", "page is a whole number from 1")
     page = int(page_text)
-    where, params = [], []
-    if actor:
-        where.append("actor = %s")
-        params.append(actor)
-    if action:
-        # Prefix match: "user." finds user.create, user.update, ...
-        where.append("action LIKE %s")
-        params.append(action.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
-    if start:
-        where.append("at >= %s")
-        params.append(datetime.combine(start, time(), PLANT_TZ))
-    if end:
-        where.append("at < %s")
-        params.append(datetime.combine(end + timedelta(days=1), time(), PLANT_TZ))
-    sql = ("SELECT id, at, actor, client_address, action, target, result, details FROM audit_logs"
-           + (" WHERE " + " AND ".join(where) if where else "")
-           + " ORDER BY at DESC, id DESC LIMIT %s OFFSET %s")
-    rows = await ctx.db.runQuery(sql, (*params, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE))
-    keys = ("id", "at", "actor", "client_address", "action", "target", "result", "details")
-    entries = [dict(zip(keys, row)) for row in rows[:PAGE_SIZE]]
-    for entry in entries:
-        entry["details"] = json.dumps(entry["details"], ensure_ascii=False) if entry["details"] else ""
+    found = await ctx.uses.audit.search(AuditQuery(
+        actor=actor, action=action,
+        since=datetime.combine(start, time(), PLANT_TZ) if start else None,
+        before=datetime.combine(end + timedelta(days=1), time(), PLANT_TZ) if end else None,
+        limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE))
+    entries = [dict(attrs.asdict(entry, recurse=False),
+                    details=json.dumps(entry.details, ensure_ascii=False) if entry.details else "")
+               for entry in found[:PAGE_SIZE]]
     filters = {"actor": actor, "action": action, "from": start.isoformat() if start else "",
                "to": end.isoformat() if end else ""}
     return ctx.render("admin_audit.html", entries=entries, filters=filters, page=page,
-                      has_next=len(rows) > PAGE_SIZE, tab="audit")
+                      has_next=len(found) > PAGE_SIZE, tab="audit")
 
 
 # Settings ---------------------------------------------------------------------------------
-
-SETTING_KEYS = ("defect_types", "severity_thresholds", "review_threshold")
-
-
-async def current_settings(db) -> inspection_settings.InspectionSettings:
-    rows = await db.runQuery("SELECT key, value FROM system_settings WHERE key = ANY(%s)", (list(SETTING_KEYS),))
-    return inspection_settings.from_rows(dict(rows))
 
 
 def _settings_form(settings: inspection_settings.InspectionSettings) -> dict:
@@ -194,7 +125,7 @@ def _settings_form(settings: inspection_settings.InspectionSettings) -> dict:
 
 @route("admin_settings", "/admin/settings")
 async def settings_page(ctx):
-    return ctx.render("admin_settings.html", form=_settings_form(await current_settings(ctx.db)), errors={},
+    return ctx.render("admin_settings.html", form=_settings_form(await ctx.uses.rules.current()), errors={},
                       saved=ctx.arg("saved"), tab="settings")
 
 
@@ -206,17 +137,5 @@ async def settings_save(ctx):
     except inspection_settings.SettingsError as error:
         ctx.request.setResponseCode(400)
         return ctx.render("admin_settings.html", form=form, errors=error.errors, saved=None, tab="settings")
-    before = await current_settings(ctx.db)
-    username = ctx.user.username
-
-    @defer.inlineCallbacks
-    def store(cursor):
-        for key, value in new.as_rows().items():
-            yield cursor.execute(
-                "INSERT INTO system_settings (key, value, updated_at, updated_by) VALUES (%s, %s, now(), %s)"
-                " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now(), updated_by = EXCLUDED.updated_by",
-                (key, json.dumps(value, ensure_ascii=False), username))
-
-    await ctx.db.runInteraction(store)
-    await ctx.audit("settings.update", "inspection", "ok", {"before": before.as_rows(), "after": new.as_rows()})
+    await ctx.uses.rules.save(new, ctx.actor)
     return ctx.redirect("/admin/settings?saved=1")

@@ -7,42 +7,39 @@ import io
 
 from twisted.logger import Logger
 
-from ccl.adapters.storage.ui_queries import coil as coil_queries
-from ccl.adapters.storage.ui_queries import history
 from ccl.adapters.web.ui.pages._data import FORMAT, REVIEW_LABEL, SEVERITY_LABEL, check_coil, now, today
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
+from ccl.domain import coil_search
 
 log = Logger()
 
 
-def _search(ctx) -> history.Search:
+def _search(ctx) -> coil_search.Search:
     args = {name: ctx.arg(name) for name in ("from", "to", "coil", "customer", "defect_type", "sort", "order",
                                              "page", "size")}
     try:
-        return history.Search.from_args({k: v for k, v in args.items() if v is not None}, today(ctx.ui.clock))
-    except history.BadSearch as error:
+        return coil_search.Search.from_args({k: v for k, v in args.items() if v is not None}, today(ctx.ui.clock))
+    except coil_search.BadSearch as error:
         raise HTTPError(400, "bad search", str(error)) from None
 
 
 async def _defect_types(ctx) -> list[str]:
-    rows = await ctx.db.runQuery("SELECT value FROM system_settings WHERE key = 'defect_types'")
-    value = rows[0][0] if rows else []
-    return [str(v) for v in value] if isinstance(value, list) else []
+    return await ctx.uses.coils.defect_types()
 
 
 @route("coils", "/coils")
 async def coils(ctx):
     query = _search(ctx)
-    found = await history.search(ctx.db, query)
+    found = await ctx.uses.history.search(query)
     return ctx.render("coils.html", query=query, found=found, fmt=FORMAT, defect_types=await _defect_types(ctx),
-                      sortable=history.SORTABLE, page_sizes=history.PAGE_SIZES)
+                      sortable=coil_search.SORTABLE, page_sizes=coil_search.PAGE_SIZES)
 
 
 @route("coils_data", "/api/coils")
 async def coils_data(ctx):
     query = _search(ctx)
-    found = await history.search(ctx.db, query)
+    found = await ctx.uses.history.search(query)
     found["query"] = query.as_args()
     return found
 
@@ -68,7 +65,7 @@ async def coils_csv(ctx):
     request.notifyFinish().addBoth(lambda _: gone.append(True))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(history.CSV_COLUMNS)
+    writer.writerow(coil_search.CSV_COLUMNS)
     request.write(b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8"))
 
     def write_rows(batch) -> bool:
@@ -80,7 +77,7 @@ async def coils_csv(ctx):
         request.write(buffer.getvalue().encode("utf-8"))
         return True
 
-    written = await history.stream_export(ctx.db, query, write_rows)
+    written = await ctx.uses.history.stream_export(query, write_rows)
     log.info("CSV export of {rows} coils for {user}", rows=written, user=ctx.user.username)
     return b""
 
@@ -88,7 +85,7 @@ async def coils_csv(ctx):
 @route("coil_detail", "/coils/<coil>")
 async def coil_detail(ctx, coil):
     check_coil(coil)
-    detail = await coil_queries.coil_detail(ctx.db, coil, now(ctx.ui.clock))
+    detail = await ctx.uses.coils.coil_detail(coil, now(ctx.ui.clock))
     if not (detail["schedules"] or detail["events"] or detail["defects"] or detail["images"]):
         raise HTTPError(404, ctx._("알 수 없는 코일입니다."), coil)
     can_review = ctx.user.role in ("admin", "operator")
@@ -100,7 +97,7 @@ async def coil_detail(ctx, coil):
 @route("coil_data", "/api/coils/<coil>")
 async def coil_data(ctx, coil):
     check_coil(coil)
-    detail = await coil_queries.coil_detail(ctx.db, coil, now(ctx.ui.clock))
+    detail = await ctx.uses.coils.coil_detail(coil, now(ctx.ui.clock))
     if not (detail["schedules"] or detail["events"] or detail["defects"] or detail["images"]):
         raise HTTPError(404, "no such coil", coil)
     return detail

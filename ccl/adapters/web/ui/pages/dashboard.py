@@ -7,7 +7,6 @@ on an event the browser fetches only the part that changed from ``/api/dashboard
 
 from __future__ import annotations
 
-from ccl.adapters.storage.ui_queries import dashboard as queries
 from ccl.adapters.web.ui import live
 from ccl.adapters.web.ui.orchestrator import OrchestratorRefused, OrchestratorUnavailable
 from ccl.adapters.web.ui.pages._data import FORMAT, SEVERITY_LABEL, now
@@ -30,34 +29,18 @@ def _after(ctx) -> int | None:
 
 
 async def _part(ctx, part: str):
-    db = ctx.db
-    if part == "coil":
-        return await queries.current_coil(db)
-    if part == "speed":
-        return await queries.line_speed(db, now(ctx.ui.clock), after_id=_after(ctx))
-    if part == "images":
-        return await queries.latest_image_pair(db)
-    if part == "defects":
-        return await queries.recent_defects(db, after_id=_after(ctx))
-    if part == "today":
-        return await queries.today_counts(db, now(ctx.ui.clock))
-    if part == "links":
-        return await queries.link_states(db)
-    if part == "alerts":
-        return await queries.open_alerts(db)
     if part == "services":
         return await _services(ctx)
-    if part == "coil_defects":
-        coil = await queries.current_coil(db)
-        return {"coil": coil, "defects": (await queries.coil_defects(db, coil["coil_number"])) if coil else []}
-    raise HTTPError(400, "unknown part", {"allowed": list(PARTS)})
+    if part not in PARTS:
+        raise HTTPError(400, "unknown part", {"allowed": list(PARTS)})
+    return await ctx.uses.dashboard.part(part, now(ctx.ui.clock), after_id=_after(ctx))
 
 
 @route("dashboard", "/")
 async def dashboard(ctx):
     # Service states come from the orchestrator (up to seconds when it hangs): the page
     # fetches them after it is painted (part=services), so they never slow it down.
-    state = await queries.dashboard(ctx.db, now(ctx.ui.clock))
+    state = await ctx.uses.dashboard.dashboard(now(ctx.ui.clock))
     return ctx.render("dashboard.html", state=state, fmt=FORMAT, severity_label=SEVERITY_LABEL)
 
 
@@ -67,7 +50,7 @@ async def dashboard_data(ctx):
     part = ctx.arg("part")
     if part:
         return {"part": part, "data": await _part(ctx, part)}
-    return await queries.dashboard(ctx.db, now(ctx.ui.clock))
+    return await ctx.uses.dashboard.dashboard(now(ctx.ui.clock))
 
 
 @route("live_events", "/api/events")

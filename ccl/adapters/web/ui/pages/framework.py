@@ -21,7 +21,7 @@ MAX_PASSWORD = 1024
 async def health(ctx):
     """ok when the database answers; degraded (still 200: restarting the UI would not help) when not."""
     try:
-        await ctx.db.runQuery("SELECT 1")
+        await ctx.uses.probe.ping()
         database = "ok"
     except Exception as error:
         database = f"unreachable: {str(error).strip() or type(error).__name__}"
@@ -80,10 +80,9 @@ async def login_submit(ctx):
         return _login_page(ctx, ctx._("요청을 확인할 수 없습니다 (CSRF). 페이지를 새로 고친 뒤 다시 시도하세요."), 403)
     username = (ctx.arg("username") or "").strip()[:64]
     password = (ctx.arg("password") or "")[:MAX_PASSWORD]
-    result = await ctx.ui.sessions.login(
+    result = await ctx.uses.accounts.login(
         username, password, client_address=ctx.client_address,
         user_agent=(request.getHeader(b"user-agent") or b"").decode("utf-8", errors="replace"))
-    await _audit_login(ctx, username, result.outcome)
     if result.outcome != "ok":
         message = {
             "locked": "로그인 시도가 너무 많아 계정이 잠시 잠겼습니다. 나중에 다시 시도하세요.",
@@ -96,17 +95,9 @@ async def login_submit(ctx):
     return ctx.redirect(_safe_next(ctx.arg("next")))
 
 
-async def _audit_login(ctx, username: str, outcome: str) -> None:
-    from ccl.adapters.storage.postgres import audit
-
-    await audit(ctx.db, actor=username or "(empty)", action="ui.login", target=username or None,
-                result=outcome, client_address=ctx.client_address)
-
-
 @route("logout", "/logout", methods=("POST",))
 async def logout(ctx):
-    await ctx.ui.sessions.logout(ctx.session)
-    await ctx.audit("ui.logout", ctx.user.username, "ok")
+    await ctx.uses.accounts.logout(ctx.session, ctx.actor)
     ctx.request.addCookie(COOKIE.encode(), b"", path=b"/", max_age=b"0", httpOnly=True, sameSite="strict",
                           secure=ctx.ui.cookie_secure(ctx.request))
     return ctx.redirect("/login?logged_out=1")

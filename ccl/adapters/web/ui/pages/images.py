@@ -16,7 +16,6 @@ from twisted.internet import threads
 from twisted.logger import Logger
 from twisted.web.static import File
 
-from ccl.adapters.storage.ui_queries import coil as queries
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
 
@@ -25,10 +24,6 @@ log = Logger()
 THUMB_SIZE = (320, 240)
 _CACHE_ENTRIES = 512
 _TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "bmp": "image/bmp"}
-
-
-def image_root(config) -> Path:
-    return config.get_path("images", "root")
 
 
 def inside(root: Path, stored: str | None) -> Path | None:
@@ -82,7 +77,7 @@ _thumbnails = _ThumbnailCache()
 
 
 async def _record(ctx, image_id: int) -> dict:
-    record = await queries.image_record(ctx.db, image_id)
+    record = await ctx.uses.coils.image_record(image_id)
     if record is None:
         raise HTTPError(404, "no such image", {"id": image_id})
     return record
@@ -91,7 +86,7 @@ async def _record(ctx, image_id: int) -> dict:
 @route("image_file", "/images/<int:image_id>")
 async def image_file(ctx, image_id):
     record = await _record(ctx, image_id)
-    path = inside(image_root(ctx.config), record["path"])
+    path = inside(ctx.settings.image_root, record["path"])
     if path is None:
         log.warn("image {id}: file {path} missing or outside the image root", id=image_id, path=record["path"])
         raise HTTPError(404, "image file not available", {"id": image_id, "purged": bool(record["purged_at"])})
@@ -108,7 +103,7 @@ async def image_thumb(ctx, image_id):
     data = _thumbnails.get(image_id)
     if data is None:
         record = await _record(ctx, image_id)
-        root = image_root(ctx.config)
+        root = ctx.settings.image_root
         stored = inside(root, record["thumbnail_path"])
         if stored is not None:
             data = await threads.deferToThread(stored.read_bytes)
@@ -132,11 +127,6 @@ async def image_info(ctx, image_id):
     record = await _record(ctx, image_id)
     record.pop("path", None)
     record.pop("thumbnail_path", None)
-    partner = await ctx.db.runQuery(
-        """SELECT o.id, o.kind FROM images o, images i WHERE i.id = %(id)s AND o.id <> i.id AND o.kind <> i.kind
-             AND (o.pair_id = i.id OR o.id = i.pair_id OR (i.pair_id IS NOT NULL AND o.pair_id = i.pair_id)
-                  OR (o.coil_number = i.coil_number AND o.captured_at = i.captured_at))
-           ORDER BY o.id LIMIT 1""", {"id": image_id})
-    record["partner"] = {"id": partner[0][0], "kind": partner[0][1]} if partner else None
-    record["defects"] = await queries.image_defects(ctx.db, image_id)
+    record["partner"] = await ctx.uses.coils.image_partner(image_id)
+    record["defects"] = await ctx.uses.coils.image_defects(image_id)
     return record

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime
 
-from ccl.adapters.storage.ui_queries import stats
 from ccl.adapters.web.ui.pages._data import FORMAT, parse_date, today
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
+from ccl.ports import STATISTICS_MAX_DAYS
 
 DEFAULT_DAYS = 30
 
@@ -17,19 +17,19 @@ def _range(ctx) -> tuple[datetime.date, datetime.date]:
     date_from = parse_date(ctx.arg("from"), "from") or date_to - datetime.timedelta(days=DEFAULT_DAYS - 1)
     if date_from > date_to:
         raise HTTPError(400, "bad range", "from is after to")
-    if (date_to - date_from).days >= stats.MAX_DAYS:
-        raise HTTPError(400, "bad range", f"at most {stats.MAX_DAYS} days at once")
+    if (date_to - date_from).days >= STATISTICS_MAX_DAYS:
+        raise HTTPError(400, "bad range", f"at most {STATISTICS_MAX_DAYS} days at once")
     return date_from, date_to
 
 
 @route("statistics", "/statistics")
 async def statistics(ctx):
     date_from, date_to = _range(ctx)
-    found = await stats.statistics(ctx.db, date_from, date_to)
+    found = await ctx.uses.statistics.statistics(date_from, date_to)
     return ctx.render("statistics.html", found=found, date_from=date_from, date_to=date_to, fmt=FORMAT)
 
 
 @route("statistics_data", "/api/statistics")
 async def statistics_data(ctx):
     date_from, date_to = _range(ctx)
-    return await stats.statistics(ctx.db, date_from, date_to)
+    return await ctx.uses.statistics.statistics(date_from, date_to)

@@ -2,8 +2,8 @@
 
 Everything about services goes through the orchestrator's control API; when it cannot be
 reached the page says so and the JSON endpoints answer 503 with the reason (never a 500).
-Alerts are read and acknowledged in the ``alerts`` table directly, so they work even while
-the orchestrator is down.
+Alerts are read and acknowledged through their use case (the ``alerts`` table), so they
+work even while the orchestrator is down.
 """
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import re
 
+import attrs
+
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from ccl.adapters.storage.postgres import notify_sql
 from ccl.adapters.web.ui.orchestrator import ACTIONS, OrchestratorRefused, OrchestratorUnavailable
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
+from ccl.application.alerts import AlreadyAcknowledged, UnknownAlert
+from ccl.ports import ALERT_STATES
 
 log = Logger()
 
@@ -25,10 +28,6 @@ SERVICE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MAX_LINES = 5000
 DEFAULT_LINES = 200
 PAST_ALERTS = 100
-
-_ALERT_COLUMNS = ("id", "rule", "subject", "severity", "message", "details", "raised_at", "cleared_at",
-                  "acknowledged_at", "acknowledged_by")
-
 
 def _service_id(value: str) -> str:
     if not SERVICE_ID.match(value or ""):
@@ -40,19 +39,14 @@ def _unreachable(ctx, error: Exception):
     return ctx.error(503, "orchestrator unreachable", str(error))
 
 
-async def _alerts(db, state: str, limit: int = PAST_ALERTS) -> list[dict]:
-    where = {"open": "cleared_at IS NULL", "past": "cleared_at IS NOT NULL", "all": "true"}[state]
-    rows = await db.runQuery(
-        f"SELECT {', '.join(_ALERT_COLUMNS)} FROM alerts WHERE {where} ORDER BY raised_at DESC, id DESC LIMIT %s",
-        (limit,))
-    return [dict(zip(_ALERT_COLUMNS, row)) for row in rows]
+def _alerts(ctx, state: str, limit: int = PAST_ALERTS) -> defer.Deferred:
+    return ctx.uses.alerts.alerts(state, limit)
 
 
 @route("system", "/system")
 async def system_page(ctx):
     # The alerts are read while the orchestrator is asked, not after.
-    alerts = defer.gatherResults([defer.ensureDeferred(_alerts(ctx.db, "open")),
-                                  defer.ensureDeferred(_alerts(ctx.db, "past"))], consumeErrors=True)
+    alerts = defer.gatherResults([_alerts(ctx, "open"), _alerts(ctx, "past")], consumeErrors=True)
     alerts.addErrback(lambda f: f.value.subFailure.raiseException())
     services, problem = [], None
     try:
@@ -147,39 +141,20 @@ def logs_stream(ctx, service):
 @route("alerts_list", "/api/alerts")
 async def alerts_list(ctx):
     state = ctx.arg("state", "open")
-    if state not in ("open", "past", "all"):
+    if state not in ALERT_STATES:
         raise HTTPError(400, "bad state", "state is open, past or all")
     limit = ctx.arg("limit", str(PAST_ALERTS))
     if not limit.isdigit() or not 1 <= int(limit) <= 1000:
         raise HTTPError(400, "bad limit", "limit is 1-1000")
-    return {"alerts": await _alerts(ctx.db, state, int(limit))}
+    return {"alerts": [attrs.asdict(alert) for alert in await _alerts(ctx, state, int(limit))]}
 
 
 @route("alert_ack", "/api/alerts/<int:alert_id>/ack", methods=("POST",))
 async def alert_ack(ctx, alert_id):
-    username = ctx.user.username
-
-    @defer.inlineCallbacks
-    def acknowledge(cursor):
-        yield cursor.execute(
-            "UPDATE alerts SET acknowledged_at = now(), acknowledged_by = %s WHERE id = %s AND acknowledged_at IS NULL"
-            " RETURNING id, rule, subject", (username, alert_id))
-        row = cursor.fetchone()
-        if row is not None:
-            yield cursor.execute(notify_sql(), (json.dumps({"type": "alert", "event": "acknowledged", "id": row[0],
-                                                            "rule": row[1], "subject": row[2], "by": username},
-                                                           ensure_ascii=False),))
-            return True
-        yield cursor.execute("SELECT acknowledged_by FROM alerts WHERE id = %s", (alert_id,))
-        existing = cursor.fetchone()
-        return None if existing is None else existing[0]
-
-    outcome = await ctx.db.runInteraction(acknowledge)
-    if outcome is None:
-        raise HTTPError(404, "no such alert", {"id": alert_id})
-    if outcome is not True:
-        await ctx.audit("alert.acknowledge", str(alert_id), "already acknowledged", {"by": outcome})
-        return ctx.error(409, "already acknowledged", {"id": alert_id, "by": outcome})
-    await ctx.audit("alert.acknowledge", str(alert_id), "ok")
-    rows = await ctx.db.runQuery(f"SELECT {', '.join(_ALERT_COLUMNS)} FROM alerts WHERE id = %s", (alert_id,))
-    return {"alert": dict(zip(_ALERT_COLUMNS, rows[0]))}
+    try:
+        alert = await ctx.uses.alerts.acknowledge(alert_id, ctx.actor)
+    except UnknownAlert:
+        raise HTTPError(404, "no such alert", {"id": alert_id}) from None
+    except AlreadyAcknowledged as error:
+        return ctx.error(409, "already acknowledged", {"id": alert_id, "by": error.by})
+    return {"alert": attrs.asdict(alert)}

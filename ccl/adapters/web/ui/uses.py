@@ -1,0 +1,34 @@
+"""What the UI's pages work with: use cases for every change, read ports for what they show.
+
+The composition root (ccl/services/ui.py) builds one :class:`UseCases` over the storage
+adapters and hands it to ``UI``; a handler reaches it as ``ctx.uses`` (``ctx.uses.alerts``,
+``ctx.uses.coils`` ...). No page talks to the database itself.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ccl.application.accounts import Accounts
+from ccl.application.ai_models import ModelDeployment
+from ccl.application.alerts import Alerts
+from ccl.application.inspection import DefectReviews, InspectionRules
+from ccl.ports import (ICoilHistory, ICoilReads, IDashboardReads, IDatabaseProbe, IEventFeed, IModelRegistry,
+                       IStatistics, IAuditLog)
+
+
+@attrs.frozen
+class UseCases:
+    accounts: Accounts
+    alerts: Alerts
+    rules: InspectionRules
+    reviews: DefectReviews
+    deployment: ModelDeployment
+    audit: IAuditLog
+    probe: IDatabaseProbe
+    events: IEventFeed
+    dashboard: IDashboardReads
+    coils: ICoilReads
+    history: ICoilHistory
+    statistics: IStatistics
+    models: IModelRegistry

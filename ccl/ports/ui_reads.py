@@ -1,0 +1,77 @@
+"""Ports of the web UI's read models: what the data pages show, read-only.
+
+The answers are plain dicts and lists of JSON-ready values (named by the query's columns),
+handed on to templates and JSON endpoints as they are; see the storage adapter
+``ccl/adapters/storage/ui_queries`` for each query.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Interface
+
+#: The longest date range of the 통계 page, in days.
+STATISTICS_MAX_DAYS = 366
+
+
+class NoSuchModel(LookupError):
+    """No AI model has this id."""
+
+
+class IDatabaseProbe(Interface):
+    def ping():
+        """Deferred firing when the database answers a trivial query."""
+
+
+class IEventFeed(Interface):
+    """The events channel every service announces its stores on (one LISTEN per process)."""
+
+    def subscribe(observer):
+        """Call ``observer(payload)`` for each event (a dict when the payload is JSON);
+        Deferred firing once the subscription is in place."""
+
+
+class IDashboardReads(Interface):
+    def dashboard(now):
+        """Deferred[dict]: every part of the live view at once, at ``now`` (an aware datetime)."""
+
+    def part(name: str, now, after_id: int | None = None):
+        """Deferred: one part (coil, speed, images, defects, today, links, alerts, coil_defects) at ``now``."""
+
+
+class ICoilReads(Interface):
+    def coil_detail(coil_number: str, now):
+        """Deferred[dict] with schedules, events, speed, defects, images of one coil (an open coil's speed up to ``now``)."""
+
+    def image_record(image_id: int):
+        """Deferred[dict | None]: the image's row (with its stored path, for the file routes)."""
+
+    def image_defects(image_id: int):
+        """Deferred[list[dict]] drawn over the image."""
+
+    def image_partner(image_id: int):
+        """Deferred[dict | None]: ``{"id", "kind"}`` of the other image of the pair."""
+
+    def defect_types():
+        """Deferred[list[str]]: the defect types of the 관리 settings, for the filters."""
+
+
+class ICoilHistory(Interface):
+    def search(query):
+        """Deferred[dict]: one page of coils (``ccl.domain.coil_search.Search``) and the total."""
+
+    def stream_export(query, write_rows):
+        """Every matching coil as rows of CSV_COLUMNS, ``write_rows(list_of_rows)`` per chunk
+        (it returns False to stop early): Deferred[int] rows written."""
+
+
+class IStatistics(Interface):
+    def statistics(date_from, date_to):
+        """Deferred[dict]: Pareto, daily trend, by customer, confidence histogram."""
+
+
+class IModelRegistry(Interface):
+    def models_page():
+        """Deferred[dict]: the models and their metrics history."""
+
+    def mark_deployed(model_id: int):
+        """Make it the one deployed model: Deferred[int | None] the previous one. Fails with NoSuchModel."""
