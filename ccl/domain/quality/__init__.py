@@ -1,0 +1,1 @@
+"""Quality decisions on placed defects: roll marks, grading, alarms."""
