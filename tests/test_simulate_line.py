@@ -127,12 +127,15 @@ class SimulatedLineTests(TestCase):
         self.assertTrue(wrong)
         self.assertEqual({(d["coil"], d["box_coil"]) for d in wrong}, {(coils[1]["coil"], coils[0]["coil"])})
         self.assertTrue(all(d["metre"] < 3 for d in wrong))
-        # Heartbeats, when the server takes them: each camera's periods back to back.
-        if "heartbeats skipped" not in text:
-            beats = query(self.dsn, "SELECT camera_id, count(*), sum(frames_inspected) = sum(frames_expected)"
-                                    " FROM inspection_heartbeats GROUP BY camera_id ORDER BY camera_id")
-            self.assertEqual([b[0] for b in beats], ["bottom", "top"])
-            self.assertTrue(all(b[1] > 3 and b[2] for b in beats), beats)
+        # Heartbeats: each camera's periods back to back, every frame inspected, the top box's
+        # periods on its own clock.
+        self.assertNotIn("heartbeats skipped", text)
+        beats = query(self.dsn, "SELECT camera_id, count(*), sum(frames_inspected) = sum(frames_expected),"
+                                " min(period_start) FROM inspection_heartbeats GROUP BY camera_id ORDER BY camera_id")
+        self.assertEqual([b[0] for b in beats], ["bottom", "top"])
+        self.assertTrue(all(b[1] > 3 and b[2] for b in beats), beats)
+        start = datetime.fromisoformat(START)
+        self.assertEqual([b[3] for b in beats], [start, start + timedelta(seconds=2.5)])
 
     @defer.inlineCallbacks
     def test_without_the_token_the_uploads_fail_and_it_says_so(self):
