@@ -7,13 +7,13 @@ recorded in audit_logs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pwd
 import sys
 
 import psycopg2
 
+from ccl.adapters.storage.ingest_tokens import create_token, list_tokens, revoke_token
 from ccl.adapters.storage.localdb import resolve_dsn
 from ccl.config import load_config
 from ccl.domain.ingest.tokens import check_token_name, new_token, token_digest
@@ -29,10 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     revoke.add_argument("name")
 
 
-def _audit(cursor, action: str, target: str, result: str, details: dict | None = None) -> None:
-    actor = f"cli:{pwd.getpwuid(os.getuid()).pw_name}"
-    cursor.execute("INSERT INTO audit_logs (actor, action, target, result, details) VALUES (%s, %s, %s, %s, %s)",
-                   (actor, action, target, result, json.dumps(details or {})))
+def _actor() -> str:
+    return f"cli:{pwd.getpwuid(os.getuid()).pw_name}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         connection = psycopg2.connect(dsn)
         try:
-            with connection, connection.cursor() as cursor:
-                return {"create": _create, "list": _list, "revoke": _revoke}[args.action](cursor, args)
+            return {"create": _create, "list": _list, "revoke": _revoke}[args.action](connection, args)
         finally:
             connection.close()
     except psycopg2.Error as error:
@@ -55,13 +52,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _create(cursor, args) -> int:
+def _create(connection, args) -> int:
     token = new_token()
-    cursor.execute("INSERT INTO ingest_tokens (name, token_hash) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING"
-                   " RETURNING id", (args.name, token_digest(token)))
-    created = cursor.fetchone() is not None
-    _audit(cursor, "ingest_token.create", args.name, "ok" if created else "exists")
-    if not created:
+    if not create_token(connection, args.name, token_digest(token), actor=_actor()):
         sys.stderr.write(f"ccl ingest-token: a token named {args.name!r} exists; revoke it or choose another name\n")
         return 1
     print(f"token for {args.name} (shown once, store it on the Jetson box):")
@@ -69,25 +62,21 @@ def _create(cursor, args) -> int:
     return 0
 
 
-def _list(cursor, args) -> int:
-    cursor.execute("SELECT name, created_at, last_used_at, revoked_at FROM ingest_tokens ORDER BY name")
-    rows = cursor.fetchall()
-    if not rows:
+def _list(connection, args) -> int:
+    tokens = list_tokens(connection)
+    if not tokens:
         print("no ingest tokens")
         return 0
     print(f"{'name':<24} {'created':<20} {'last used':<20} state")
-    for name, created, used, revoked in rows:
-        state = f"revoked {revoked:%Y-%m-%d %H:%M}" if revoked else "active"
-        print(f"{name:<24} {created:%Y-%m-%d %H:%M:%S}  {used and f'{used:%Y-%m-%d %H:%M:%S}' or '-':<20} {state}")
+    for t in tokens:
+        state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
+        used = t.last_used_at and f"{t.last_used_at:%Y-%m-%d %H:%M:%S}" or "-"
+        print(f"{t.name:<24} {t.created_at:%Y-%m-%d %H:%M:%S}  {used:<20} {state}")
     return 0
 
 
-def _revoke(cursor, args) -> int:
-    cursor.execute("UPDATE ingest_tokens SET revoked_at = now() WHERE name = %s AND revoked_at IS NULL RETURNING id",
-                   (args.name,))
-    done = cursor.fetchone() is not None
-    _audit(cursor, "ingest_token.revoke", args.name, "ok" if done else "not_found")
-    if not done:
+def _revoke(connection, args) -> int:
+    if not revoke_token(connection, args.name, actor=_actor()):
         sys.stderr.write(f"ccl ingest-token: no active token named {args.name!r}\n")
         return 1
     print(f"revoked the token of {args.name} (services refuse it within 10 seconds)")
