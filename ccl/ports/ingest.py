@@ -165,6 +165,26 @@ class IJetsonLinks(Interface):
         """Mark the links not seen for ``after_seconds`` as disconnected: Deferred[list of their names]."""
 
 
+@attrs.frozen
+class RetentionRun:
+    """What one retention pass did: images deleted, bytes freed, deletions by reason."""
+
+    deleted: int
+    freed_bytes: int
+    reasons: dict
+
+
+class IImageRetention(Interface):
+    """Keeping the image store within its limits (files and rows together)."""
+
+    def purge(policy):
+        """One retention pass under the domain's Policy: Deferred[RetentionRun]."""
+
+    def sweep_orphans(before):
+        """Remove image files older than ``before`` (seconds since the epoch) that have no row
+        (placed just before a crash): Deferred[int] files removed."""
+
+
 class IThumbnails(Interface):
     """Makes the UI's thumbnails in the background."""
 

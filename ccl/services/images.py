@@ -11,11 +11,12 @@ from ccl.adapters.storage.image_records import ImageRecord, IngestRecords
 from ccl.adapters.storage.image_store import ImageStore, ThreadedImageFiles
 from ccl.adapters.storage.ingest_tokens import TokenRecords
 from ccl.adapters.storage.jetson_links import JetsonLinkRecords
-from ccl.adapters.storage.retention import run_retention, sweep_orphans
+from ccl.adapters.storage.retention import ImageRetention
 from ccl.adapters.storage.thumbnails import Thumbnailer
 from ccl.adapters.web.ingest.common import Gate, ingest_site
 from ccl.adapters.web.ingest.images_app import ImagesApp
 from ccl.adapters.web.status import status_resource
+from ccl.application.image_housekeeping import ImageHousekeeping
 from ccl.application.image_pairs import PairIngestion
 from ccl.application.jetson_links import LinkTracker
 from ccl.config import Config
@@ -76,31 +77,12 @@ def build(config: Config, settings: ImagesSettings) -> ingest.Built:
 
         return deferToThread(store.probe).addCallbacks(storage_ok, storage_bad)
 
-    deleted = registry.counter("ingest_images_purged_total", "Images deleted by the retention job")
-
-    def retention():
-        def done(result):
-            if result.deleted:
-                deleted.inc(result.deleted)
-                log.info("retention: {n} images deleted, {mb:.1f} MB freed", n=result.deleted,
-                         mb=result.freed_bytes / MB)
-
-        def failed(failure):
-            log.warn("retention run failed: {error}", error=failure.getErrorMessage())
-
-        return pool.run(run_retention, store, settings.policy).addCallbacks(done, failed)
-
+    housekeeping = ImageHousekeeping(ImageRetention(pool, store), settings.policy,
+                                     registry.counter("ingest_images_purged_total", "Images deleted by the retention job"))
     started = reactor.seconds()
-
-    def sweep():
-        # Once, when the database is reachable: files placed just before a crash, never committed.
-        def failed(failure):
-            log.warn("orphan sweep failed: {error}", error=failure.getErrorMessage())
-
-        return db.when_ready().addCallback(lambda _: pool.run(sweep_orphans, store, started)).addErrback(failed)
-
-    reactor.callWhenRunning(sweep)
-    jobs = [(5.0, check), (settings.retention_interval, retention), (60.0, thumbnailer.catch_up),
+    # Once, when the database is reachable: files placed just before a crash, never committed.
+    reactor.callWhenRunning(lambda: db.when_ready().addCallback(lambda _: housekeeping.sweep(started)))
+    jobs = [(5.0, check), (settings.retention_interval, housekeeping.purge), (60.0, thumbnailer.catch_up),
             (settings.ingest.link_save_interval, links.flush)]
     return ingest.Built(db, pool, site, app, jobs)
 

@@ -11,25 +11,19 @@ import json
 import os
 from datetime import datetime, timezone
 
-import attrs
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from ccl.adapters.storage import image_records
 from ccl.adapters.storage.image_store import ImageStore
 from ccl.domain.ingest.retention import Policy, Usage, plan
+from ccl.ports import IImageRetention, RetentionRun
 
 log = Logger()
 
 
-@attrs.frozen
-class RunResult:
-    deleted: int
-    freed_bytes: int
-    reasons: dict
-
-
 def run_retention(connection, store: ImageStore, policy: Policy, now: datetime | None = None,
-                  batch: int = 500) -> RunResult:
+                  batch: int = 500) -> RetentionRun:
     """One pass (blocking; run on the SyncPool, which commits after it)."""
     now = now or datetime.now(timezone.utc)
     disk = store.disk_usage()
@@ -75,7 +69,7 @@ def run_retention(connection, store: ImageStore, policy: Policy, now: datetime |
             cursor.execute("INSERT INTO audit_logs (actor, action, target, result, details) VALUES"
                            " ('ccl-images', 'images.retention', %s, 'ok', %s)",
                            (str(store.root), json.dumps({"deleted": deleted, "freed_bytes": freed, "reasons": reasons})))
-    return RunResult(deleted, freed, reasons)
+    return RetentionRun(deleted, freed, reasons)
 
 
 def sweep_orphans(connection, store: ImageStore, before: float, chunk: int = 1000) -> int:
@@ -104,3 +98,19 @@ def sweep_orphans(connection, store: ImageStore, before: float, chunk: int = 100
                              kind=kind, name=name)
                     removed += 1
     return removed
+
+
+@implementer(IImageRetention)
+class ImageRetention:
+    """IImageRetention: each pass one transaction on the SyncPool (files deleted before their
+    rows are marked, see above)."""
+
+    def __init__(self, pool, store: ImageStore):
+        self._pool = pool
+        self._store = store
+
+    def purge(self, policy: Policy):
+        return self._pool.run(run_retention, self._store, policy)
+
+    def sweep_orphans(self, before: float):
+        return self._pool.run(sweep_orphans, self._store, before)
