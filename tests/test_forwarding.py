@@ -13,7 +13,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from ccl.application.forwarding import ChannelForwarder, ForwardingSettings
-from ccl.ports import IOutboxStore, OutboxEntry
+from ccl.ports import IForwarderConsumer, IOutboxStore, OutboxEntry
 
 
 @implementer(IOutboxStore)
@@ -59,6 +59,14 @@ class MemoryOutbox:
     def mark_refused(self, entry_id, result_code, at):
         self.rows[entry_id].update(state="refused", code=result_code)
         return self._write()
+
+
+@implementer(IForwarderConsumer)
+class CaughtUp:
+    """A forwarder's consumer here: calls ``then(channel)`` when it has caught up."""
+
+    def __init__(self, then):
+        self.caught_up = then
 
 
 class Wire:
@@ -311,8 +319,7 @@ class LiveForwardingTests(SynchronousTestCase):
         self.fill(25)
         forwarder = ChannelForwarder("speed", self.store, self.clock, ForwardingSettings(batch=10))
         signals = []
-        forwarder.caught_up = lambda: signals.append(forwarder.can_go_live())
-        forwarder.start()
+        forwarder.start(CaughtUp(lambda channel: signals.append(forwarder.can_go_live())))
         self.addCleanup(forwarder.stop)
         self.assertEqual(signals, [])  # ten loaded, more in the store: not caught up
         forwarder.attach(Wire())

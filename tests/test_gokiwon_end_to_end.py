@@ -13,7 +13,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, readBody
 
-from ccl.adapters.gokiwon.service import GokiwonSettings, attach_forwarding
+from ccl.adapters.gokiwon.service import GokiwonSettings
 from ccl.adapters.gokiwon.simulator import GokiwonSimulator
 from ccl.adapters.storage.localdb import free_port
 from tests.support.cluster import private_cluster
@@ -57,10 +57,10 @@ def forwarding_to_simulator(testcase, dsn: str):
     sim = GokiwonSimulator(reactor, LAYOUTS, alive_interval=0)
     ports = yield sim.listen({"schedule": 0, "wpd": 0, "speed": 0})
     testcase.addCleanup(sim.shutdown)
-    mes = yield start_service(testcase, dsn)
     settings = GokiwonSettings(host="127.0.0.1", ports=ports, ack_listen="tcp:0:interface=127.0.0.1",
                                retry_initial=0.1, retry_max=0.5, poll_interval=3600)
-    forwarding = attach_forwarding(mes, settings)  # mes runs: its new child starts at once
+    mes = yield start_service(testcase, dsn, gokiwon=settings)
+    forwarding = mes.forwarding
     port = yield forwarding.ack_listener.listening
     sim.start_acks(("127.0.0.1", port.getHost().port))
     yield wait_for(lambda: all(f.connected for f in forwarding.forwarders.values()), what="connected")
@@ -178,7 +178,7 @@ class WakeUpTests(TestCase):
 
     @defer.inlineCallbacks
     def test_the_writer_wakes_forwarding_after_each_commit(self):
-        # With the safety-net poll an hour away, only the on_committed hook can move these.
+        # With the safety-net poll an hour away, only the pipeline's wake-up after a commit can move these.
         dsn = fresh_database(self)
         sim, mes, forwarding = yield forwarding_to_simulator(self, dsn)
         yield task.deferLater(reactor, 0.2, lambda: None)  # the first poll at start-up is behind us

@@ -7,6 +7,7 @@ tests with ccl-mes are in tests/test_gokiwon_end_to_end.py.
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
 import psycopg2
 from twisted.internet import defer, reactor, task
@@ -15,10 +16,15 @@ from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import TestCase
 
 from ccl.adapters.gokiwon.sender import RetryClock
-from ccl.adapters.gokiwon.service import ForwardingService, GokiwonSettings
+from ccl.adapters.gokiwon.service import ForwardingService, GokiwonSettings, channel_forwarders
+from ccl.adapters.gokiwon.store import PgOutboxStore
 from ccl.adapters.gokiwon.simulator import GokiwonSimulator
+from ccl.adapters.storage.journal import Journal
 from ccl.adapters.storage.postgres import Database
-from ccl.domain.metrics import parse_text
+from ccl.adapters.storage.process_store import PostgresProcessStore
+from ccl.application.mes_pipeline import MesPipeline
+from ccl.application.store_telegrams import TelegramWriter
+from ccl.domain.metrics import Registry, parse_text
 from ccl.domain.telegrams import PLANT_TZ, encode, encode_ack, encode_alive, load_layouts
 from tests.support.cluster import private_cluster
 from tests.support.database import fresh_database, query
@@ -78,6 +84,7 @@ class Harness:
         self.sim = GokiwonSimulator(reactor, LAYOUTS, alive_interval=0.2, seed=1)
         self.ports: dict[str, int] = {}
         self.service: ForwardingService | None = None
+        self.pipeline: MesPipeline | None = None
         self.db: Database | None = None
         self.ack_port = 0
         self.sim_running = False
@@ -95,7 +102,15 @@ class Harness:
         options.update(overrides)
         self.db = Database(reactor, self.dsn, 2)
         yield self.db.start()
-        self.service = ForwardingService(reactor, self.db, LAYOUTS, GokiwonSettings(**options))
+        settings = GokiwonSettings(**options)
+        outbox = PgOutboxStore(reactor, self.db)
+        registry = Registry()
+        # The MES pipeline around the forwarders, its journal and writer never started: the
+        # forwarders only ever read the outbox (what the MES writer would commit is inserted here).
+        journal = Journal(reactor, Path(self.testcase.mktemp()).absolute())
+        writer = TelegramWriter(PostgresProcessStore(reactor, self.dsn), LAYOUTS, reactor)
+        self.pipeline = MesPipeline(journal, writer, channel_forwarders(reactor, outbox, settings, registry), LAYOUTS)
+        self.service = ForwardingService(reactor, self.db, outbox, self.pipeline, LAYOUTS, settings, registry)
         self.service.startService()
         service, db = self.service, self.db
         self.testcase.addCleanup(db.close)
@@ -127,7 +142,7 @@ class ForwardingTests(TestCase):
     def test_every_entry_arrives_once_in_order_byte_identical(self):
         yield self.h.start_service()
         rows = {ch: insert(self.dsn, ch, range(1, 61), start_value=100 * n) for n, ch in enumerate(TC)}
-        self.h.service.wake(TC)
+        self.h.pipeline.wake(TC)
         yield wait_until(lambda: states(self.dsn) == {"delivered": 180}, "all delivered")
         for channel, expected in rows.items():
             self.assertEqual(self.h.received(channel), [raw for _, raw in expected])
@@ -147,12 +162,12 @@ class ForwardingTests(TestCase):
     def test_gokiwon_down_then_up_everything_queued_arrives_in_order(self):
         yield self.h.start_service()
         first = insert(self.dsn, "speed", range(1, 11))
-        self.h.service.wake(["speed"])
+        self.h.pipeline.wake(["speed"])
         yield wait_until(lambda: states(self.dsn) == {"delivered": 10}, "first ten")
         yield self.h.sim.stop()
         yield wait_until(lambda: not self.h.service.forwarders["speed"].connected, "disconnect seen")
         queued = insert(self.dsn, "speed", range(11, 211), start_value=11)
-        self.h.service.wake(["speed"])
+        self.h.pipeline.wake(["speed"])
         yield task.deferLater(reactor, 0.8, lambda: None)  # several failed reconnects
         self.assertEqual(states(self.dsn), {"delivered": 10, "pending": 200})
         health = self.h.service.health()["channels"]["speed"]
@@ -161,7 +176,7 @@ class ForwardingTests(TestCase):
         self.assertGreater(health["oldest_pending_age_s"], 0)
         yield self.h.sim.listen(self.h.ports)
         more = insert(self.dsn, "speed", range(211, 221), start_value=211)  # new ones queue behind
-        self.h.service.wake(["speed"])
+        self.h.pipeline.wake(["speed"])
         yield wait_until(lambda: states(self.dsn) == {"delivered": 220}, "backlog drained")
         self.assertEqual(self.h.received("speed"), [raw for _, raw in first + queued + more])
 
@@ -177,7 +192,7 @@ class ForwardingTests(TestCase):
         self.h.sim.start_acks(("127.0.0.1", self.h.ack_port))  # 고기원 connects to our ACK port
         yield wait_until(lambda: all(f.connected for f in self.h.service.forwarders.values()), "reconnected")
         rows = insert(self.dsn, "wpd", range(1, 6))
-        self.h.service.wake(["wpd"])
+        self.h.pipeline.wake(["wpd"])
         yield wait_until(lambda: states(self.dsn) == {"delivered": 5}, "delivered")
         self.assertEqual(self.h.received("wpd"), [raw for _, raw in rows])
 
@@ -198,7 +213,7 @@ class ForwardingTests(TestCase):
         yield self.h.start_service(ack_timeout=0.2)
         self.h.sim.acking = False
         rows = insert(self.dsn, "wpd", [7, 8])
-        self.h.service.wake(["wpd"])
+        self.h.pipeline.wake(["wpd"])
         yield wait_until(lambda: len(self.h.received("wpd")) >= 6, "resends")
         self.assertEqual(set(self.h.received("wpd")), {raw for _, raw in rows})
         self.assertTrue(all(r.duplicate for r in self.h.sim.received[2:]))
@@ -218,11 +233,11 @@ class ForwardingTests(TestCase):
         yield self.h.start_service(window=1)
         self.h.sim.nak_rate = 1.0
         refused = insert(self.dsn, "schedule", [1])
-        self.h.service.wake(["schedule"])
+        self.h.pipeline.wake(["schedule"])
         yield wait_until(lambda: states(self.dsn) == {"refused": 1}, "refusal recorded")
         self.h.sim.nak_rate = 0.0
         rest = insert(self.dsn, "schedule", [2, 3, 4], start_value=2)
-        self.h.service.wake(["schedule"])
+        self.h.pipeline.wake(["schedule"])
         yield wait_until(lambda: states(self.dsn) == {"refused": 1, "delivered": 3}, "the rest delivered")
         self.assertEqual(query(self.dsn, "SELECT state, refused_code, refused_at IS NOT NULL FROM forward_outbox"
                                          " WHERE id = %s", (refused[0][0],)), [("refused", "12", True)])
@@ -234,7 +249,7 @@ class ForwardingTests(TestCase):
         yield self.h.start_service(window=4)
         self.h.sim.acking = False
         rows = insert(self.dsn, "speed", range(1, 31))
-        self.h.service.wake(["speed"])
+        self.h.pipeline.wake(["speed"])
         yield wait_until(lambda: len(self.h.received("speed")) >= 4, "window in flight")
         yield self.h.stop_service()
         self.assertEqual(states(self.dsn), {"pending": 30})
@@ -254,7 +269,7 @@ class ForwardingTests(TestCase):
         self.h.sim.disconnect_every = 7
         self.h.sim.drop_rate = 0.2
         rows = insert(self.dsn, "speed", range(1, 61))
-        self.h.service.wake(["speed"])
+        self.h.pipeline.wake(["speed"])
         yield wait_until(lambda: states(self.dsn) == {"delivered": 60}, "all delivered", timeout=40)
         taken = [r for r in self.h.sim.received if r.channel == "speed" and r.answer == "ack"]
         self.assertEqual({r.raw for r in taken}, {raw for _, raw in rows})
@@ -266,7 +281,7 @@ class ForwardingTests(TestCase):
         yield self.h.start_service(require_ack=False)
         self.h.sim.acking = False
         rows = insert(self.dsn, "wpd", range(1, 21))
-        self.h.service.wake(["wpd"])
+        self.h.pipeline.wake(["wpd"])
         yield wait_until(lambda: states(self.dsn) == {"delivered": 20}, "delivered without ACKs")
         self.assertEqual(self.h.received("wpd"), [raw for _, raw in rows])
 
@@ -295,7 +310,7 @@ class ForwardingTests(TestCase):
         peer.transport.loseConnection()
         # The link still works for real ACKs.
         insert(self.dsn, "speed", [1])
-        self.h.service.wake(["speed"])
+        self.h.pipeline.wake(["speed"])
         yield wait_until(lambda: states(self.dsn) == {"delivered": 1}, "delivered")
 
     @defer.inlineCallbacks
@@ -303,7 +318,7 @@ class ForwardingTests(TestCase):
         yield self.h.start_service()
         yield wait_until(lambda: all(f.connected for f in self.h.service.forwarders.values()), "connected")
         insert(self.dsn, "speed", [1, 2])
-        self.h.service.wake(["speed"])
+        self.h.pipeline.wake(["speed"])
         yield wait_until(lambda: states(self.dsn) == {"delivered": 2}, "delivered")
         health = self.h.service.health()
         self.assertEqual(health["status"], "ok")
@@ -327,7 +342,7 @@ class DatabaseOutageTests(TestCase):
         yield h.start_sim()
         yield h.start_service()
         rows = insert(dsn, "speed", range(1, 21))
-        h.service.wake(["speed"])
+        h.pipeline.wake(["speed"])
         yield wait_until(lambda: states(dsn) == {"delivered": 20}, "first batch")
         cluster.stop()
         # While PostgreSQL is down nothing new can be read, and the ACKs of what is in
@@ -335,7 +350,7 @@ class DatabaseOutageTests(TestCase):
         yield task.deferLater(reactor, 0.5, lambda: None)
         cluster.start(fast=True)
         more = insert(dsn, "speed", range(21, 41), start_value=21)
-        h.service.wake(["speed"])
+        h.pipeline.wake(["speed"])
         yield wait_until(lambda: states(dsn) == {"delivered": 40}, "after the restart", timeout=40)
         got = h.received("speed")
         self.assertEqual(got, [raw for _, raw in rows + more])
@@ -369,7 +384,7 @@ class SimulateCommandTests(TestCase):
             "--ack-to", f"127.0.0.1:{h.ack_port}", "--record", str(record), "--count", "4"), env=env)
         yield h.start_service()
         rows = insert(dsn, "speed", [1, 2, 3]) + insert(dsn, "schedule", [4])
-        h.service.wake(TC)
+        h.pipeline.wake(TC)
         yield wait_until(lambda: states(dsn) == {"delivered": 4}, "ACKed by the command", timeout=30)
         out, err, code = yield ran
         self.assertEqual(code, 0, (out + err).decode())

@@ -6,10 +6,20 @@ from pathlib import Path
 
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
+from zope.interface import implementer
 
 from ccl.adapters.storage import journal as journal_module
 from ccl.adapters.storage.journal import MAGIC, Journal, JournalError
 from ccl.domain.journal_record import REJECTED, TELEGRAM
+from ccl.ports import IJournalConsumer
+
+
+@implementer(IJournalConsumer)
+class DurableBatches(list):
+    """The journal's consumer here: the record numbers of each batch it hands over."""
+
+    def durable(self, records):
+        self.append([r.number for r in records])
 
 
 def segments(directory: Path) -> list[Path]:
@@ -20,10 +30,10 @@ class JournalTests(TestCase):
     def setUp(self):
         self.dir = Path(self.mktemp()).absolute() / "journal"
 
-    def open(self, **kwargs) -> tuple[Journal, list]:
+    def open(self, consumer=None, **kwargs) -> tuple[Journal, list]:
         journal = Journal(reactor, self.dir, **kwargs)
         records = journal.open()
-        journal.start()
+        journal.start(consumer)
         self.addCleanup(journal.stop)
         return journal, records
 
@@ -35,10 +45,9 @@ class JournalTests(TestCase):
 
     @defer.inlineCallbacks
     def test_appends_are_durable_in_order_and_read_back_after_reopen(self):
-        journal, records = self.open()
+        batches = DurableBatches()
+        journal, records = self.open(consumer=batches)
         self.assertEqual(records, [])
-        batches = []
-        journal.on_durable.append(lambda batch: batches.append([r.number for r in batch]))
         written = yield self.append_many(journal, 500)
         self.assertEqual([r.number for r in written], list(range(1, 501)))
         # Group commit: appends made while a write was in flight went out together.

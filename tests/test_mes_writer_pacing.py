@@ -3,11 +3,13 @@ load the next transaction waits for ``min_interval`` and takes everything queued
 
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
+from zope.interface import implementer
 
 from ccl.adapters.storage.process_store import PostgresProcessStore
 from ccl.application.store_telegrams import TelegramWriter
 from ccl.domain.journal_record import TELEGRAM, JournalRecord
 from ccl.domain.metrics import Registry, parse_text
+from ccl.ports import IWriterConsumer
 from tests.support.database import fresh_database, query
 from tests.support.mes import LAYOUTS, speed, wait_for
 
@@ -15,6 +17,18 @@ from tests.support.mes import LAYOUTS, speed, wait_for
 def record(number: int) -> JournalRecord:
     return JournalRecord(number=number, kind=TELEGRAM, received_at=1751524146.0, peer="127.0.0.1:1",
                          listener="mes", raw=speed(number))
+
+
+@implementer(IWriterConsumer)
+class Released:
+    """The writer's consumer here: the journal number each commit reached (what the MES
+    pipeline lets the journal release)."""
+
+    def __init__(self, upto: list[int]):
+        self.upto = upto
+
+    def committed(self, outcome, upto):
+        self.upto.append(upto)
 
 
 def transactions(registry: Registry) -> float:
@@ -34,9 +48,9 @@ class PacingTests(TestCase):
         self.clock = task.Clock()
         self.registry = Registry()
         self.released: list[int] = []
-        writer = TelegramWriter(store, LAYOUTS, self.clock, journal="j-pacing", release=self.released.append,
-                                batch_size=batch_size, registry=self.registry, min_interval=min_interval)
-        writer.start()
+        writer = TelegramWriter(store, LAYOUTS, self.clock, batch_size=batch_size, registry=self.registry,
+                                min_interval=min_interval)
+        writer.start("j-pacing", Released(self.released))
         self.addCleanup(store.stop)
         self.addCleanup(writer.stop)
         return writer

@@ -27,8 +27,9 @@ milliseconds after the telegram is safe in the MES journal):
 
 * **From the store** (catching up: after a start, an outage, a backlog): entries are read
   in id order, ``batch`` at a time, woken by the writer's commits.
-* **Live**, once caught up: the MES service hands over each telegram as soon as the journal
-  has it on disk (``offer``), before PostgreSQL has it, keyed by its journal record number.
+* **Live**, once caught up: the MES pipeline (ccl.application.mes_pipeline) hands over each
+  telegram as soon as the journal has it on disk (``offer``), before PostgreSQL has it, keyed
+  by its journal record number.
   When the writer commits, ``bind`` gives each its outbox id; a result that came before that
   (an ACK faster than the commit) is written to the store then. A record that got no outbox
   row (a retransmission already stored) is dropped from the queue; one already sent was sent
@@ -45,8 +46,9 @@ from collections.abc import Callable
 import attrs
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from ccl.ports import IOutboxStore, OutboxEntry
+from ccl.ports import IForwarder, IForwarderConsumer, IOutboxStore, OutboxEntry
 
 log = Logger()
 
@@ -99,6 +101,7 @@ class ChannelStats:
     ack_rtt: deque = attrs.Factory(lambda: deque(maxlen=2000))
 
 
+@implementer(IForwarder)
 class ChannelForwarder:
     """In-order, windowed, at-least-once delivery of one channel's outbox."""
 
@@ -118,8 +121,8 @@ class ChannelForwarder:
         #: limit). A row above it may be committed while its report is still on the way;
         #: reading only up to it means a live entry and a loaded row are never the same one.
         self.limit: int | None = None
-        #: Called when a read from the store finds nothing more (a chance to go live).
-        self.caught_up: Callable[[], None] = lambda: None
+        #: Told when a read from the store finds nothing more (a chance to go live); see start().
+        self._consumer: IForwarderConsumer | None = None
         self._awaiting: dict[tuple[str, int], list[_Sent]] = {}  # ACK key -> sent, not answered
         self._settling: set[int] = set()  # answered, store not yet updated
         self._cursor = 0  # highest outbox id loaded
@@ -134,7 +137,10 @@ class ChannelForwarder:
 
     # Life cycle --------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, consumer: IForwarderConsumer | None = None) -> None:
+        """Read the outbox and send; ``consumer`` (the MES pipeline) hears when everything the
+        outbox holds is loaded (``caught_up``), its chance to make this channel live."""
+        self._consumer = consumer
         self._running = True
         self.wake()
 
@@ -215,8 +221,8 @@ class ChannelForwarder:
         self._pump()
         if self._more:
             self._fill()
-        elif self._fetching is None:
-            self.caught_up()
+        elif self._fetching is None and self._consumer is not None:
+            self._consumer.caught_up(self.channel)
 
     def _load_failed(self, failure) -> None:
         self._fetching = None
@@ -492,6 +498,11 @@ class ChannelForwarder:
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    @property
+    def live_room(self) -> int:
+        """Entries it may hold waiting when it goes live: more would make it fall back at once."""
+        return self.settings.live_queue // 2
 
     def oldest_loaded_at(self) -> float | None:
         """created_at of the oldest entry held and not answered (None when none)."""

@@ -21,11 +21,12 @@ from collections.abc import Callable, Iterable
 import attrs
 import twisted.internet.defer as defer
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from ccl.domain.journal_record import TELEGRAM, BatchOutcome, JournalRecord, ProcessRow, RejectedRow
 from ccl.domain.metrics import Registry
 from ccl.domain.telegrams import ACCEPTED, FORMAT_ERROR, Layouts, Telegram, TelegramRejected, decode
-from ccl.ports import IProcessStore, StoreRefused, StoreUnavailable
+from ccl.ports import IJournalWriter, IProcessStore, IWriterConsumer, StoreRefused, StoreUnavailable
 
 log = Logger()
 
@@ -91,23 +92,23 @@ class LazyRows:
         return len(self._records)
 
 
+@implementer(IJournalWriter)
 class TelegramWriter:
     """Drains journal records into an IProcessStore.
 
-    ``on_committed``: callables run after each committed batch with the set of forwarding
-    channels that got new ``forward_outbox`` rows in it (possibly empty). The forwarding
-    senders hook in here to wake up at once instead of polling; a hook must be quick and
-    must not raise (a failure is logged and ignored).
+    ``start(journal, consumer)``: after each committed batch the consumer (the MES pipeline)
+    hears of it with its BatchOutcome (the forwarding channels that got new ``forward_outbox``
+    rows and their ids) and the journal number reached. A consumer must be quick; a failure
+    of it is logged and ignored, never the end of the writer.
     """
 
-    def __init__(self, store: IProcessStore, layouts: Layouts, clock, *, journal: str,
-                 release: Callable[[int], None] = lambda upto: None, batch_size: int = 2000,
+    def __init__(self, store: IProcessStore, layouts: Layouts, clock, *, batch_size: int = 2000,
                  registry: Registry | None = None, max_delay: float = 5.0, min_interval: float = 0.0):
         self._store = store
         self._layouts = layouts
         self._clock = clock
-        self.journal = journal
-        self._release = release
+        self.journal: str | None = None  # the journal's id, given at start
+        self._consumer: IWriterConsumer | None = None
         self._batch_size = batch_size
         self._max_delay = max_delay
         # Adaptive batching instead of a fixed linger: a record arriving while the writer is
@@ -119,10 +120,6 @@ class TelegramWriter:
         # adds at most min_interval to the latency.
         self._min_interval = min_interval
         self._last_start: float | None = None
-        self.on_committed: list[Callable[[set[str]], None]] = []
-        #: Run after each committed batch, before ``on_committed``, with its BatchOutcome and the
-        #: journal number it reached (forwarding binds its live entries to their outbox rows).
-        self.on_applied: list[Callable[[BatchOutcome, int], None]] = []
         self.in_transaction = False  # a batch is being applied (its commit not reported yet)
         self._queue: collections.deque[JournalRecord] = collections.deque()
         self._wake: defer.Deferred | None = None
@@ -138,6 +135,8 @@ class TelegramWriter:
         self._duplicates = registry.counter("mes_telegrams_duplicate_total",
                                             "Retransmitted telegrams found already stored, by TC")
         self._rejected = registry.counter("mes_rejected_stored_total", "Rejected telegrams stored for diagnosis")
+        self._outboxed = registry.counter("mes_outbox_entries_total",
+                                          "Outbox entries committed for forwarding to 고기원, by channel")
         self._writes = registry.counter("mes_pg_writes_total", "PostgreSQL batch transactions, by result (ok, failed)")
         registry.gauge("mes_journal_backlog", "Journal records durable but not yet in PostgreSQL",
                        read=lambda: self.backlog)
@@ -165,7 +164,12 @@ class TelegramWriter:
         upto = self.applied_upto
         return [r for r in self._queue if r.number > upto]
 
-    def start(self) -> defer.Deferred:
+    def start(self, journal: str, consumer: IWriterConsumer | None = None) -> defer.Deferred:
+        """Apply the records of journal ``journal`` handed over with ``enqueue``, reporting each
+        commit to ``consumer``; the Deferred fires when the writer has stopped."""
+        self.journal = journal
+        self._consumer = consumer
+        self._stopping = False
         self._loop = self._run()
         self._loop.addErrback(lambda failure: log.failure("MES writer stopped by a bug", failure))
         return self._loop
@@ -253,17 +257,11 @@ class TelegramWriter:
             self.applied_upto = upto
             self.last_commit_at = self._clock.seconds()
             self._count(outcome)
-            self._release(upto)
-            for applied in list(self.on_applied):
+            if self._consumer is not None:
                 try:
-                    applied(outcome, upto)
+                    self._consumer.committed(outcome, upto)
                 except Exception:
-                    log.failure("on_applied hook {hook!r} failed", hook=applied)
-            for hook in list(self.on_committed):
-                try:
-                    hook(set(outcome.channels))
-                except Exception:
-                    log.failure("on_committed hook {hook!r} failed", hook=hook)
+                    log.failure("the writer's consumer failed on the commit up to {upto}", upto=upto)
 
     def _pacing(self) -> float:
         """Seconds to wait before the next transaction (0: go now)."""
@@ -323,6 +321,8 @@ class TelegramWriter:
             self._duplicates.inc(count, tc=tc)
         if outcome.rejected:
             self._rejected.inc(outcome.rejected)
+        for channel, _, _ in outcome.forwarded:
+            self._outboxed.inc(channel=channel)
 
 
 def _merge(total: BatchOutcome, part: BatchOutcome) -> None:

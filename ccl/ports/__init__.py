@@ -26,6 +26,14 @@ from ccl.ports.ingest import (  # noqa: F401 (re-exported)
     StoredHeartbeat,
     UnknownModel,
 )
+from ccl.ports.mes_pipeline import (  # noqa: F401 (re-exported)
+    IForwarder,
+    IForwarderConsumer,
+    IJournal,
+    IJournalConsumer,
+    IJournalWriter,
+    IWriterConsumer,
+)
 
 
 class StoreUnavailable(Exception):

@@ -9,7 +9,9 @@ from pathlib import Path
 import attrs
 from twisted.internet import defer, endpoints, protocol, reactor, task
 
-from ccl.adapters.mes.service import MesService, MesSettings
+from ccl.adapters.gokiwon.service import GokiwonSettings
+from ccl.adapters.mes.service import MesSettings
+from ccl.adapters.mes.tap import makeService
 from ccl.adapters.storage.localdb import free_port
 from ccl.domain.telegrams import PLANT_TZ, TelegramFramer, decode, encode, encode_alive, load_layouts
 from tests.support.waiting import wait_for  # noqa: F401 (imported from here by tests)
@@ -57,18 +59,43 @@ def port_of(endpoint: str) -> int:
     return int(endpoint.split(":")[1])
 
 
+#: Forwarding to 고기원 off, as in the MES tests that do not look at it.
+NO_FORWARDING = GokiwonSettings(host="127.0.0.1", ports={}, ack_listen="tcp:0:interface=127.0.0.1", enabled=False)
+
+
+class RunningMes:
+    """A ccl-mes service tree as ``makeService`` builds it, and the parts tests look at."""
+
+    def __init__(self, service, settings: MesSettings):
+        self.service = service
+        self.settings = settings
+        self.pipeline = service.getServiceNamed("pipeline").pipeline
+        self.journal = self.pipeline.journal
+        self.writer = self.pipeline.writer
+        database = service.getServiceNamed("database")
+        self.db = database.db
+        self.forwarding = database.namedServices.get("gokiwon")
+        self.factory = service.getServiceNamed("mes").factory
+        self.links = self.factory.links
+        status = service.getServiceNamed("status")
+        self.registry = status.registry
+        self.health = status.health
+
+
 @defer.inlineCallbacks
-def start_service(testcase, dsn: str, var: Path | None = None, **overrides):
-    """An in-process MES service on free loopback ports, stopped at clean-up."""
+def start_service(testcase, dsn: str, var: Path | None = None, gokiwon: GokiwonSettings = NO_FORWARDING,
+                  **overrides):
+    """An in-process MES service (``makeService``) on free loopback ports, stopped at clean-up."""
     if var is None:
         var = Path(testcase.mktemp()).absolute()
         var.mkdir(parents=True)
-    service = MesService(reactor, settings(dsn, var, **overrides), LAYOUTS)
+    mes_settings = settings(dsn, var, **overrides)
+    service = makeService({"settings": mes_settings, "layouts": LAYOUTS, "gokiwon": gokiwon}, reactor)
     service.startService()
     testcase.addCleanup(service.stopService)
-    # strports listens synchronously for tcp; make sure the port is there.
+    # The listener listens synchronously for tcp; make sure the port is there.
     yield task.deferLater(reactor, 0, lambda: None)
-    return service
+    return RunningMes(service, mes_settings)
 
 
 @attrs.define

@@ -1,20 +1,17 @@
-"""Forwarding to 고기원 as one Twisted service, a child of the ccl-mes service.
+"""Forwarding to 고기원: the connections, the ACK link and the status of the forwarders.
 
-It holds, per channel of the layout file (schedule, wpd, speed), a ``ChannelForwarder``
-and the ``ClientService`` of its connection; the ACK listener on ``[mes] ack_listen``; and
-a slow timer that looks for pending entries the wake-ups missed, refreshes the backlog
-figures and writes ``link_status`` rows ``gokiwon-<channel>`` and ``gokiwon-ack``.
-
-Two ways in (see ccl.application.forwarding): while catching up, the MES writer calls
-``wake(channels)`` after each committed batch and the forwarders read the outbox; once a
-channel has caught up it goes live: ``durable(records)`` (a journal observer) hands it each
-telegram the moment the journal has it on disk, and ``applied(outcome, upto)`` (a writer
-hook) gives those entries their outbox ids after the commit.
+The forwarders themselves (``ChannelForwarder``, one per channel of the layout file:
+schedule, wpd, speed) belong to the MES pipeline (ccl.application.mes_pipeline), which feeds
+them from the journal and the writer; ``channel_forwarders`` makes them. This service plugs
+the outside world into them: per channel the ``ClientService`` of its connection to 고기원;
+the ACK listener on ``[mes] ack_listen`` (answers go to the forwarder of their TC); and a slow
+timer that looks for pending entries the wake-ups missed, refreshes the backlog figures and
+writes ``link_status`` rows ``gokiwon-<channel>`` and ``gokiwon-ack``. It tells the pipeline
+when the outbox can be read (the database pool is connected) and when it can no longer be.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 
 import attrs
 from twisted.application import service
@@ -27,17 +24,13 @@ from ccl.adapters.gokiwon.sender import ChannelFactory, RetryClock, channel_clie
 from ccl.adapters.gokiwon.store import PgOutboxStore
 from ccl.adapters.storage.postgres import Database
 from ccl.application.forwarding import ChannelForwarder, ForwardingSettings
+from ccl.application.mes_pipeline import MesPipeline
 from ccl.config import Config, ConfigError
-from ccl.domain.journal_record import TELEGRAM
 from ccl.domain.metrics import Registry
-from ccl.domain.telegrams import Layouts, Telegram, TelegramRejected, decode
-from ccl.ports import OutboxEntry
+from ccl.domain.telegrams import Layouts
+from ccl.ports import IOutboxStore
 
 log = Logger()
-
-#: A channel goes live only while at most this many journal records wait for the writer
-#: (they are handed over in one go; more means PostgreSQL is behind: keep reading the outbox).
-LIVE_CATCH_UP = 2000
 
 
 @attrs.frozen
@@ -129,39 +122,51 @@ class _Listening(service.Service):
         return None
 
 
+def channel_forwarders(clock, outbox: IOutboxStore, settings: GokiwonSettings,
+                       registry: Registry) -> dict[str, ChannelForwarder]:
+    """One forwarder per channel of ``settings`` on the ``outbox``, counting what it delivers,
+    sends again and sees refused into ``registry``."""
+    counters = {
+        "delivered": registry.counter("gokiwon_delivered_total", "Outbox entries 고기원 accepted (or written, without ACKs)"),
+        "resent": registry.counter("gokiwon_resent_total", "Outbox entries sent again (no ACK in time, lost connection, restart)"),
+        "refused": registry.counter("gokiwon_refused_total", "Outbox entries 고기원 refused (4901), kept as refused"),
+    }
+
+    def count(name: str, channel: str) -> None:
+        counters[name].inc(channel=channel)
+
+    rules = ForwardingSettings(window=settings.window, ack_timeout=settings.ack_timeout,
+                               require_ack=settings.require_ack, drain_rate=settings.drain_rate)
+    return {channel: ChannelForwarder(channel, outbox, clock, rules, count=count) for channel in settings.ports}
+
+
 class ForwardingService(service.MultiService):
-    def __init__(self, reactor, db: Database, layouts: Layouts, settings: GokiwonSettings,
-                 registry: Registry | None = None) -> None:
+    def __init__(self, reactor, db: Database, outbox: PgOutboxStore, pipeline: MesPipeline, layouts: Layouts,
+                 settings: GokiwonSettings, registry: Registry) -> None:
+        """``outbox``: the PgOutboxStore the pipeline's forwarders read; ``registry``: the one
+        ``channel_forwarders`` counted into."""
         super().__init__()
         self.setName("gokiwon")
         self._reactor = reactor
         self._layouts = layouts
         self.settings = settings
         self._db = db
-        self.store = PgOutboxStore(reactor, db)
-        self.registry = registry if registry is not None else Registry()
+        self.store = outbox
+        self._pipeline = pipeline
+        self.registry = registry
         self._backlog: dict[str, tuple[int, float | None]] = {}
         self._settled_at_poll: dict[str, int] = {}
-        self.stopped: defer.Deferred = defer.succeed(None)  # fires when the last stop is complete
-        #: The MES writer (set by attach_forwarding; None: never live, outbox reads only).
-        self.writer = lambda: None
-        self._reported: int | None = None  # highest outbox id the writer reported committed
         self._ready = False  # the database pool is connected and the forwarders run
         self.peer_last_seen: float | None = None
         self.peer_alive_count: int | None = None
+        self.forwarders: dict[str, ChannelForwarder] = pipeline.forwarders
         self._metrics()
-        forwarding = ForwardingSettings(window=settings.window, ack_timeout=settings.ack_timeout,
-                                        require_ack=settings.require_ack, drain_rate=settings.drain_rate)
-        self.forwarders: dict[str, ChannelForwarder] = {}
         self.factories: dict[str, ChannelFactory] = {}
         self._retry_clocks: dict[str, RetryClock] = {}
         for channel, port in settings.ports.items():
-            forwarder = ChannelForwarder(channel, self.store, reactor, forwarding, count=self._count)
-            forwarder.caught_up = lambda channel=channel: self._maybe_go_live(channel)
-            factory = ChannelFactory(reactor, forwarder, layouts, line_code=settings.line_code,
+            factory = ChannelFactory(reactor, self.forwarders[channel], layouts, line_code=settings.line_code,
                                      alive_interval=settings.alive_interval, changed=self._link_changed,
                                      connected=self._partner_back)
-            self.forwarders[channel] = forwarder
             self.factories[channel] = factory
             client, self._retry_clocks[channel] = channel_client(
                 reactor, factory, settings.host, port, retry_initial=settings.retry_initial,
@@ -184,20 +189,14 @@ class ForwardingService(service.MultiService):
             # Reading the outbox before the pool is connected would only fail.
             if self.running:
                 self._ready = True
-                for forwarder in self.forwarders.values():
-                    forwarder.start()
+                self._pipeline.start_forwarding()
                 self._poll()
         self._db.when_ready().addCallback(start_forwarders)
 
-    def stopService(self):  # noqa: N802
-        self.stopped = self._stop()
-        return self.stopped
-
     @defer.inlineCallbacks
-    def _stop(self):
+    def stopService(self):  # noqa: N802
         self._ready = False
-        for forwarder in self.forwarders.values():
-            forwarder.stop()
+        self._pipeline.stop_forwarding()
         yield super().stopService()
         # What is not written now is sent again after the restart: nothing is lost either way,
         # so a database that is down does not hold the stop up for long.
@@ -210,76 +209,7 @@ class ForwardingService(service.MultiService):
         self.store.close()
         yield self._write_links(connected_override=False)
 
-    # Hooks -------------------------------------------------------------------------------
-
-    def wake(self, channels: Iterable[str] | None = None) -> None:
-        """New outbox entries were committed for ``channels`` (all when None)."""
-        for channel in self.forwarders if channels is None else channels:
-            forwarder = self.forwarders.get(channel)
-            if forwarder is not None:
-                forwarder.wake()
-
-    def durable(self, records) -> None:
-        """Journal observer: records just made durable; live channels take theirs at once."""
-        if not self._ready or not any(f.live for f in self.forwarders.values()):
-            return
-        for channel, entries in self._by_channel(records).items():
-            forwarder = self.forwarders.get(channel)
-            if forwarder is not None:
-                forwarder.offer(entries)
-
-    def applied(self, outcome, upto: int) -> None:
-        """Writer hook: a batch up to journal record ``upto`` is committed."""
-        if not self._ready:
-            return
-        pairs: dict[str, list[tuple[int, int]]] = {}
-        for channel, number, entry_id in outcome.forwarded:
-            pairs.setdefault(channel, []).append((number, entry_id))
-            # One id sequence for all channels: every row up to here is committed and reported.
-            self._reported = max(self._reported or 0, entry_id)
-        for channel, forwarder in self.forwarders.items():
-            forwarder.limit = self._reported
-            forwarder.bind(pairs.get(channel, []), upto)
-
-    def _maybe_go_live(self, channel: str) -> None:
-        """A forwarder read everything the outbox holds: hand it what the writer has not
-        committed yet and make it live, if nothing can slip between the two."""
-        forwarder = self.forwarders[channel]
-        writer = self.writer()
-        if not self._ready or writer is None or not forwarder.can_go_live():
-            return
-        # The forwarder has read every row up to its limit (the last id the writer reported;
-        # each report woke it), and the records after the last report are all in the
-        # writer's queue: together, everything, once. Before the first report there is no
-        # limit, and only a writer between transactions makes that true.
-        if forwarder.limit is None and writer.in_transaction:
-            return
-        waiting = writer.waiting_records(LIVE_CATCH_UP)
-        if waiting is None:
-            return
-        entries = self._by_channel(waiting).get(channel, [])
-        if forwarder.queued + len(entries) > forwarder.settings.live_queue // 2:
-            return  # it would fall back again at once: catch up some more first
-        forwarder.go_live(entries)
-
-    def _by_channel(self, records) -> dict[str, list[tuple[int, OutboxEntry]]]:
-        found: dict[str, list[tuple[int, OutboxEntry]]] = {}
-        for record in records:
-            if record.kind != TELEGRAM:
-                continue
-            telegram = record.decoded
-            if not isinstance(telegram, Telegram):
-                try:
-                    telegram = decode(record.raw, self._layouts)
-                except TelegramRejected:
-                    continue  # the writer keeps it as rejected: never forwarded
-            layout = telegram.layout
-            if not layout.forward or not layout.table:
-                continue
-            found.setdefault(layout.forward, []).append((record.number, OutboxEntry(
-                id=None, channel=layout.forward, tc_code=telegram.tc_code, sequence_no=telegram.sequence_no,
-                raw=record.raw, created_at=record.received_at)))
-        return found
+    # Answers from 고기원 -------------------------------------------------------------------
 
     def on_ack(self, tc_code: str, sequence_no: int, result_code: str) -> None:
         self.peer_last_seen = self._reactor.seconds()
@@ -302,18 +232,10 @@ class ForwardingService(service.MultiService):
                           tc_code=tc_code, sequence_no=sequence_no, raw=raw).addErrback(
             _unless_cancelled, "keeping a rejected telegram failed")
 
-    def _count(self, name: str, channel: str) -> None:
-        self._counters[name].inc(channel=channel)
-
     # Status ------------------------------------------------------------------------------
 
     def _metrics(self) -> None:
         r = self.registry
-        self._counters = {
-            "delivered": r.counter("gokiwon_delivered_total", "Outbox entries 고기원 accepted (or written, without ACKs)"),
-            "resent": r.counter("gokiwon_resent_total", "Outbox entries sent again (no ACK in time, lost connection, restart)"),
-            "refused": r.counter("gokiwon_refused_total", "Outbox entries 고기원 refused (4901), kept as refused"),
-        }
         self._unknown_acks = r.counter("gokiwon_ack_unknown_total", "ACKs from 고기원 matching nothing in flight")
         self._ack_rejected = r.counter("gokiwon_ack_rejected_total", "Garbage or unexpected telegrams on the ACK link")
 
@@ -437,23 +359,3 @@ def _percentiles(seconds) -> dict | None:
 def _unless_cancelled(failure, what: str) -> None:
     if not failure.check(defer.CancelledError):
         log.failure(what, failure)
-
-
-def attach_forwarding(mes, settings: GokiwonSettings) -> ForwardingService | None:
-    """Make forwarding a child of the ccl-mes service ``mes``: its database pool and metrics,
-    woken by the writer after each commit, its state in /health. None when ``[gokiwon] enabled``
-    is off (telegrams and their outbox entries are still stored; nothing is sent until it is on)."""
-    if not settings.enabled:
-        log.warn("forwarding to 고기원 is disabled ([gokiwon] enabled = false): outbox entries stay pending")
-        mes.health_parts["gokiwon"] = lambda: {"enabled": False}
-        return None
-    forwarding = ForwardingService(mes.reactor, mes.db, mes.layouts, settings, mes.registry)
-    # Added after the MES core, so it starts once the database pool is started and stops first.
-    forwarding.setServiceParent(mes)
-    mes.on_committed.append(forwarding.wake)
-    mes.on_applied.append(forwarding.applied)
-    mes.journal.on_durable.append(forwarding.durable)
-    forwarding.writer = lambda: mes.writer
-    mes.before_db_close.append(lambda: forwarding.stopped)
-    mes.health_parts["gokiwon"] = forwarding.health
-    return forwarding

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import attrs
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from ccl.domain.metrics import Registry
@@ -29,12 +29,15 @@ class PeerState:
 
 
 class LinkTracker:
-    def __init__(self, clock, *, listener: str = "mes", registry: Registry | None = None):
+    """``save()`` copies what changed into ``link_status`` through ``db`` (ccl-mes runs it
+    every few seconds with a TimerService)."""
+
+    def __init__(self, clock, *, listener: str = "mes", registry: Registry | None = None, db=None):
         self._clock = clock
         self.listener = listener
+        self._db = db
         self.peers: dict[str, PeerState] = {}
         self.connected: dict[str, float] = {}  # "host:port" -> connected since
-        self._loop: task.LoopingCall | None = None
         registry = registry or Registry()
         registry.gauge(f"{listener}_connected_peers", "Open connections on the listener",
                        read=lambda: len(self.connected))
@@ -84,16 +87,6 @@ class LinkTracker:
         }
 
     # link_status in PostgreSQL ------------------------------------------------------------
-
-    def start_saving(self, db, interval: float = 5.0) -> None:
-        self._db = db
-        self._loop = task.LoopingCall(self.save)
-        self._loop.clock = self._clock
-        self._loop.start(interval, now=False).addErrback(lambda f: log.failure("link status loop", f))
-
-    def stop_saving(self) -> None:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
 
     def save(self) -> defer.Deferred:
         """Upsert the peers that changed; a failure leaves them marked for the next round."""

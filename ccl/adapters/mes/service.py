@@ -1,10 +1,13 @@
-"""The MES service: database, journal, writer, receiver and status, as one MultiService.
+"""The parts of ccl-mes that are services: the pipeline's start and stop, the database pool,
+the MES listener and the status listener. ``ccl.adapters.mes.tap.makeService`` puts them
+together.
 
 Start-up order matters: the journal is recovered (torn tail cut, records on disk handed to
 the writer) before the listener opens, so replayed records always precede new ones.
-Shutdown runs the other way: the listener closes first, the journal finishes its last
-write, the writer stops after its batch in flight (what it did not apply stays in the
-journal for the next start).
+Shutdown runs the other way: the listener closes first with its connections, the journal
+finishes its last write, the writer stops after its batch in flight (what it did not apply
+stays in the journal for the next start); the database pool closes once the services using
+it (forwarding to 고기원, the link status) have stopped.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import attrs
-from twisted.application import service, strports
-from twisted.internet import defer
+from twisted.application import service
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from twisted.web import server
 
+from ccl.adapters.gokiwon.service import ForwardingService
 from ccl.adapters.mes.links import LinkTracker
 from ccl.adapters.mes.receiver import MesReceiverFactory
 from ccl.adapters.runtime import tune_interpreter
@@ -24,10 +29,10 @@ from ccl.adapters.storage.journal import Journal
 from ccl.adapters.storage.postgres import Database
 from ccl.adapters.storage.process_store import PostgresProcessStore
 from ccl.adapters.web.status import status_resource
+from ccl.application.mes_pipeline import MesPipeline
 from ccl.application.store_telegrams import TelegramWriter
 from ccl.config import Config
 from ccl.domain.metrics import Registry
-from ccl.domain.telegrams import Layouts, load_layouts
 
 log = Logger()
 
@@ -73,109 +78,109 @@ class MesSettings:
         )
 
 
-class _Startup(service.Service):
-    """Journal recovery and the background parts, started before the listeners."""
+class PipelineService(service.Service):
+    """Runs the MES pipeline: recovers the journal and starts the writer when started (the
+    first service of ccl-mes, before the listener); stops them, and the writer's store, last."""
 
-    def __init__(self, mes: MesService):
-        self.mes = mes
+    name = "pipeline"
 
-    def startService(self):  # noqa: N802
+    def __init__(self, pipeline: MesPipeline, store: PostgresProcessStore) -> None:
+        self.pipeline = pipeline
+        self.store = store
+
+    def startService(self) -> None:  # noqa: N802 (Twisted's name)
         super().startService()
-        self.mes.start_core()
-
-    def stopService(self):  # noqa: N802
-        super().stopService()
-        return self.mes.stop_core()
-
-
-class MesService(service.MultiService):
-    def __init__(self, reactor, settings: MesSettings, layouts: Layouts | None = None):
-        super().__init__()
-        self.setName("ccl-mes")
-        self.reactor = reactor
-        self.settings = settings
-        self.layouts = layouts or load_layouts(settings.layout_path)
-        self.registry = Registry()
-        self.db = Database(reactor, settings.dsn, settings.pool_size)
-        self.journal = Journal(reactor, settings.journal_dir, fsync=settings.journal_fsync,
-                               segment_bytes=settings.journal_segment_bytes)
-        self.links = LinkTracker(reactor, listener="mes", registry=self.registry)
-        self.writer: TelegramWriter | None = None
-        self.factory = MesReceiverFactory(
-            reactor, self.layouts, self.journal, links=self.links, registry=self.registry, listener="mes",
-            reply_ack=settings.reply_ack, line_code=settings.line_code, idle_timeout=settings.idle_timeout,
-            max_connections=settings.max_connections)
-        #: Run after each batch committed to PostgreSQL with the set of forward channels that
-        #: got new forward_outbox rows (see TelegramWriter.on_committed). The forwarding
-        #: senders append a callable here to wake up at once.
-        self.on_committed: list = []
-        #: Run after each committed batch, before on_committed, with its BatchOutcome and
-        #: the journal number reached (see TelegramWriter.on_applied).
-        self.on_applied: list = []
-        #: More blocks of /health, by name (the forwarding to 고기원 adds "gokiwon").
-        self.health_parts: dict = {}
-        #: Callables returning Deferreds, awaited before the database pool closes at stop
-        #: (the forwarding to 고기원 finishes its last outbox writes).
-        self.before_db_close: list = []
-        _Startup(self).setServiceParent(self)
-        strports.service(settings.listen, self.factory, reactor=reactor).setServiceParent(self)
-        site = server.Site(status_resource(self.registry, self.health))
-        site.displayTracebacks = False
-        strports.service(settings.status_listen, site, reactor=reactor).setServiceParent(self)
-
-    def start_core(self) -> None:
-        records = self.journal.open()  # synchronous: nothing listens yet
-        self.journal.start()
         tune_interpreter()  # garbage collector and GIL switch interval, see runtime.py
-        self.store = PostgresProcessStore(self.reactor, self.settings.dsn)
         self.store.start()
-        self.writer = TelegramWriter(self.store, self.layouts, self.reactor,
-                                     journal=self.journal.journal_id, release=self.journal.release,
-                                     batch_size=self.settings.write_batch, registry=self.registry,
-                                     min_interval=WRITE_INTERVAL)
-        self.writer.on_committed = self.on_committed  # one shared list: hooks added later count
-        self.writer.on_applied = self.on_applied
-        self.writer.enqueue(records)
-        self.journal.on_durable.append(self.writer.enqueue)
-        self.db.start()
-        self.writer.start()
-        self.links.start_saving(self.db)
-        log.info("MES service: journal {id} with {count} records to replay; listening on {listen}",
-                 id=self.journal.journal_id, count=len(records), listen=self.settings.listen)
+        replayed = self.pipeline.start()  # synchronous: nothing listens yet
+        log.info("MES pipeline: journal {id} with {count} records to replay",
+                 id=self.pipeline.journal.journal_id, count=replayed)
 
     @defer.inlineCallbacks
-    def stop_core(self):
-        self.links.stop_saving()
-        # Replies not yet sent are dropped with their connection; the MES sends those again.
-        for connection in list(self.factory.connections):
-            connection.transport.loseConnection()
-        yield self.journal.stop()
-        if self.writer is not None:
-            yield self.writer.stop()
-            self.store.stop()
-        yield defer.gatherResults([defer.maybeDeferred(f) for f in self.before_db_close], consumeErrors=True)
+    def stopService(self):  # noqa: N802
+        super().stopService()
+        yield self.pipeline.stop()
+        self.store.stop()
+
+
+class DatabaseService(service.MultiService):
+    """The txpostgres pool, parent of the services that use it: connected before they start,
+    closed only once they have all stopped (their last writes done or given up)."""
+
+    name = "database"
+
+    def __init__(self, db: Database) -> None:
+        super().__init__()
+        self.db = db
+
+    def startService(self) -> None:  # noqa: N802
+        self.db.start()  # never fails: a database that is down is connected to when it comes up
+        super().startService()
+
+    @defer.inlineCallbacks
+    def stopService(self):  # noqa: N802
+        yield super().stopService()
         self.db.close()
 
-    def health(self) -> dict:
-        writer = self.writer
-        backlog = writer.backlog if writer else 0
-        database = "ok" if writer and writer.database_ok else "unavailable"
+
+class ReceiverService(StreamServerEndpointService):
+    """The MES listener. At stop it also drops the open connections, so nothing more reaches
+    the journal while it closes (replies not yet sent go with them; the MES sends those again)."""
+
+    name = "mes"
+
+    def __init__(self, reactor, description: str, factory: MesReceiverFactory) -> None:
+        super().__init__(endpoints.serverFromString(reactor, description), factory)
+        self._raiseSynchronously = True  # a port that cannot be had stops start-up, as strports does
+
+    def stopService(self):  # noqa: N802
+        stopped = super().stopService()
+        for connection in list(self.factory.connections):
+            connection.transport.loseConnection()
+        return stopped
+
+
+class StatusService(StreamServerEndpointService):
+    """``/health`` and ``/metrics`` of ccl-mes on ``[mes] status_listen``."""
+
+    name = "status"
+
+    def __init__(self, reactor, description: str, registry: Registry, health: MesHealth) -> None:
+        site = server.Site(status_resource(registry, health))
+        site.displayTracebacks = False
+        super().__init__(endpoints.serverFromString(reactor, description), site)
+        self._raiseSynchronously = True
+        self.registry = registry
+        self.health = health
+
+
+@attrs.frozen
+class MesHealth:
+    """The ``/health`` of ccl-mes: the journal, the writer, the MES links, forwarding."""
+
+    journal: Journal
+    writer: TelegramWriter
+    links: LinkTracker
+    forwarding: ForwardingService | None  # None: forwarding to 고기원 is off
+
+    def __call__(self) -> dict:
+        journal, writer = self.journal, self.writer
+        database = "ok" if writer.database_ok else "unavailable"
         # Journal failing: nothing can be ACKed, the link is down. Database away: the link
         # works and PostgreSQL catches up later.
-        status = "down" if self.journal.last_error else "ok" if database == "ok" else "degraded"
+        status = "down" if journal.last_error else "ok" if database == "ok" else "degraded"
         return {
             "service": "mes-tcp-service",
             "status": status,
             "database": database,
-            "database_error": None if database == "ok" else (writer.last_error if writer else None),
-            "journal": {"id": self.journal.journal_id, "backlog": backlog, "error": self.journal.last_error,
-                        "last_durable": self.journal.last_durable,
-                        "applied_upto": writer.applied_upto if writer else None,
-                        "segments": self.journal.segment_count, "fsync": self.journal.fsync},
-            "journal_writes": _recent(self.journal.write_seconds, self.journal.batch_sizes),
-            "last_commit_at": writer.last_commit_at if writer else None,
+            "database_error": None if database == "ok" else writer.last_error,
+            "journal": {"id": journal.journal_id, "backlog": writer.backlog, "error": journal.last_error,
+                        "last_durable": journal.last_durable, "applied_upto": writer.applied_upto,
+                        "segments": journal.segment_count, "fsync": journal.fsync},
+            "journal_writes": _recent(journal.write_seconds, journal.batch_sizes),
+            "last_commit_at": writer.last_commit_at,
             **self.links.snapshot(),
-            **{name: part() for name, part in self.health_parts.items()},
+            "gokiwon": self.forwarding.health() if self.forwarding is not None else {"enabled": False},
         }
 
 

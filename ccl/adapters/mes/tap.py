@@ -1,4 +1,4 @@
-"""``twistd ccl-mes``: the MES telegram service (see ccl/adapters/mes/service.py).
+"""``twistd ccl-mes``: the MES telegram service, assembled in ``makeService``.
 
 All settings come from the configuration (CCL_CONFIG and CCL_* variables); a wrong one
 stops start-up with a message naming it, never a traceback.
@@ -6,6 +6,7 @@ stops start-up with a message naming it, never a traceback.
 
 from __future__ import annotations
 
+from twisted.application import service
 from twisted.python import usage
 
 from ccl.adapters.storage.localdb import resolve_dsn
@@ -16,7 +17,8 @@ from ccl.domain.telegrams import LayoutError, load_layouts
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = ("Receive MES telegrams on [mes] listen, journal them (fsync) before the ACK, apply "
-                "them to PostgreSQL in order, serve /health and /metrics on [mes] status_listen. "
+                "them to PostgreSQL in order, forward them to 고기원 ([gokiwon]) with its ACKs on "
+                "[mes] ack_listen, serve /health and /metrics on [mes] status_listen. "
                 "Settings: CCL_CONFIG and CCL_<SECTION>_<KEY> variables (see ccl/data/ccl.ini).")
 
     def postOptions(self):  # noqa: N802 (Twisted's name)
@@ -34,13 +36,69 @@ class Options(usage.Options):
             raise usage.UsageError(f"[mes] layout: {error}") from None
 
 
-def makeService(options):  # noqa: N802
-    from twisted.internet import reactor
+def makeService(options, reactor=None) -> service.MultiService:  # noqa: N802 (Twisted's name)
+    """ccl-mes from ``options`` ("settings": MesSettings, "layouts": Layouts, "gokiwon":
+    GokiwonSettings), children in start order; they stop the other way round."""
+    if reactor is None:
+        from twisted.internet import reactor
+    from twisted.application.internet import TimerService
+    from twisted.logger import Logger
 
-    from ccl.adapters.gokiwon.service import attach_forwarding
-    from ccl.adapters.mes.service import MesService
+    from ccl.adapters.gokiwon.service import ForwardingService, channel_forwarders
+    from ccl.adapters.gokiwon.store import PgOutboxStore
+    from ccl.adapters.mes.links import LinkTracker
+    from ccl.adapters.mes.receiver import MesReceiverFactory
+    from ccl.adapters.mes.service import (
+        WRITE_INTERVAL, DatabaseService, MesHealth, PipelineService, ReceiverService, StatusService,
+    )
+    from ccl.adapters.storage.journal import Journal
+    from ccl.adapters.storage.postgres import Database
+    from ccl.adapters.storage.process_store import PostgresProcessStore
+    from ccl.application.mes_pipeline import MesPipeline
+    from ccl.application.store_telegrams import TelegramWriter
+    from ccl.domain.metrics import Registry
 
-    mes = MesService(reactor, options["settings"], options["layouts"])
-    attach_forwarding(mes, options["gokiwon"])  # forwarding to 고기원 (issue 3), a child service
+    settings, layouts, gokiwon = options["settings"], options["layouts"], options["gokiwon"]
+    mes = service.MultiService()
+    mes.setName("ccl-mes")
+    registry = Registry()  # every part's metrics, on /metrics
+    db = Database(reactor, settings.dsn, settings.pool_size)
+
+    # The pipeline: the journal (on disk before any ACK) -> the writer (PostgreSQL, in journal
+    # order) -> one forwarder per 고기원 channel (from the outbox, or live from the journal).
+    # Its service comes first: the journal is recovered before anything listens.
+    journal = Journal(reactor, settings.journal_dir, fsync=settings.journal_fsync,
+                      segment_bytes=settings.journal_segment_bytes)
+    store = PostgresProcessStore(reactor, settings.dsn)
+    writer = TelegramWriter(store, layouts, reactor, batch_size=settings.write_batch, registry=registry,
+                            min_interval=WRITE_INTERVAL)
+    outbox = PgOutboxStore(reactor, db)
+    forwarders = channel_forwarders(reactor, outbox, gokiwon, registry) if gokiwon.enabled else {}
+    pipeline = MesPipeline(journal, writer, forwarders, layouts)
+    PipelineService(pipeline, store).setServiceParent(mes)
+
+    # The database pool and what uses it: the MES links' rows in link_status, and forwarding
+    # to 고기원 (connections, the ACK link on [mes] ack_listen, the outbox poll).
+    database = DatabaseService(db)
+    database.setServiceParent(mes)
+    links = LinkTracker(reactor, listener="mes", registry=registry, db=db)
+    saving = TimerService(5.0, links.save)
+    saving.clock = reactor
+    saving.setServiceParent(database)
+    forwarding = None
+    if gokiwon.enabled:
+        forwarding = ForwardingService(reactor, db, outbox, pipeline, layouts, gokiwon, registry)
+        forwarding.setServiceParent(database)
+    else:
+        Logger().warn("forwarding to 고기원 is disabled ([gokiwon] enabled = false): outbox entries stay pending")
+
+    # MES in: telegrams on [mes] listen go to the journal; ACKs once they are on disk.
+    receiver = MesReceiverFactory(
+        reactor, layouts, journal, links=links, registry=registry, listener="mes", reply_ack=settings.reply_ack,
+        line_code=settings.line_code, idle_timeout=settings.idle_timeout, max_connections=settings.max_connections)
+    ReceiverService(reactor, settings.listen, receiver).setServiceParent(mes)
+
+    # Status: /health and /metrics on [mes] status_listen.
+    health = MesHealth(journal, writer, links, forwarding)
+    StatusService(reactor, settings.status_listen, registry, health).setServiceParent(mes)
     return mes
-

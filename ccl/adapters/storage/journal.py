@@ -38,7 +38,6 @@ import secrets
 import struct
 import time
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -46,8 +45,10 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
 
 from ccl.domain.journal_record import REJECTED, TELEGRAM, JournalRecord
+from ccl.ports import IJournal, IJournalConsumer
 
 log = Logger()
 
@@ -186,12 +187,13 @@ class _SegmentFile:
             os.close(self._fd)
 
 
+@implementer(IJournal)
 class Journal:
     """Append-only, fsync'd, group-committed record log with torn-tail recovery.
 
-    Use: ``open()`` (synchronous, before listening; returns the records on disk), ``start()``,
-    ``append(...)``, ``release(upto)`` once records are applied, ``stop()``.
-    ``on_durable`` callables get each batch of records (in order) once it is on disk.
+    Use: ``open()`` (synchronous, before listening; returns the records on disk),
+    ``start(consumer)``, ``append(...)``, ``release(upto)`` once records are applied, ``stop()``.
+    The consumer (the MES pipeline) gets each batch of records, in order, once it is on disk.
     """
 
     def __init__(self, reactor, directory: Path, *, fsync: bool = True, segment_bytes: int = 64 << 20):
@@ -200,7 +202,7 @@ class Journal:
         self.fsync = fsync
         self.segment_bytes = segment_bytes
         self.journal_id = ""
-        self.on_durable: list[Callable[[list[JournalRecord]], None]] = []
+        self._consumer: IJournalConsumer | None = None
         self._pool = ThreadPool(1, 1, name="ccl-journal")
         self._segments: list[int] = []  # first record number of each segment on disk, ascending
         self._file: _SegmentFile | None = None
@@ -294,7 +296,10 @@ class Journal:
         _fsync_dir(self.directory)
         return text
 
-    def start(self) -> None:
+    def start(self, consumer: IJournalConsumer | None = None) -> None:
+        """Take appends from now on; each batch on disk goes to ``consumer.durable(records)``
+        before the appends' Deferreds fire (so before anything is ACKed)."""
+        self._consumer = consumer
         self._pool.start()
 
     # appending ---------------------------------------------------------------------------
@@ -388,11 +393,12 @@ class Journal:
             if new_segment is not None:
                 self._segments.append(new_segment)
             self.last_durable = records[-1].number
-            for observer in list(self.on_durable):
+            if self._consumer is not None:
                 try:
-                    observer(records)
+                    self._consumer.durable(records)
                 except Exception:
-                    log.failure("journal on_durable observer failed")
+                    log.failure("journal consumer failed on records {first}-{last}",
+                                first=records[0].number, last=records[-1].number)
             for group, _, done in batch:
                 done.callback(group)
         self._writing = False
