@@ -12,7 +12,6 @@ when the outbox can be read (the database pool is connected) and when it can no 
 
 from __future__ import annotations
 
-
 import attrs
 from twisted.application import service
 from twisted.application.internet import TimerService
@@ -127,8 +126,10 @@ def channel_forwarders(clock, outbox: IOutboxStore, settings: GokiwonSettings,
     """One forwarder per channel of ``settings`` on the ``outbox``, counting what it delivers,
     sends again and sees refused into ``registry``."""
     counters = {
-        "delivered": registry.counter("gokiwon_delivered_total", "Outbox entries 고기원 accepted (or written, without ACKs)"),
-        "resent": registry.counter("gokiwon_resent_total", "Outbox entries sent again (no ACK in time, lost connection, restart)"),
+        "delivered": registry.counter("gokiwon_delivered_total",
+                                      "Outbox entries 고기원 accepted (or written, without ACKs)"),
+        "resent": registry.counter("gokiwon_resent_total",
+                                   "Outbox entries sent again (no ACK in time, lost connection, restart)"),
         "refused": registry.counter("gokiwon_refused_total", "Outbox entries 고기원 refused (4901), kept as refused"),
     }
 
