@@ -87,13 +87,13 @@ class ResendOrderTests(TestCase):
         yield h.start_service()  # its safety-net poll every 0.3 s
         h.sim.nak_rate = 1.0
         dead = insert(dsn, "speed", [1])
-        h.service.wake(["speed"])
+        h.pipeline.wake(["speed"])
         yield wait_until(lambda: states(dsn) == {"refused": 1}, "a dead letter")
         h.sim.nak_rate = 0.0
         yield h.sim.stop()  # 고기원 away: what comes now waits
         yield wait_until(lambda: not h.service.forwarders["speed"].connected, "disconnect seen")
         backlog = insert(dsn, "speed", range(2, 22), start_value=2)
-        h.service.wake(["speed"])
+        h.pipeline.wake(["speed"])
         letters = yield use_case(self, dsn)
         yield letters.resend(dead[0][0], "kim")
         yield wait_until(lambda: h.service.forwarders["speed"].queued == 21, "the re-sent entry loaded")

@@ -9,7 +9,7 @@ entries their outbox ids and wakes the forwarders of the channels that got new o
 
 It talks to its parts only through ports (``IJournal``, ``IJournalWriter``, ``IForwarder``)
 and is, in return, the one consumer of each (``IJournalConsumer``, ``IWriterConsumer``,
-``IForwarderConsumer``). The assembly is in ``ccl.adapters.mes.tap.makeService``.
+``IForwarderConsumer``). The assembly is in ``ccl.services.mes.makeService``.
 
 Two decisions live here:
 

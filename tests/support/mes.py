@@ -11,7 +11,7 @@ from twisted.internet import defer, endpoints, protocol, reactor, task
 
 from ccl.adapters.gokiwon.service import GokiwonSettings
 from ccl.adapters.mes.service import MesSettings
-from ccl.adapters.mes.tap import makeService
+from ccl.services.mes import makeService
 from ccl.adapters.storage.localdb import free_port
 from ccl.domain.telegrams import PLANT_TZ, TelegramFramer, decode, encode, encode_alive, load_layouts
 from tests.support.waiting import wait_for  # noqa: F401 (imported from here by tests)

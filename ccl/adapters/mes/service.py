@@ -1,5 +1,5 @@
 """The parts of ccl-mes that are services: the pipeline's start and stop, the database pool,
-the MES listener and the status listener. ``ccl.adapters.mes.tap.makeService`` puts them
+the MES listener and the status listener. ``ccl.services.mes.makeService`` puts them
 together.
 
 Start-up order matters: the journal is recovered (torn tail cut, records on disk handed to

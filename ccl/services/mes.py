@@ -1,17 +1,42 @@
-"""``twistd ccl-mes``: the MES telegram service, assembled in ``makeService``.
+"""twistd ccl-mes: the MES telegram service (port 9304), assembled.
 
-All settings come from the configuration (CCL_CONFIG and CCL_* variables); a wrong one
-stops start-up with a message naming it, never a traceback.
+``makeService`` builds the MES pipeline (journal -> writer -> forwarders, see
+ccl/application/mes_pipeline.py) and plugs the outside world into it, in start order:
+the pipeline, the database pool with what uses it (link status, forwarding to 고기원 and its
+ACK link), the MES listener, the status listener. All settings come from the configuration
+(CCL_CONFIG and CCL_* variables); a wrong one stops start-up with a message naming it, never
+a traceback.
 """
 
 from __future__ import annotations
 
 from twisted.application import service
+from twisted.application.internet import TimerService
+from twisted.logger import Logger
 from twisted.python import usage
 
+from ccl.adapters.gokiwon.service import ForwardingService, GokiwonSettings, channel_forwarders
+from ccl.adapters.gokiwon.store import PgOutboxStore
+from ccl.adapters.mes import service as mes_service
+from ccl.adapters.mes.links import LinkTracker
+from ccl.adapters.mes.receiver import MesReceiverFactory
+from ccl.adapters.mes.service import (
+    DatabaseService, MesHealth, MesSettings, PipelineService, ReceiverService, StatusService,
+)
+from ccl.adapters.storage.journal import Journal
 from ccl.adapters.storage.localdb import resolve_dsn
+from ccl.adapters.storage.postgres import Database
+from ccl.adapters.storage.process_store import PostgresProcessStore
+from ccl.application.mes_pipeline import MesPipeline
+from ccl.application.store_telegrams import TelegramWriter
 from ccl.config import ConfigError, load_config
+from ccl.domain.metrics import Registry
 from ccl.domain.telegrams import LayoutError, load_layouts
+
+log = Logger()
+
+#: Seconds between two copies of the MES links' state into link_status.
+LINK_SAVE_INTERVAL = 5.0
 
 
 class Options(usage.Options):
@@ -22,9 +47,6 @@ class Options(usage.Options):
                 "Settings: CCL_CONFIG and CCL_<SECTION>_<KEY> variables (see ccl/data/ccl.ini).")
 
     def postOptions(self):  # noqa: N802 (Twisted's name)
-        from ccl.adapters.gokiwon.service import GokiwonSettings
-        from ccl.adapters.mes.service import MesSettings
-
         try:
             config = load_config()
             self["settings"] = MesSettings.from_config(config, resolve_dsn(config))
@@ -36,28 +58,11 @@ class Options(usage.Options):
             raise usage.UsageError(f"[mes] layout: {error}") from None
 
 
-def makeService(options, reactor=None) -> service.MultiService:  # noqa: N802 (Twisted's name)
+def makeService(options, reactor=None) -> service.MultiService:  # noqa: N802 (twistd's name)
     """ccl-mes from ``options`` ("settings": MesSettings, "layouts": Layouts, "gokiwon":
-    GokiwonSettings), children in start order; they stop the other way round."""
+    GokiwonSettings). Children start in the order added and stop the other way round."""
     if reactor is None:
         from twisted.internet import reactor
-    from twisted.application.internet import TimerService
-    from twisted.logger import Logger
-
-    from ccl.adapters.gokiwon.service import ForwardingService, channel_forwarders
-    from ccl.adapters.gokiwon.store import PgOutboxStore
-    from ccl.adapters.mes.links import LinkTracker
-    from ccl.adapters.mes.receiver import MesReceiverFactory
-    from ccl.adapters.mes.service import (
-        WRITE_INTERVAL, DatabaseService, MesHealth, PipelineService, ReceiverService, StatusService,
-    )
-    from ccl.adapters.storage.journal import Journal
-    from ccl.adapters.storage.postgres import Database
-    from ccl.adapters.storage.process_store import PostgresProcessStore
-    from ccl.application.mes_pipeline import MesPipeline
-    from ccl.application.store_telegrams import TelegramWriter
-    from ccl.domain.metrics import Registry
-
     settings, layouts, gokiwon = options["settings"], options["layouts"], options["gokiwon"]
     mes = service.MultiService()
     mes.setName("ccl-mes")
@@ -71,7 +76,7 @@ def makeService(options, reactor=None) -> service.MultiService:  # noqa: N802 (T
                       segment_bytes=settings.journal_segment_bytes)
     store = PostgresProcessStore(reactor, settings.dsn)
     writer = TelegramWriter(store, layouts, reactor, batch_size=settings.write_batch, registry=registry,
-                            min_interval=WRITE_INTERVAL)
+                            min_interval=mes_service.WRITE_INTERVAL)
     outbox = PgOutboxStore(reactor, db)
     forwarders = channel_forwarders(reactor, outbox, gokiwon, registry) if gokiwon.enabled else {}
     pipeline = MesPipeline(journal, writer, forwarders, layouts)
@@ -82,7 +87,7 @@ def makeService(options, reactor=None) -> service.MultiService:  # noqa: N802 (T
     database = DatabaseService(db)
     database.setServiceParent(mes)
     links = LinkTracker(reactor, listener="mes", registry=registry, db=db)
-    saving = TimerService(5.0, links.save)
+    saving = TimerService(LINK_SAVE_INTERVAL, links.save)
     saving.clock = reactor
     saving.setServiceParent(database)
     forwarding = None
@@ -90,9 +95,9 @@ def makeService(options, reactor=None) -> service.MultiService:  # noqa: N802 (T
         forwarding = ForwardingService(reactor, db, outbox, pipeline, layouts, gokiwon, registry)
         forwarding.setServiceParent(database)
     else:
-        Logger().warn("forwarding to 고기원 is disabled ([gokiwon] enabled = false): outbox entries stay pending")
+        log.warn("forwarding to 고기원 is disabled ([gokiwon] enabled = false): outbox entries stay pending")
 
-    # MES in: telegrams on [mes] listen go to the journal; ACKs once they are on disk.
+    # MES in: telegrams on [mes] listen go to the journal, and are ACKed once on disk.
     receiver = MesReceiverFactory(
         reactor, layouts, journal, links=links, registry=registry, listener="mes", reply_ack=settings.reply_ack,
         line_code=settings.line_code, idle_timeout=settings.idle_timeout, max_connections=settings.max_connections)
@@ -101,4 +106,7 @@ def makeService(options, reactor=None) -> service.MultiService:  # noqa: N802 (T
     # Status: /health and /metrics on [mes] status_listen.
     health = MesHealth(journal, writer, links, forwarding)
     StatusService(reactor, settings.status_listen, registry, health).setServiceParent(mes)
+    log.info("ccl-mes: MES on {listen}, status on {status}, forwarding to 고기원 {forwarding}",
+             listen=settings.listen, status=settings.status_listen,
+             forwarding=f"at {gokiwon.host}" if gokiwon.enabled else "off")
     return mes
