@@ -1,13 +1,15 @@
 """The retention job on real files and rows: oldest first, rows kept and marked purged, logged."""
 
+import os
 from pathlib import Path
 
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 
-from ccl.adapters.storage.retention import run_retention
+from ccl.adapters.storage.image_store import ImageStore
+from ccl.adapters.storage.retention import run_retention, sweep_orphans
 from ccl.domain.ingest.retention import Policy
-from tests.support.database import query
+from tests.support.database import DatabaseTestCase, query
 from tests.support.ingest import get, image_bytes, pair_parts, post_parts, start_service
 
 
@@ -74,3 +76,21 @@ class RetentionTests(TestCase):
         # Nothing more to do on a second run.
         result = yield svc.pool.run(run_retention, svc.app.store, Policy(max_age_days=30, high_percent=100, low_percent=100))
         self.assertEqual(result.deleted, 0)
+
+
+class OrphanSweepTests(DatabaseTestCase, TestCase):
+    def setUp(self):
+        return self.start_database()
+
+    def test_files_without_a_row_from_before_the_start_go_and_later_ones_stay(self):
+        """Files without a row from before the start (file system clock) are swept; one placed after stays."""
+        store = ImageStore(Path(self.mktemp()), max_pixels=10**7)
+        store.prepare()
+        crashed = store.folder("original") / "C1_20261127101500000_original.jpg"
+        crashed.write_bytes(b"placed, then a crash before its row")
+        os.utime(crashed, (0, store.file_time() - 60))
+        started = store.file_time()  # the cut-off by the file system's clock, as ccl-images takes it
+        placed = store.folder("labeled") / "C1_20261127101500001_labeled.jpg"
+        placed.write_bytes(b"an upload under way: no row yet")
+        removed = sweep_orphans(self.connection, store, started)
+        self.assertEqual((removed, crashed.exists(), placed.exists()), (1, False, True))

@@ -79,7 +79,11 @@ def build(config: Config, settings: ImagesSettings) -> ingest.Built:
 
     housekeeping = ImageHousekeeping(ImageRetention(pool, store), settings.policy,
                                      registry.counter("ingest_images_purged_total", "Images deleted by the retention job"))
-    started = reactor.seconds()
+    # The orphan sweep's cut-off, by the file system's clock (file times compare with it).
+    try:
+        started = store.file_time()
+    except StorageUnavailable:
+        started = reactor.seconds()  # nothing can be placed, or removed, until the root is writable
     # Once, when the database is reachable: files placed just before a crash, never committed.
     reactor.callWhenRunning(lambda: db.when_ready().addCallback(lambda _: housekeeping.sweep(started)))
     jobs = [(5.0, check), (settings.retention_interval, housekeeping.purge), (60.0, thumbnailer.catch_up),

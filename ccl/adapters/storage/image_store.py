@@ -255,6 +255,19 @@ class ImageStore:
     def disk_usage(self):
         return shutil.disk_usage(self.root)
 
+    def file_time(self) -> float:
+        """The present by the file system's clock: the modification time of a new file under
+        temp/. File times compare with this, not with the process's clock, which may differ
+        (a network file system, a clock stepped since, a test run under a faked clock)."""
+        temp = self.new_temp()
+        try:
+            temp.handle.close()
+            return temp.path.stat().st_mtime
+        except OSError as error:
+            raise StorageUnavailable(str(error)) from error
+        finally:
+            self.discard([temp.path])
+
     def probe(self) -> None:
         """Raise StorageUnavailable unless a file can be created, written and removed under temp/."""
         temp = self.new_temp()

@@ -75,8 +75,8 @@ def run_retention(connection, store: ImageStore, policy: Policy, now: datetime |
 def sweep_orphans(connection, store: ImageStore, before: float, chunk: int = 1000) -> int:
     """Remove image files that have no row (a crash between placing the files and committing).
 
-    Only files older than ``before`` (the service's start) are considered, so nothing of a
-    running upload is touched. Returns the number of files removed; each is logged.
+    Only files older than ``before`` (the service's start by the file system's clock,
+    ImageStore.file_time) are considered, so nothing of a running upload is touched. Returns the number of files removed; each is logged.
     """
     removed = 0
     for kind in ("original", "labeled"):
