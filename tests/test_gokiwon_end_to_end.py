@@ -101,6 +101,7 @@ class EndToEndProcessTests(TestCase):
 
     @defer.inlineCallbacks
     def test_every_forwarded_telegram_arrives_once_in_order_byte_identical_and_4001_never(self):
+        """Through the real ccl-mes, every forwarded telegram reaches 고기원 once, in order, byte-identical; TC 4001 never."""
         process, output = self.spawn()
         client = yield self.connect_when_up(output)
         telegrams = production_run(1, 400)
@@ -132,6 +133,7 @@ class EndToEndProcessTests(TestCase):
 
     @defer.inlineCallbacks
     def test_sigkill_mid_stream_and_restart_loses_nothing(self):
+        """ccl-mes killed with SIGKILL mid-stream and restarted forwards every ACKed telegram, none lost."""
         process, output = self.spawn()
         client = yield self.connect_when_up(output)
         telegrams = production_run(1, 3000)
@@ -178,6 +180,7 @@ class WakeUpTests(TestCase):
 
     @defer.inlineCallbacks
     def test_the_writer_wakes_forwarding_after_each_commit(self):
+        """Each commit of the writer wakes forwarding at once, without waiting for the safety-net poll."""
         # With the safety-net poll an hour away, only the pipeline's wake-up after a commit can move these.
         dsn = fresh_database(self)
         sim, mes, forwarding = yield forwarding_to_simulator(self, dsn)
@@ -201,6 +204,7 @@ class LiveForwardingTests(TestCase):
 
     @defer.inlineCallbacks
     def test_forwarded_while_postgres_is_down_and_recorded_once_it_is_back(self):
+        """Telegrams are forwarded while PostgreSQL is down, and recorded as delivered once it is back."""
         cluster, dsn = private_cluster(self)
         sim, mes, forwarding = yield forwarding_to_simulator(self, dsn)
         client = yield connect(self, mes)

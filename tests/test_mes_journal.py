@@ -45,6 +45,7 @@ class JournalTests(TestCase):
 
     @defer.inlineCallbacks
     def test_appends_are_durable_in_order_and_read_back_after_reopen(self):
+        """Appends are written in group commits, numbered in order, and read back the same after reopening."""
         batches = DurableBatches()
         journal, records = self.open(consumer=batches)
         self.assertEqual(records, [])
@@ -75,6 +76,7 @@ class JournalTests(TestCase):
 
     @defer.inlineCallbacks
     def test_torn_tail_is_cut_at_start_up_and_numbering_continues(self):
+        """A torn record at the tail is cut at start-up, and numbering continues after the last whole record."""
         journal, _ = self.open()
         yield self.append_many(journal, 20)
         yield journal.stop()
@@ -96,6 +98,7 @@ class JournalTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_flipped_bit_in_the_last_record_is_caught_by_the_crc(self):
+        """A flipped bit in the last record is caught by its CRC and that record dropped."""
         journal, _ = self.open()
         yield self.append_many(journal, 5)
         yield journal.stop()
@@ -108,6 +111,7 @@ class JournalTests(TestCase):
 
     @defer.inlineCallbacks
     def test_damage_before_the_tail_sets_the_segment_aside_and_keeps_whole_records(self):
+        """Damage inside a segment sets the segment aside as .damaged, keeping the whole records around it."""
         journal, _ = self.open(segment_bytes=300)
         for start in range(0, 60, 5):
             yield self.append_many(journal, 5, start)
@@ -129,6 +133,7 @@ class JournalTests(TestCase):
 
     @defer.inlineCallbacks
     def test_segments_rotate_and_applied_ones_are_deleted(self):
+        """Segments rotate at their size, and those fully applied are deleted."""
         journal, _ = self.open(segment_bytes=2000)
         for start in range(0, 100, 10):
             yield self.append_many(journal, 10, start)
@@ -149,6 +154,7 @@ class JournalTests(TestCase):
 
     @defer.inlineCallbacks
     def test_everything_applied_and_deleted_keeps_numbering(self):
+        """With every segment applied and deleted, the journal keeps its id and its numbering."""
         journal, _ = self.open(segment_bytes=500)
         yield self.append_many(journal, 30)
         journal.release(30)
@@ -159,6 +165,7 @@ class JournalTests(TestCase):
         self.assertEqual(again.journal_id, journal.journal_id)
 
     def test_an_emptied_directory_is_a_new_journal(self):
+        """An emptied journal directory is a new journal, with a new id."""
         journal, _ = self.open()
         old = journal.journal_id
         for path in segments(self.dir):
@@ -169,6 +176,7 @@ class JournalTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_failed_write_is_not_acknowledged_and_leaves_no_partial_record(self):
+        """A failed write (disk full) is not acknowledged and leaves no partial record behind."""
         journal, _ = self.open()
         yield self.append_many(journal, 3)
         real_write = os.write
@@ -194,6 +202,7 @@ class JournalTests(TestCase):
 
     @defer.inlineCallbacks
     def test_groups_are_durable_together_in_order_and_renumbered_behind_a_failed_write(self):
+        """A group behind a failed write is written together, in order, renumbered without a gap."""
         journal, _ = self.open()
         yield self.append_many(journal, 2)
         real_write = os.write
@@ -234,6 +243,7 @@ class JournalTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_failed_write_that_cannot_be_undone_stops_all_appends_until_restart(self):
+        """A failed write that cannot be truncated away stops all appends until a restart."""
         journal, _ = self.open()
         yield self.append_many(journal, 3)
         real_write = os.write

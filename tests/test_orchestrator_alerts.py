@@ -38,6 +38,7 @@ class CounterWindowTests(TestCase):
         self.assertEqual(window.increase(3), 2 + 0 + 2)
 
     def test_failed_writes_sum_the_failed_samples_of_any_service_prefix(self):
+        """Failed writes sum the failed pg_writes samples of every service, nothing else."""
         samples = [("ccl_mes_pg_writes_total", {"result": "ok"}, 40.0),
                    ("ccl_mes_pg_writes_total", {"result": "failed"}, 3.0),
                    ("ccl_x_pg_writes_total", {"result": "failed"}, 2.0),

@@ -75,11 +75,13 @@ class APITests(TestCase):
         return query(self.dsn, "SELECT actor, target, result FROM audit_logs WHERE action = %s ORDER BY id", (action,))
 
     def test_token_file_is_private(self):
+        """The control API's token file is readable by its owner only."""
         mode = os.stat(os.path.join(self.env["CCL_PATHS_VAR"], "orchestrator.token")).st_mode
         self.assertEqual(stat.S_IMODE(mode), 0o600)
 
     @defer.inlineCallbacks
     def test_post_without_token_is_refused_and_does_nothing(self):
+        """A control POST without or with a wrong token gets 401, changes nothing, and the denial is audited."""
         web = self.monitor.get("web")
         pid = web.pid
         for path in ("/stop/web", "/restart/web", "/stop-all"):
@@ -95,6 +97,7 @@ class APITests(TestCase):
 
     @defer.inlineCallbacks
     def test_stop_start_restart_are_audited_with_the_actor(self):
+        """Stop, start and restart work and are audited with the actor."""
         web = self.monitor.get("web")
         pid = web.pid
         code, body = yield self.call("POST", "/stop/web", actor="kim")
@@ -118,6 +121,7 @@ class APITests(TestCase):
 
     @defer.inlineCallbacks
     def test_status_of_every_service_and_unknown_ids(self):
+        """/status gives every service's state, health, uptime and metrics; unknown ids and routes get 404."""
         yield wait_for(lambda: self.monitor.get("web").metrics, "metrics scraped")
         code, body = yield self.call("GET", "/status")
         self.assertEqual(code, 200)
@@ -136,6 +140,7 @@ class APITests(TestCase):
 
     @defer.inlineCallbacks
     def test_ccl_ctl_status_restart_logs(self):
+        """ccl ctl status, restart and logs work against the running orchestrator."""
         import sys
 
         from twisted.internet.utils import getProcessOutputAndValue
@@ -165,6 +170,7 @@ class APITests(TestCase):
 
     @defer.inlineCallbacks
     def test_stop_all_and_start_all(self):
+        """/stop-all stops every service and /start-all starts them again."""
         code, body = yield self.call("POST", "/stop-all")
         self.assertEqual(code, 200)
         self.assertEqual({s["state"] for s in body["status"]}, {"stopped"})
@@ -174,6 +180,7 @@ class APITests(TestCase):
 
     @defer.inlineCallbacks
     def test_logs_tail_and_limits(self):
+        """/logs gives the last N lines (100 by default) and refuses a bad count."""
         lines = self.monitor.get("lines")
 
         def all_written():
@@ -197,6 +204,7 @@ class APITests(TestCase):
 
     @defer.inlineCallbacks
     def test_follow_streams_new_lines_as_server_sent_events(self):
+        """/logs?follow=1 streams new lines as server-sent events and unsubscribes when the client leaves."""
         client = _Collect()
         connected = yield TCP4ClientEndpoint(reactor, "127.0.0.1", self.port).connect(
             protocol.Factory.forProtocol(lambda: client))
@@ -211,6 +219,7 @@ class APITests(TestCase):
 
     @defer.inlineCallbacks
     def test_metrics_per_service_and_disks(self):
+        """/metrics has each service's up, restarts, memory, CPU, disk figures and its own labelled metrics."""
         yield wait_for(lambda: self.monitor.get("web").metrics, "metrics scraped")
         code, text = yield self.call("GET", "/metrics")
         self.assertEqual(code, 200)
@@ -252,6 +261,7 @@ class APITests(TestCase):
 
     @defer.inlineCallbacks
     def test_alerts_are_raised_notified_cleared_and_acknowledged(self):
+        """Alerts are raised, announced, cleared when the condition ends, and acknowledged."""
         listener = psycopg2.connect(self.dsn)
         listener.autocommit = True
         self.addCleanup(listener.close)
@@ -303,6 +313,7 @@ class DownRuleTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_wanted_service_in_backoff_is_down(self):
+        """A wanted service in back-off counts as down; a stopped one does not."""
         from ccl.orchestrator.alerts import AlertRules
         from ccl.orchestrator.monitor import Orchestrator
         from tests.support.orchestrator import settings

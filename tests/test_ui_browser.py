@@ -152,6 +152,7 @@ class BrowserTests(TestCase):
         return self.driver.find_element(By.CSS_SELECTOR, selector)
 
     def test_login_live_dashboard_coil_viewer_logout(self):
+        """In Chromium: log in, the dashboard goes live, coil and image viewers open, every page paints, log out."""
         from selenium.webdriver.common.by import By
 
         driver = self.driver
