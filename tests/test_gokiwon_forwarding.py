@@ -140,6 +140,7 @@ class ForwardingTests(TestCase):
 
     @defer.inlineCallbacks
     def test_every_entry_arrives_once_in_order_byte_identical(self):
+        """Every outbox entry reaches 고기원 once, in order, byte-identical, each recorded sent and delivered."""
         yield self.h.start_service()
         rows = {ch: insert(self.dsn, ch, range(1, 61), start_value=100 * n) for n, ch in enumerate(TC)}
         self.h.pipeline.wake(TC)
@@ -160,6 +161,7 @@ class ForwardingTests(TestCase):
 
     @defer.inlineCallbacks
     def test_gokiwon_down_then_up_everything_queued_arrives_in_order(self):
+        """While 고기원 is down entries wait; once it is back every queued entry arrives, in order."""
         yield self.h.start_service()
         first = insert(self.dsn, "speed", range(1, 11))
         self.h.pipeline.wake(["speed"])
@@ -182,6 +184,7 @@ class ForwardingTests(TestCase):
 
     @defer.inlineCallbacks
     def test_gokiwon_coming_back_cuts_the_reconnect_back_off_short(self):
+        """고기원 connecting to the ACK port cuts the reconnect back-off short."""
         yield self.h.sim.stop()
         self.h.sim_running = False
         # Retries ten minutes apart: within this test only "고기원 is back" can connect them.
@@ -197,6 +200,7 @@ class ForwardingTests(TestCase):
         self.assertEqual(self.h.received("wpd"), [raw for _, raw in rows])
 
     def test_retry_clock_cuts_a_wait_short(self):
+        """RetryClock.try_now runs a waiting retry at once, and says whether one waited."""
         clock = task.Clock()
         retry = RetryClock(clock)
         calls = []
@@ -210,6 +214,7 @@ class ForwardingTests(TestCase):
 
     @defer.inlineCallbacks
     def test_acks_withheld_resends_then_stop_once_acked(self):
+        """Entries without an ACK are resent after ack_timeout until ACKed, then delivered."""
         yield self.h.start_service(ack_timeout=0.2)
         self.h.sim.acking = False
         rows = insert(self.dsn, "wpd", [7, 8])
@@ -230,6 +235,7 @@ class ForwardingTests(TestCase):
 
     @defer.inlineCallbacks
     def test_nak_moves_entry_aside_and_channel_goes_on(self):
+        """A NAKed entry is moved aside as refused and the channel goes on."""
         yield self.h.start_service(window=1)
         self.h.sim.nak_rate = 1.0
         refused = insert(self.dsn, "schedule", [1])
@@ -246,6 +252,7 @@ class ForwardingTests(TestCase):
 
     @defer.inlineCallbacks
     def test_restart_of_the_forwarder_resumes_with_nothing_lost(self):
+        """A forwarder restarted with entries in flight resumes and delivers all of them."""
         yield self.h.start_service(window=4)
         self.h.sim.acking = False
         rows = insert(self.dsn, "speed", range(1, 31))
@@ -263,6 +270,7 @@ class ForwardingTests(TestCase):
 
     @defer.inlineCallbacks
     def test_partner_hanging_up_and_losing_telegrams_loses_nothing(self):
+        """A partner that hangs up and loses telegrams loses nothing: reconnects and resends make up for it."""
         # 고기원 hangs up after every 7 telegrams (what was behind them in the same read is
         # lost) and loses one in five outright: reconnects and ACK timeouts make up for it all.
         yield self.h.start_service(ack_timeout=0.3)
@@ -278,6 +286,7 @@ class ForwardingTests(TestCase):
 
     @defer.inlineCallbacks
     def test_require_ack_off_counts_written_entries_delivered(self):
+        """With require_ack off, entries written to the socket count as delivered."""
         yield self.h.start_service(require_ack=False)
         self.h.sim.acking = False
         rows = insert(self.dsn, "wpd", range(1, 21))
@@ -287,6 +296,7 @@ class ForwardingTests(TestCase):
 
     @defer.inlineCallbacks
     def test_ack_link_garbage_unknown_ack_and_alive(self):
+        """On the ACK link garbage and foreign telegrams are kept aside, unknown ACKs ignored, alives counted."""
         yield self.h.start_service()
         sent_at = datetime.datetime(2026, 11, 27, 9, 0, 0, tzinfo=PLANT_TZ)
         unknown = encode_ack(LAYOUTS, acked_tc_code="4003", acked_sequence_no=4242, line_code="GKW1",
@@ -315,6 +325,7 @@ class ForwardingTests(TestCase):
 
     @defer.inlineCallbacks
     def test_health_and_metrics_per_channel(self):
+        """Health and metrics give each channel's connection, delivered, backlog, refused and last ACK."""
         yield self.h.start_service()
         yield wait_until(lambda: all(f.connected for f in self.h.service.forwarders.values()), "connected")
         insert(self.dsn, "speed", [1, 2])
@@ -337,6 +348,7 @@ class DatabaseOutageTests(TestCase):
 
     @defer.inlineCallbacks
     def test_postgres_restart_loses_nothing(self):
+        """A PostgreSQL restart during forwarding loses nothing and delivers nothing twice."""
         cluster, dsn = private_cluster(self)
         h = Harness(self, dsn)
         yield h.start_sim()
@@ -362,6 +374,7 @@ class SimulateCommandTests(TestCase):
 
     @defer.inlineCallbacks
     def test_ccl_simulate_gokiwon_records_and_acks(self):
+        """ccl simulate gokiwon receives, ACKs and records what is forwarded to it."""
         import json
         import os
         import sys

@@ -62,6 +62,7 @@ def body_field(document: dict, tc_code: str, name: str) -> dict:
 
 class DefaultLayoutTests(SynchronousTestCase):
     def test_lengths_match_the_spec(self) -> None:
+        """The packaged layout has the spec's header (40 bytes, its fields) and telegram lengths."""
         layouts = load_layouts()
         self.assertEqual(layouts.header_length, 40)
         self.assertEqual({tc: lay.length for tc, lay in layouts.by_tc.items()},
@@ -75,6 +76,7 @@ class DefaultLayoutTests(SynchronousTestCase):
         self.assertEqual(layouts.header_spans["length"], (14, 20))
 
     def test_kinds_tables_and_channels(self) -> None:
+        """Each process TC has its table and forwarding channel (4001 none); 4900/4901 are replies, 4999 alive."""
         layouts = load_layouts()
         self.assertEqual([(lay.tc_code, lay.name, lay.table, lay.forward)
                           for lay in layouts.process_layouts],
@@ -90,6 +92,7 @@ class DefaultLayoutTests(SynchronousTestCase):
         self.assertRaises(KeyError, layouts.by_name, "nothing")
 
     def test_record_fields_exclude_spare(self) -> None:
+        """A telegram's record fields are its fields without the spare."""
         layout = load_layouts().get("4000")
         self.assertEqual(layout.fields[-1], FieldSpec("spare", 19, "text"))
         self.assertNotIn("spare", [f.name for f in layout.record_fields])
@@ -97,6 +100,7 @@ class DefaultLayoutTests(SynchronousTestCase):
         self.assertEqual(layout.record_fields[6], FieldSpec("thickness", 6, "decimal", 3))
 
     def test_path_and_default_agree(self) -> None:
+        """Loading the packaged file by path gives the same layouts as the default."""
         path = Path(self.mktemp())
         path.write_text(DEFAULT_TEXT, encoding="utf-8")
         self.assertEqual(load_layouts(path), load_layouts())
@@ -110,6 +114,7 @@ class EditedLayoutTests(SynchronousTestCase):
         return path
 
     def test_width_change_in_the_file_is_enough(self) -> None:
+        """Changing a field's width in the file is all it takes: lengths, encoding and decoding follow."""
         # The plant engineer's edit: TC 4001 coil_number 12 -> 14 bytes, nothing else.
         block = DEFAULT_TEXT.index('tc_code = "4001"')
         old = '{ name = "coil_number",    width = 12, type = "text" }'
@@ -131,6 +136,7 @@ class EditedLayoutTests(SynchronousTestCase):
         self.assertEqual(decode(CUT_VECTOR, load_layouts()).fields["winding_length"], 3559)
 
     def test_declared_lengths_are_checked_when_present(self) -> None:
+        """Declared lengths that agree with the fields are accepted."""
         document = tomllib.loads(DEFAULT_TEXT)
         for entry in document["telegram"]:
             entry["length"] = {"4000": 180, "4900": 60, "4901": 60, "4999": 60}.get(
@@ -153,6 +159,7 @@ class BrokenLayoutTests(SynchronousTestCase):
             self.assertIn(needle, message)
 
     def test_field_problems(self) -> None:
+        """A bad field type, width, scale or unknown key is refused naming the TC, the field and the problem."""
         def set_field(tc, name, /, **changes):
             return lambda d: body_field(d, tc, name).update(changes)
 
@@ -175,6 +182,7 @@ class BrokenLayoutTests(SynchronousTestCase):
                            "TC 4003", "fields")
 
     def test_header_problems(self) -> None:
+        """A header missing a field, with a wrong type, width, name or length is refused, saying which."""
         def header_field(name, /, **changes):
             return lambda d: next(f for f in d["header"]["fields"]
                                   if f["name"] == name).update(changes)
@@ -188,6 +196,7 @@ class BrokenLayoutTests(SynchronousTestCase):
         self.assertRefused(lambda d: d.pop("header"), "[header]")
 
     def test_telegram_problems(self) -> None:
+        """A wrong declared length, a bad or repeated TC or name, an unknown kind or a missing table is refused."""
         def set_entry(tc, **changes):
             return lambda d: telegram_entry(d, tc).update(changes)
 
@@ -216,6 +225,7 @@ class BrokenLayoutTests(SynchronousTestCase):
         self.assertRefused(lambda d: d.pop("telegram"), "[[telegram]]")
 
     def test_unreadable_files(self) -> None:
+        """A file that is not TOML or does not exist is a LayoutError naming the file."""
         path = Path(self.mktemp())
         path.write_text(DEFAULT_TEXT.replace('name = "cut"', 'name = cut'), encoding="utf-8")
         error = self.assertRaises(LayoutError, load_layouts, path)
@@ -234,5 +244,6 @@ class DumpTests(SynchronousTestCase):
     """The test's own TOML writer must reproduce the packaged document exactly."""
 
     def test_dump_round_trip(self) -> None:
+        """A dumped layout document reads back the same."""
         document = tomllib.loads(DEFAULT_TEXT)
         self.assertEqual(tomllib.loads(dump_layout(document)), document)

@@ -33,6 +33,7 @@ async def with_orchestrator(testcase, token="s3cret-token", write_token=True):
 class ServiceTableTests(TestCase):
     @d
     async def test_page_lists_the_services_with_buttons_for_admins_only(self):
+        """시스템 lists the orchestrator's services with their last exit; only admins get the control buttons."""
         ui, fake = await with_orchestrator(self)
         admin = ui.add_user("boss", "admin")
         response, body = await ui.get("/system", admin)
@@ -53,6 +54,7 @@ class ServiceTableTests(TestCase):
 
     @d
     async def test_services_json(self):
+        """/api/system/services gives the orchestrator's services as JSON to any user."""
         ui, fake = await with_orchestrator(self)
         response, body = await ui.get("/api/system/services", ui.add_user("lee", "viewer"))
         self.assertEqual(response.code, 200)
@@ -62,6 +64,7 @@ class ServiceTableTests(TestCase):
 
     @d
     async def test_restart_goes_to_the_orchestrator_with_token_and_actor_and_is_audited(self):
+        """A control action goes to the orchestrator with its token and the actor, and is audited."""
         ui, fake = await with_orchestrator(self)
         admin = ui.add_user("boss", "admin")
         response, body = await ui.post("/api/system/services/mes-tcp-service/stop", admin, json={})
@@ -77,6 +80,7 @@ class ServiceTableTests(TestCase):
 
     @d
     async def test_operator_cannot_restart(self):
+        """An operator's control action is refused with 403 and never reaches the orchestrator."""
         ui, fake = await with_orchestrator(self)
         response, _ = await ui.post("/api/system/services/mes-tcp-service/restart", ui.add_user("kim", "operator"),
                                     json={})
@@ -85,6 +89,7 @@ class ServiceTableTests(TestCase):
 
     @d
     async def test_orchestrator_refusing_the_token_is_reported_and_audited(self):
+        """The orchestrator refusing the token is answered with 502 naming its 401, and audited."""
         ui, fake = await with_orchestrator(self, write_token=False)
         response, body = await ui.post("/api/system/services/ui-service/restart", ui.add_user("boss", "admin"),
                                        json={})
@@ -95,6 +100,7 @@ class ServiceTableTests(TestCase):
 
     @d
     async def test_unknown_service_and_action(self):
+        """An unknown service or action gets 404; a malformed service id 400."""
         ui, fake = await with_orchestrator(self)
         admin = ui.add_user("boss", "admin")
         response, body = await ui.post("/api/system/services/nope/restart", admin, json={})
@@ -107,6 +113,7 @@ class ServiceTableTests(TestCase):
 
     @d
     async def test_unreachable_orchestrator_is_said_clearly(self):
+        """An unreachable orchestrator is said clearly on the page (its address) and as 503 in the API."""
         ui = await start_ui(self, orchestrator_url="http://127.0.0.1:9")  # nothing listens on port 9
         admin = ui.add_user("boss", "admin")
         response, body = await ui.get("/system", admin)
@@ -136,6 +143,7 @@ class _Collect(protocol.Protocol):
 class LogTests(TestCase):
     @d
     async def test_tail(self):
+        """A service's log tail is relayed from the orchestrator; a bad count is 400, an unknown service 404."""
         ui, fake = await with_orchestrator(self)
         response, body = await ui.get("/api/system/services/ui-service/logs?lines=5", ui.add_user("kim", "operator"))
         self.assertEqual(response.code, 200)
@@ -148,6 +156,7 @@ class LogTests(TestCase):
 
     @d
     async def test_live_tail_relays_new_lines_and_lets_go_when_the_browser_leaves(self):
+        """The live log tail relays new lines as events and lets the orchestrator go when the browser leaves."""
         ui, fake = await with_orchestrator(self)
         operator = ui.add_user("kim", "operator")
         agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
@@ -168,6 +177,7 @@ class LogTests(TestCase):
 
     @d
     async def test_live_tail_reports_an_unreachable_orchestrator_as_an_event(self):
+        """An unreachable orchestrator is reported to the live log tail as an error event."""
         ui = await start_ui(self, orchestrator_url="http://127.0.0.1:9")
         response, body = await ui.get("/api/system/services/ui-service/logs/stream", ui.add_user("kim", "operator"))
         self.assertEqual(response.code, 200)
@@ -190,6 +200,7 @@ class AlertTests(TestCase):
 
     @d
     async def test_open_and_past_on_the_page_and_in_json(self):
+        """Open and past alerts are shown apart, on the page and as JSON; viewers cannot acknowledge."""
         ui = await start_ui(self)
         self._seed(ui)
         viewer = ui.add_user("lee", "viewer")
@@ -208,6 +219,7 @@ class AlertTests(TestCase):
 
     @d
     async def test_acknowledge_sets_who_and_when_notifies_and_audits(self):
+        """Acknowledging an alert records who and when, announces it and audits it."""
         ui = await start_ui(self)
         ids = self._seed(ui)
         events = []
