@@ -63,6 +63,7 @@ def without_reasons(items: list) -> list:
 
 class MixedStreamTests(SynchronousTestCase):
     def test_whole_stream(self) -> None:
+        """A mixed stream is cut into its telegrams and garbage runs, each with its reason, losing no byte."""
         items = run([STREAM])
         self.assertEqual(without_reasons(items), EXPECTED)
         self.assertEqual(b"".join(i.raw for i in items), STREAM)
@@ -72,6 +73,7 @@ class MixedStreamTests(SynchronousTestCase):
         self.assertTrue(all(reasons), reasons)
 
     def test_frames_decode_as_the_codec_says(self) -> None:
+        """The framer's frames are what the codec then accepts or refuses."""
         codes = []
         for item in run([STREAM]):
             if isinstance(item, Frame):
@@ -83,14 +85,17 @@ class MixedStreamTests(SynchronousTestCase):
         self.assertEqual(codes, ["00", "00", "00", "00", "00", FORMAT_ERROR, FORMAT_ERROR, "00"])
 
     def test_every_split_point(self) -> None:
+        """The stream fed in two pieces, split at any byte, is framed the same."""
         reference = run([STREAM])
         for cut in range(len(STREAM) + 1):
             self.assertEqual(run([STREAM[:cut], STREAM[cut:]]), reference, cut)
 
     def test_byte_by_byte(self) -> None:
+        """The stream fed byte by byte is framed the same."""
         self.assertEqual(run([STREAM[i:i + 1] for i in range(len(STREAM))]), run([STREAM]))
 
     def test_random_splits(self) -> None:
+        """The stream fed in random pieces is framed the same."""
         reference = run([STREAM])
         rng = random.Random(4000)
         for _ in range(300):
@@ -99,6 +104,7 @@ class MixedStreamTests(SynchronousTestCase):
             self.assertEqual(run(chunks), reference, cuts)
 
     def test_small_max_garbage_same_for_every_split(self) -> None:
+        """With a small max_garbage the framing is the same for every split and keeps every byte."""
         for max_garbage in (1, 30):
             reference = run([STREAM], max_garbage)
             self.assertEqual(b"".join(i.raw for i in reference), STREAM)
@@ -110,6 +116,7 @@ class MixedStreamTests(SynchronousTestCase):
             self.assertEqual(run([bytes([b]) for b in STREAM], max_garbage), reference)
 
     def test_long_garbage_run_comes_in_pieces(self) -> None:
+        """A garbage run longer than max_garbage comes out in pieces, the later ones marked continued."""
         items = run([STREAM], max_garbage=30)
         unknown = [i for i in items if isinstance(i, Garbage) and i.code == UNKNOWN_TC]
         self.assertEqual([len(i.raw) for i in unknown], [30, 30, 20])
@@ -117,6 +124,7 @@ class MixedStreamTests(SynchronousTestCase):
                          [("4005", 7, False), (None, None, True), (None, None, True)])
 
     def test_buffer_bounded_while_feeding(self) -> None:
+        """The framer's buffer stays within max_garbage plus a header probe, or one telegram."""
         for max_garbage in (5, 64):
             framer = TelegramFramer(LAYOUTS, max_garbage=max_garbage)
             bound = max(max_garbage + LAYOUTS.probe_length, 180)
@@ -127,6 +135,7 @@ class MixedStreamTests(SynchronousTestCase):
 
 class BadHeaderTests(SynchronousTestCase):
     def test_header_claiming_a_megabyte_does_not_wait(self) -> None:
+        """A header claiming a megabyte is refused at once (bad length), and the next telegram framed."""
         bogus = b"4000CCL1000042999999" + b"x" * 20
         framer = TelegramFramer(LAYOUTS)
         items = framer.feed(bogus + RAW["cut"])
@@ -135,6 +144,7 @@ class BadHeaderTests(SynchronousTestCase):
         self.assertEqual(framer.buffered, 0)
 
     def test_header_claiming_ten_megabytes_does_not_wait(self) -> None:
+        """With an 8-digit length field, a header claiming 10 MB is judged at once too."""
         # A layout with an 8-digit length field can claim 10 MB; still judged at once.
         text = (importlib.resources.files("ccl.data") / "telegram-layout.toml").read_text(
             "utf-8")
@@ -159,6 +169,7 @@ class BadHeaderTests(SynchronousTestCase):
         self.assertEqual(decode(good, layouts).fields["line_speed"], 75)
 
     def test_junk_without_header_beyond_max_garbage(self) -> None:
+        """Junk with no header comes out in max_garbage pieces, nothing lost, nothing left buffered."""
         framer = TelegramFramer(LAYOUTS, max_garbage=1000)
         junk = bytes(range(256)) * 10  # 2560 bytes, no TC code anywhere
         items = framer.feed(junk)
@@ -171,6 +182,7 @@ class BadHeaderTests(SynchronousTestCase):
         self.assertEqual(framer.buffered, 0)
 
     def test_ten_megabytes_of_junk_in_segments(self) -> None:
+        """Ten megabytes of junk pass in bounded pieces, and a telegram after them is framed."""
         framer = TelegramFramer(LAYOUTS)
         segment = (b"\x00JUNK 400 4003 9999 " * 3277)[:65536]
         dropped = 0
@@ -186,6 +198,7 @@ class BadHeaderTests(SynchronousTestCase):
         self.assertEqual(dropped, 160 * 65536)
 
     def test_length_with_leading_spaces_is_a_valid_header(self) -> None:
+        """A length field with leading spaces is a valid header."""
         spaced = RAW["speed"][:14] + b"    80" + RAW["speed"][20:]
         self.assertEqual(without_reasons(run([b"zz" + spaced])),
                          [Garbage(b"zz", HEADER_UNREADABLE, "", None, None), Frame(spaced)])
@@ -193,6 +206,7 @@ class BadHeaderTests(SynchronousTestCase):
 
 class FlushTests(SynchronousTestCase):
     def test_half_telegram_then_final_flush(self) -> None:
+        """Half a telegram stays buffered on an idle flush and becomes bad-length garbage on the final one."""
         framer = TelegramFramer(LAYOUTS)
         self.assertEqual(framer.feed(RAW["schedule"][:100]), [])
         self.assertEqual(framer.flush(), [])  # idle: still a plausible telegram
@@ -205,6 +219,7 @@ class FlushTests(SynchronousTestCase):
         self.assertEqual(framer.feed(RAW["cut"]), [Frame(RAW["cut"])])
 
     def test_idle_flush_keeps_a_plausible_header_start(self) -> None:
+        """An idle flush gives up the junk but keeps what may start a header."""
         framer = TelegramFramer(LAYOUTS)
         self.assertEqual(framer.feed(b"JUNK!!40"), [])
         [garbage] = framer.flush()
@@ -213,6 +228,7 @@ class FlushTests(SynchronousTestCase):
         self.assertEqual(framer.feed(RAW["speed"][2:]), [Frame(RAW["speed"])])
 
     def test_idle_flush_during_a_garbage_run(self) -> None:
+        """An idle flush during a garbage run gives up the garbage and keeps the telegram's start."""
         framer = TelegramFramer(LAYOUTS)
         self.assertEqual(framer.feed(b"X" * 30 + RAW["speed"][:10]), [])
         [garbage] = framer.flush()
@@ -221,6 +237,7 @@ class FlushTests(SynchronousTestCase):
         self.assertEqual(framer.feed(RAW["speed"][10:]), [Frame(RAW["speed"])])
 
     def test_idle_flush_partial_length_field(self) -> None:
+        """An idle flush keeps a partial header only while its length field can still be right."""
         # "4003CCL1000004 1" cannot be 4003's length (80) any more; "4003CCL100000400" can.
         for tail, kept in ((b"4003CCL1000004 1", 0), (b"4003CCL100000400", 16)):
             framer = TelegramFramer(LAYOUTS)
@@ -229,6 +246,7 @@ class FlushTests(SynchronousTestCase):
             self.assertEqual(framer.buffered, kept, tail)
 
     def test_idle_flush_drops_an_implausible_tail(self) -> None:
+        """An idle flush drops a tail that cannot start a header."""
         framer = TelegramFramer(LAYOUTS)
         framer.feed(b"X" * 30 + b"5")
         [garbage] = framer.flush()
@@ -236,6 +254,7 @@ class FlushTests(SynchronousTestCase):
         self.assertEqual((framer.buffered, framer.flush(final=True)), (0, []))
 
     def test_nothing_buffered(self) -> None:
+        """With nothing fed, feeding and flushing give nothing; max_garbage must be positive."""
         framer = TelegramFramer(LAYOUTS)
         self.assertEqual((framer.feed(b""), framer.flush(), framer.flush(final=True)),
                          ([], [], []))

@@ -57,6 +57,7 @@ def run(coroutine_function):
 class DashboardTests(TestCase):
     @run
     async def test_page_paints_current_coil_speed_images_feed_and_counts(self):
+        """The dashboard paints the current coil, 30 minutes of speed, images, defects, today's counts, links, alerts."""
         ui, seeded, _, viewer = await line(self)
         response, body = await ui.get("/", viewer)
         self.assertEqual(response.code, 200)
@@ -78,6 +79,7 @@ class DashboardTests(TestCase):
 
     @run
     async def test_current_coil_is_the_last_wpd_pass_with_its_newest_schedule(self):
+        """The current coil is the last to pass the WPD, shown with its newest schedule."""
         ui, _, _, viewer = await line(self)
         ui.sql("""INSERT INTO tc_4000_schedule (line_code, sequence_no, sent_at, received_at, coil_number,
                       customer_name, raw) VALUES ('CCL1', 500, now(), now(), %s, 'KCC', '\\x05')""", (CURRENT,))
@@ -91,6 +93,7 @@ class DashboardTests(TestCase):
 
     @run
     async def test_parts_only_what_is_new_and_clear_errors(self):
+        """Dashboard parts give only what is newer than 'after'; an unknown part is 400 naming the allowed ones."""
         ui, seeded, _, viewer = await line(self)
         newest = max(seeded["defects"])
         _, body = await ui.get(f"/api/dashboard?part=defects&after={newest - 1}", viewer)
@@ -107,6 +110,7 @@ class DashboardTests(TestCase):
 
     @run
     async def test_service_states_come_from_the_orchestrator(self):
+        """The dashboard's service states come from the orchestrator."""
         from tests.test_ui_system import with_orchestrator
 
         ui, _ = await with_orchestrator(self)
@@ -119,6 +123,7 @@ class DashboardTests(TestCase):
 
     @run
     async def test_empty_database_paints_without_errors(self):
+        """An empty database paints the dashboard without errors."""
         ui = await start_ui(self)
         viewer = ui.add_user("viewer.lee", "viewer")
         response, body = await ui.get("/", viewer)
@@ -157,6 +162,7 @@ async def until(predicate, timeout: float = 20.0):
 class LiveEventsTests(TestCase):
     @run
     async def test_notify_reaches_a_browser_as_a_server_sent_event(self):
+        """A NOTIFY reaches every connected browser as a server-sent event, and closed streams are let go."""
         ui, _, _, viewer = await line(self)
         port = int(ui.base.rsplit(":", 1)[1])
         request = (f"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
@@ -190,6 +196,7 @@ class LiveEventsTests(TestCase):
         await until(lambda: hub.clients == 0)
 
     def test_topics(self):
+        """Events are named by their table or TC, and framed as SSE with escaped newlines."""
         self.assertEqual(live.topic({"table": "tc_4003_speed"}), "speed")
         self.assertEqual(live.topic({"tc_code": "4002"}), "coil")
         self.assertEqual(live.topic({"table": "defect_reviews"}), "review")
@@ -202,6 +209,7 @@ class LiveEventsTests(TestCase):
 class HistoryTests(TestCase):
     @run
     async def test_search_filters_pages_and_sorts(self):
+        """코일 이력 searches by coil, customer (newest schedule), defect type and dates, pages and sorts."""
         ui, _, _, viewer = await line(self)
 
         async def coils(query=""):
@@ -224,6 +232,7 @@ class HistoryTests(TestCase):
 
     @run
     async def test_refuses_what_it_cannot_use(self):
+        """A bad sort, order, date, range or coil is 400 'bad search', as JSON or as a page."""
         ui, _, _, viewer = await line(self)
         for query in ("?sort=id;DROP TABLE users", "?order=sideways", "?from=yesterday", "?from=2026-02-01&to=2026-01-01",
                       "?coil=" + "x" * 65):
@@ -236,6 +245,7 @@ class HistoryTests(TestCase):
 
     @run
     async def test_page_lists_coils_with_sort_links(self):
+        """The 코일 이력 page lists the matching coils with sort and CSV links."""
         ui, _, _, viewer = await line(self)
         response, body = await ui.get("/coils?customer=%EC%82%BC%EC%84%B1", viewer)  # 삼성
         self.assertEqual(response.code, 200)
@@ -245,6 +255,7 @@ class HistoryTests(TestCase):
 
     @run
     async def test_csv_export_streams_every_matching_coil(self):
+        """The CSV export streams every matching coil with a BOM, formula-like cells neutralised."""
         ui, _, _, viewer = await line(self)
         ui.sql("UPDATE tc_4000_schedule SET customer_name = '=HYPERLINK(1)' WHERE coil_number = %s", (PREVIOUS,))
         response, body = await ui.get("/coils.csv?sort=coil_number&order=asc", viewer)
@@ -265,6 +276,7 @@ class HistoryTests(TestCase):
 class CoilDetailTests(TestCase):
     @run
     async def test_detail_json_and_page(self):
+        """A coil's detail has its schedule, WPD and CUT events, the speed between them, defects and images."""
         ui, seeded, _, viewer = await line(self)
         response, body = await ui.get(f"/api/coils/{PREVIOUS}", viewer)
         self.assertEqual(response.code, 200)
@@ -295,6 +307,7 @@ class CoilDetailTests(TestCase):
 
     @run
     async def test_unknown_and_malformed_coils(self):
+        """An unknown or malformed coil number is 404."""
         ui, _, _, viewer = await line(self)
         for path in ("/coils/C99999999", "/coils/bad%20coil", "/api/coils/C99999999", "/api/coils/" + "A" * 21):
             response, _ = await ui.get(path, viewer)
@@ -304,6 +317,7 @@ class CoilDetailTests(TestCase):
 class ImageTests(TestCase):
     @run
     async def test_files_by_database_id_only(self):
+        """Images and thumbnails are served by database id only, never by a client's path."""
         ui, seeded, root, viewer = await line(self)
         original = seeded["images"]["original"]
         response, body = await ui.get(f"/images/{original}", viewer)
@@ -335,6 +349,7 @@ class ImageTests(TestCase):
 
     @run
     async def test_info_has_the_partner_and_the_defect_boxes(self):
+        """An image's info names its partner and the defect boxes, not its path."""
         ui, seeded, _, viewer = await line(self)
         response, body = await ui.get(f"/api/images/{seeded['images']['labeled']}", viewer)
         self.assertEqual(response.code, 200)
@@ -349,6 +364,7 @@ class ImageTests(TestCase):
 class StatisticsTests(TestCase):
     @run
     async def test_range_statistics(self):
+        """통계 gives Pareto, confidence histogram, customers and daily trend for the range; bad ranges are 400."""
         ui, _, _, viewer = await line(self)
         response, body = await ui.get("/api/statistics", viewer)
         self.assertEqual(response.code, 200)
@@ -371,6 +387,7 @@ class StatisticsTests(TestCase):
         self.assertEqual(embedded(body, "stats-state")["total"], 5)
 
     def test_fold(self):
+        """Cells fold into the Pareto with cumulative shares, the daily trend per severity, and the histogram."""
         import datetime
 
         day = (datetime.date(2026, 11, 27) - datetime.date(1970, 1, 1)).days
@@ -386,6 +403,7 @@ class StatisticsTests(TestCase):
 class ModelTests(TestCase):
     @run
     async def test_models_history_and_marking_the_deployed_one(self):
+        """AI models are listed with their metrics history; an admin marks another one deployed, audited."""
         ui, seeded, _, viewer = await line(self)
         admin = ui.add_user("admin.park", "admin")
         _, body = await ui.get("/api/models", viewer)
