@@ -101,7 +101,7 @@ class EndToEndProcessTests(TestCase):
 
     @defer.inlineCallbacks
     def test_every_forwarded_telegram_arrives_once_in_order_byte_identical_and_4001_never(self):
-        """Through the real ccl-mes, every forwarded telegram reaches 고기원 once, in order, byte-identical; TC 4001 never."""
+        """Via the real ccl-mes, each forwarded telegram reaches 고기원 once, in order, byte-identical; 4001 never."""
         process, output = self.spawn()
         client = yield self.connect_when_up(output)
         telegrams = production_run(1, 400)
