@@ -22,6 +22,7 @@ from ccl.config import Config
 from ccl.domain.metrics import Registry
 from ccl.services import ingest
 from ccl.services.ingest_settings import DefectsSettings
+from ccl.services.tracking import live_tracking
 
 log = Logger()
 
@@ -57,5 +58,8 @@ def build(config: Config, settings: DefectsSettings) -> ingest.Built:
 def makeService(options: Options) -> service.MultiService:  # noqa: N802 (twistd's name)
     settings = options.settings
     top = ingest.serve(build(options.config, settings), settings.listen)
+    tracking = live_tracking(options.config, top.db, reactor)  # places defects and images as they are stored
+    if tracking is not None:
+        tracking.setServiceParent(top)
     log.info("ccl-defects listening on {listen}", listen=settings.listen)
     return top

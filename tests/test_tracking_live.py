@@ -1,0 +1,88 @@
+"""Live coil tracking: defects posted to the real ccl-defects (real HTTP, real PostgreSQL) are
+placed by its tracking component within moments, on the right coil and metre within their
+stated uncertainty; a new speed sample settles a provisional placement; a late weld moves
+what it should."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+from twisted.internet import defer, reactor
+from twisted.trial.unittest import TestCase
+
+from ccl.config import load_config
+from ccl.services.tracking import live_tracking
+from tests.support.database import query
+from tests.support.ingest import post_json, start_service, wait_for
+from tests.support.tracking import ENV, Line, true_metre
+
+
+def stamp(at: float) -> str:
+    return datetime.fromtimestamp(at, timezone.utc).isoformat()
+
+
+class LivePlacement(TestCase):
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.svc = yield start_service(self, "defects", env=ENV)
+        import psycopg2
+
+        self.connection = psycopg2.connect(self.svc.dsn)
+        self.connection.autocommit = True
+        self.addCleanup(self.connection.close)
+        # The line ran for the last 10 minutes at 2 m/s: A's weld at 30 s, B's at 330 s.
+        self.t0 = math.floor(reactor.seconds()) - 600
+        self.line = Line(self.connection, self.t0)
+        self.line.speeds(0, 597)
+        self.line.schedule(0, "A", 600)
+        self.line.weld(30, "A")
+        self.line.weld(330, "B")
+        config = load_config({"CCL_DATABASE_DSN": self.svc.dsn, **ENV})
+        self.component = live_tracking(config, self.svc.db, reactor)
+        self.component.startService()
+        self.addCleanup(self.component.tracker.idle)
+        self.addCleanup(self.component.stopService)
+        yield self.component.tracker.idle()
+
+    def placements(self):
+        return {row[0]: row[1:] for row in query(
+            self.svc.dsn, "SELECT d.id, t.tracked_coil, t.metre, t.uncertainty_m, t.camera_id, t.provisional,"
+                          " t.coil_disagrees, t.box_coil FROM tracking_defects t JOIN defect_detections d"
+                          " ON d.id = t.defect_id")}
+
+    @defer.inlineCallbacks
+    def test_defects_stored_through_ccl_defects_land_on_their_coil_and_metre(self):
+        t0 = self.t0
+        code, _ = yield post_json(self.svc.url, "/defect/single", {
+            "coil_number": "A", "defect_type": "scratch", "confidence_score": 0.9, "detection_time": stamp(t0 + 100)})
+        self.assertEqual(code, 201)
+        code, _ = yield post_json(self.svc.url, "/defect/batch", {"coil_number": "A", "defects": [
+            {"defect_type": "dent", "confidence_score": 0.8, "detection_time": stamp(t0 + 200)},
+            {"defect_type": "dent", "confidence_score": 0.8, "detection_time": stamp(t0 + 400), "camera_id": "bottom"},
+            {"defect_type": "stain", "confidence_score": 0.7, "detection_time": stamp(t0 + 598.5)}]})
+        self.assertEqual(code, 201)
+        placed = yield wait_for(lambda: len(self.placements()) == 4 and self.placements(), "4 placements")
+        truth = {100: ("A", true_metre(100, 0, 30)), 200: ("A", true_metre(200, 0, 30)),
+                 400: ("B", true_metre(400, 0, 330, camera_m=62)), 598.5: ("B", true_metre(598.5, 0, 330))}
+        by_time = dict(zip(sorted(truth), [placed[i] for i in sorted(placed)]))  # ids in posting order
+        for at, (coil, metre) in truth.items():
+            tracked, placed_metre, uncertainty, camera, provisional, disagrees, box = by_time[at]
+            self.assertEqual(tracked, coil, f"defect at {at} s")
+            self.assertLessEqual(abs(placed_metre - metre), uncertainty, f"defect at {at} s")
+            self.assertEqual(disagrees, coil != "A")  # the box said A for all of them
+            self.assertEqual(box, "A")
+        self.assertTrue(by_time[598.5][3])  # past the newest speed sample (597 s)
+        # The next speed sample settles it.
+        self.line.telegram("tc_4003_speed", 600, line_speed=120)
+        last = max(placed)
+        settled = yield wait_for(lambda: not self.placements()[last][4] and self.placements()[last], "settled")
+        self.assertLessEqual(abs(settled[1] - truth[598.5][1]), settled[2])
+        # C's weld passed at 500 s; its telegram comes late (received 601 s): the last defect moves to C.
+        self.line.weld(601, "C", sent=500)
+        moved = yield wait_for(lambda: self.placements()[last][0] == "C" and self.placements()[last], "moved to C")
+        self.assertLessEqual(abs(moved[1] - true_metre(598.5, 0, 500)), moved[2])
+        self.assertEqual(self.placements()[sorted(placed)[2]][0], "B")  # the 400 s defect stays on B
+        self.assertGreaterEqual(self.component.tracker.placed, 4)
