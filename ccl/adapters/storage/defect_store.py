@@ -70,11 +70,17 @@ def load_thresholds(db):
 
 # Single defects, written in groups -------------------------------------------------------
 
-_GROUP_COLUMNS = _SINGLE_COLUMNS[:14] + ("oname", "lname") + _SINGLE_COLUMNS[16:18]
-
-
-_GROUP_TYPES = ("uuid", "text", "text", "float8", "text", "boolean", "int", "int", "int", "int", "float8",
-                "timestamptz", "text", "text", "text", "text", "int", "text")
+#: The columns of a grouped row and their SQL types: a DefectRow's fields, with the stored
+#: image names (``oname``, ``lname``, looked up for the image ids) before model and camera.
+_GROUP_COLUMN_TYPES = (
+    ("event_id", "uuid"), ("coil_number", "text"), ("defect_type", "text"), ("confidence_score", "float8"),
+    ("severity", "text"), ("needs_review", "boolean"), ("defect_position_x", "int"), ("defect_position_y", "int"),
+    ("defect_size_width", "int"), ("defect_size_height", "int"), ("defect_position_meter", "float8"),
+    ("detection_time", "timestamptz"), ("original_image_path", "text"), ("labeled_image_path", "text"),
+    ("oname", "text"), ("lname", "text"), ("model_id", "int"), ("camera_id", "text"))
+_GROUP_COLUMNS = tuple(name for name, _type in _GROUP_COLUMN_TYPES)
+_GROUP_TYPES = tuple(kind for _name, kind in _GROUP_COLUMN_TYPES)
+assert [c for c in _GROUP_COLUMNS if c not in ("oname", "lname")] == list(DefectRow._fields)
 
 #: One statement for any number of defects: ids, rows, image links and events. The rows come
 #: as ONE parameter, a JSON array made by orjson: psycopg2 adapting ~20 parameters per row was
