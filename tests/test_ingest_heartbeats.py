@@ -1,10 +1,13 @@
 """POST /inspection/heartbeat of ccl-defects and the Jetson link state, over real HTTP with real PostgreSQL."""
 
 import json
+from datetime import datetime, timezone
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.trial.unittest import TestCase
 
+from ccl.adapters.storage.jetson_links import JetsonLinkRecords
+from ccl.application.jetson_links import LinkTracker
 from tests.support.database import fresh_database, query
 from tests.support.ingest import pair_parts, post_json, post_parts, start_service, wait_for
 from tests.test_ingest_auth import ccl
@@ -235,3 +238,41 @@ class LinkStatusTests(TestCase):
         yield flush()
         self.assertEqual(query(self.dsn, "SELECT link, connected FROM link_status ORDER BY link"),
                          [("jetson-bottom", False), ("jetson-top", True)])
+
+
+class LinkTrackerTests(TestCase):
+    """The tracker writes a camera's row at once when it has not written it for save_interval,
+    otherwise keeps the newest sighting for the next flush (a clock of its own, real PostgreSQL)."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_writes_at_once_then_at_most_every_interval(self):
+        svc = yield start_service(self, "defects")
+        clock = task.Clock()
+        start = datetime(2026, 3, 1, 1, 0, tzinfo=timezone.utc)
+        clock.advance(start.timestamp())
+        # silent_after far beyond the fixed clock's distance from the database's now(): only
+        # the writes are looked at here.
+        tracker = LinkTracker(JetsonLinkRecords(svc.db), clock, save_interval=5.0, silent_after=10 * 365 * 86400)
+
+        def seen():
+            rows = query(svc.dsn, "SELECT extract(epoch FROM last_seen_at - %s) FROM link_status"
+                                  " WHERE link = 'jetson-top'", (start,))
+            return float(rows[0][0]) if rows else None
+
+        tracker.seen("top", "defects")
+        yield wait_for(lambda: seen() == 0.0, "the first sighting written at once")
+        clock.advance(2)
+        tracker.seen("top", "defects", address="10.0.0.5")
+        yield tracker.flush()
+        self.assertEqual(seen(), 2.0)  # written by the flush, not before
+        clock.advance(1)
+        tracker.seen("top", "heartbeat")
+        clock.advance(10)
+        tracker.seen("top", "heartbeat", box_id="orin-9")  # 10 s after the last write: at once
+        yield wait_for(lambda: seen() == 13.0, "the sighting after the interval written at once")
+        details = query(svc.dsn, "SELECT details FROM link_status")[0][0]
+        self.assertEqual((details["address"], details["box_id"], details["via"]), ("10.0.0.5", "orin-9", "heartbeat"))
+        yield tracker.flush()  # nothing waits: the row stays as it is
+        self.assertEqual(seen(), 13.0)
