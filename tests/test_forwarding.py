@@ -94,9 +94,11 @@ class ForwarderTests(SynchronousTestCase):
         return [self.store.add("speed", tc, seq) for seq in range(start, start + n)]
 
     def test_store_provides_port(self):
+        """The in-memory outbox store provides the IOutboxStore port."""
         verifyObject(IOutboxStore, self.store)
 
     def test_sends_in_order_within_window(self):
+        """Entries go out in order, at most a window unanswered at a time."""
         self.fill(40)
         forwarder = self.forwarder(window=16)
         wire = Wire()
@@ -112,6 +114,7 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual(forwarder.in_flight, 0)
 
     def test_nothing_sent_while_disconnected(self):
+        """Nothing is sent, nor counted as attempted, while disconnected."""
         self.fill(3)
         forwarder = self.forwarder()
         self.clock.advance(60)
@@ -119,6 +122,7 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual({r["attempts"] for r in self.store.rows.values()}, {0})
 
     def test_resend_same_bytes_after_timeout_until_acked(self):
+        """An entry without an answer is resent, the same bytes, after ack_timeout until ACKed."""
         self.store.add("speed", "4003", 7, raw=b"exact bytes")
         forwarder = self.forwarder(ack_timeout=10)
         wire = Wire()
@@ -137,6 +141,7 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual(self.store.state(1), "delivered")
 
     def test_nak_moves_entry_aside_and_channel_goes_on(self):
+        """A NAKed entry is moved aside and the channel goes on."""
         self.fill(3)
         forwarder = self.forwarder(window=1)
         wire = Wire()
@@ -152,6 +157,7 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual(len(wire.frames), 3)  # the refused one is not sent again
 
     def test_unknown_ack_ignored(self):
+        """An ACK for no entry in flight is ignored."""
         self.fill(1)
         forwarder = self.forwarder()
         forwarder.attach(Wire())
@@ -162,6 +168,7 @@ class ForwarderTests(SynchronousTestCase):
         self.assertFalse(forwarder.ack("4003", 1, "00"))  # a second ACK for the same: nothing left
 
     def test_wrapped_sequence_numbers_match_oldest_first(self):
+        """With a sequence number in flight twice (wrapped), an ACK answers the oldest first."""
         # 999999 then 1 again: two entries with the same key at once.
         first = self.store.add("speed", "4003", 5, raw=b"old")
         self.store.add("speed", "4003", 999999, raw=b"mid")
@@ -174,6 +181,7 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual(self.store.state(second), "delivered")
 
     def test_reconnect_resends_in_flight_first_in_order(self):
+        """After a reconnect the unanswered entries go out first, in order."""
         self.fill(5)
         forwarder = self.forwarder(window=3)
         first = Wire()
@@ -187,6 +195,7 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual(second.frames, [b"4003#1", b"4003#4", b"4003#5"])
 
     def test_require_ack_off_delivers_on_write(self):
+        """With require_ack off, an entry written counts as delivered."""
         self.fill(20)
         forwarder = self.forwarder(require_ack=False, window=2)
         wire = Wire()
@@ -198,6 +207,7 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual(len(wire.frames), 20)
 
     def test_drain_rate_paces_backlog_oldest_first(self):
+        """drain_rate paces a backlog, oldest first."""
         self.fill(100)
         forwarder = self.forwarder(require_ack=False, drain_rate=10, window=1)
         wire = Wire()
@@ -212,6 +222,7 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual(wire.frames, [f"4003#{i}".encode() for i in range(1, 101)] + [b"4003#5000"])
 
     def test_wake_reads_new_entries(self):
+        """wake() reads and sends new entries."""
         forwarder = self.forwarder()
         wire = Wire()
         forwarder.attach(wire)
@@ -221,6 +232,7 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual(wire.frames, [b"4003#1", b"4003#2"])
 
     def test_wake_during_a_read_reads_again(self):
+        """A wake during a read reads again after it."""
         self.store.add("speed", "4003", 1)
         slow = defer.Deferred()
         fetch = self.store.fetch_pending
@@ -240,6 +252,7 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual(wire.frames, [b"4003#1", b"4003#2"])
 
     def test_rescan_finds_entry_committed_behind_cursor(self):
+        """A rescan finds an entry committed behind the read cursor."""
         self.store.add("speed", "4003", 2, entry_id=2)
         forwarder = self.forwarder(require_ack=False)
         wire = Wire()
@@ -253,6 +266,7 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual(self.store.state(1), "delivered")
 
     def test_rescan_does_not_resend_answered_entries_not_yet_written(self):
+        """A rescan does not resend an answered entry whose state is not yet written."""
         self.fill(1)
         forwarder = self.forwarder()
         wire = Wire()
@@ -264,6 +278,7 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual(wire.frames, [b"4003#1"])
 
     def test_restart_resends_what_the_store_still_calls_pending(self):
+        """After a restart, what the store still calls pending is sent again."""
         self.fill(3)
         forwarder = self.forwarder()
         forwarder.attach(Wire())
@@ -276,6 +291,7 @@ class ForwarderTests(SynchronousTestCase):
         self.assertEqual(again.stats.resent, 2)
 
     def test_loads_in_batches(self):
+        """Entries are loaded in batches, all sent in order."""
         self.fill(25)
         forwarder = self.forwarder(batch=10, require_ack=False)
         wire = Wire()
@@ -302,6 +318,7 @@ class LiveForwardingTests(SynchronousTestCase):
         return forwarder
 
     def test_not_live_while_disconnected(self):
+        """A forwarder cannot go live while disconnected."""
         forwarder = self.forwarder()
         self.assertFalse(forwarder.can_go_live())
         forwarder.attach(Wire())
@@ -316,6 +333,7 @@ class LiveForwardingTests(SynchronousTestCase):
         return [entry_id for _, entry_id in pairs]
 
     def test_reading_from_the_store_signals_caught_up_once_everything_is_loaded(self):
+        """The forwarder signals caught up once everything in the store is loaded."""
         self.fill(25)
         forwarder = ChannelForwarder("speed", self.store, self.clock, ForwardingSettings(batch=10))
         signals = []
@@ -329,6 +347,7 @@ class LiveForwardingTests(SynchronousTestCase):
         self.assertTrue(all(signals))
 
     def test_live_entries_go_out_before_their_rows_exist_and_are_recorded_after_the_commit(self):
+        """Live entries go out before their rows exist and are recorded after the commit."""
         self.fill(2)
         forwarder = self.caught_up_forwarder()
         wire = Wire()
@@ -350,6 +369,7 @@ class LiveForwardingTests(SynchronousTestCase):
         self.assertEqual((forwarder.stats.delivered, forwarder.stats.refused), (2, 1))
 
     def test_live_entry_that_got_no_outbox_row_is_dropped_unsent(self):
+        """A live entry that got no outbox row (a retransmission) is dropped unsent."""
         forwarder = self.caught_up_forwarder(window=1)
         wire = Wire()
         forwarder.attach(wire)
@@ -363,6 +383,7 @@ class LiveForwardingTests(SynchronousTestCase):
         self.assertEqual(forwarder.queued + forwarder.in_flight, 0)
 
     def test_rowless_entry_in_flight_is_forgotten_when_answered_or_timed_out(self):
+        """A row-less entry in flight is forgotten once answered or timed out, never resent."""
         forwarder = self.caught_up_forwarder(ack_timeout=5)
         wire = Wire()
         forwarder.attach(wire)
@@ -375,6 +396,7 @@ class LiveForwardingTests(SynchronousTestCase):
         self.assertEqual(self.store.rows, {})
 
     def test_reconnect_resends_unanswered_live_entries_first_in_order(self):
+        """After a reconnect, unanswered live entries go out first, in order."""
         forwarder = self.caught_up_forwarder(window=2)
         first = Wire()
         forwarder.attach(first)
@@ -391,6 +413,7 @@ class LiveForwardingTests(SynchronousTestCase):
         self.assertEqual(self.store.state(1), "delivered")
 
     def test_too_much_held_falls_back_to_the_store_without_loss_or_reorder(self):
+        """Too many live entries held fall back to reading the store, without loss or reordering."""
         forwarder = self.caught_up_forwarder(live_queue=5, batch=4, require_ack=False)
         forwarder.attach(Wire())
         forwarder.go_live([])
@@ -409,6 +432,7 @@ class LiveForwardingTests(SynchronousTestCase):
         self.assertEqual({self.store.state(i) for i in self.store.rows}, {"delivered"})
 
     def test_not_live_while_a_read_is_under_way_or_the_queue_is_full(self):
+        """A forwarder cannot go live while a read is under way or its queue is full."""
         self.fill(3)
         reads: list[defer.Deferred] = []  # each read its own Deferred, answered by the test
 
@@ -428,6 +452,7 @@ class LiveForwardingTests(SynchronousTestCase):
         self.assertTrue(forwarder.can_go_live())
 
     def test_reads_from_the_store_only_up_to_the_last_reported_commit(self):
+        """The store is read only up to the last commit the writer reported."""
         self.fill(3)  # 3: committed, but the writer has not reported it yet
         forwarder = ChannelForwarder("speed", self.store, self.clock, ForwardingSettings(require_ack=False))
         forwarder.limit = 2
@@ -444,6 +469,7 @@ class LiveForwardingTests(SynchronousTestCase):
         self.assertEqual(self.store.state(3), "delivered")
 
     def test_stop_forgets_live_entries_without_an_id_and_a_start_reads_them_from_the_store(self):
+        """Stop forgets live entries without an id; the next start reads them from the store."""
         forwarder = self.caught_up_forwarder(window=1)
         wire = Wire()
         forwarder.attach(wire)
