@@ -340,7 +340,7 @@ class ReplyTests(SynchronousTestCase):
         self.assertEqual(dict(offline.fields), {"alive_count": 0, "state": "99"})
 
     def test_make_reply(self) -> None:
-        """make_reply ACKs a telegram, NAKs a refusal or garbage, and answers alives, replies and continued garbage not at all."""
+        """make_reply ACKs a telegram, NAKs refusals and garbage; alives, replies and continued garbage get nothing."""
         def reply(outcome):
             raw = make_reply(LAYOUTS, outcome, sequence_no=3, sent_at=SENT_AT)
             return None if raw is None else dict(decode(raw, LAYOUTS).as_flat_dict())

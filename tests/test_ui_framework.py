@@ -41,6 +41,7 @@ async def submit_login(ui, username, password, **extra):
 class LoginTests(TestCase):
     @d
     async def test_login_sets_a_strict_httponly_cookie_and_stores_only_a_digest(self):
+        """Login sets an HttpOnly, SameSite=Strict cookie, stores only the token's digest, and goes to 'next'."""
         ui = await start_ui(self)
         user = ui.add_user("kim", "operator", session=False)
         response, _ = await submit_login(ui, "kim", user.password, next="/system")
@@ -65,6 +66,7 @@ class LoginTests(TestCase):
 
     @d
     async def test_secure_cookie_when_configured_always(self):
+        """With secure_cookie = always the session cookie is Secure."""
         ui = await start_ui(self, env={"CCL_UI_SECURE_COOKIE": "always"})
         user = ui.add_user("kim", "viewer", session=False)
         response, _ = await submit_login(ui, "kim", user.password)
@@ -72,6 +74,7 @@ class LoginTests(TestCase):
 
     @d
     async def test_wrong_password_and_unknown_user_are_refused_and_audited(self):
+        """A wrong password and an unknown user get the same 401 message, no cookie, and are audited."""
         ui = await start_ui(self)
         ui.add_user("kim", "operator", session=False)
         response, body = await submit_login(ui, "kim", "wrong password!")
@@ -86,6 +89,7 @@ class LoginTests(TestCase):
 
     @d
     async def test_login_without_its_csrf_value_is_refused(self):
+        """A login without its CSRF cookie and form value is refused with 403."""
         ui = await start_ui(self)
         user = ui.add_user("kim", "operator", session=False)
         response, _ = await ui.post("/login", data={"username": "kim", "password": user.password})
@@ -97,6 +101,7 @@ class LoginTests(TestCase):
 
     @d
     async def test_lockout_after_repeated_failures(self):
+        """Repeated failures lock the account, even against the right password, until the lock ends."""
         ui = await start_ui(self, env={"CCL_UI_LOCKOUT_FAILURES": "3"})
         user = ui.add_user("kim", "operator", session=False)
         for _ in range(2):
@@ -119,6 +124,7 @@ class LoginTests(TestCase):
 
     @d
     async def test_disabled_user_cannot_log_in_and_its_sessions_stop_working(self):
+        """A disabled user cannot log in, and its sessions stop working."""
         ui = await start_ui(self)
         user = ui.add_user("kim", "operator")
         ui.sql("UPDATE users SET disabled = true")
@@ -130,6 +136,7 @@ class LoginTests(TestCase):
 
     @d
     async def test_open_redirect_refused(self):
+        """A 'next' pointing off the site sends to / instead."""
         ui = await start_ui(self)
         user = ui.add_user("kim", "operator", session=False)
         response, _ = await submit_login(ui, "kim", user.password, next="//evil.example/x")
@@ -139,6 +146,7 @@ class LoginTests(TestCase):
 class SessionTests(TestCase):
     @d
     async def test_idle_expiry(self):
+        """A session idle longer than the idle limit is refused."""
         ui = await start_ui(self, env={"CCL_UI_SESSION_IDLE_MINUTES": "5"})
         user = ui.add_user("kim", "viewer")
         response, _ = await ui.get("/api/whoami", user)
@@ -150,6 +158,7 @@ class SessionTests(TestCase):
 
     @d
     async def test_use_extends_the_idle_time(self):
+        """Using a session extends its idle time."""
         ui = await start_ui(self, env={"CCL_UI_SESSION_IDLE_MINUTES": "5"})
         user = ui.add_user("kim", "viewer")
         ui.sql("UPDATE sessions SET last_seen_at = now() - interval '4 minutes'")
@@ -160,6 +169,7 @@ class SessionTests(TestCase):
 
     @d
     async def test_absolute_expiry(self):
+        """A session past its absolute expiry is refused."""
         ui = await start_ui(self)
         user = ui.add_user("kim", "viewer")
         ui.sql("UPDATE sessions SET expires_at = now() - interval '1 second'")
@@ -168,6 +178,7 @@ class SessionTests(TestCase):
 
     @d
     async def test_absolute_expiry_set_from_config_at_login(self):
+        """A new session expires session_max_hours after login."""
         ui = await start_ui(self, env={"CCL_UI_SESSION_MAX_HOURS": "2"})
         user = ui.add_user("kim", "viewer", session=False)
         await submit_login(ui, "kim", user.password)
@@ -176,6 +187,7 @@ class SessionTests(TestCase):
 
     @d
     async def test_page_without_session_redirects_to_login_with_next(self):
+        """A page without a session redirects to the login with the page as 'next'."""
         ui = await start_ui(self)
         response, _ = await ui.get("/?x=1")
         self.assertEqual(response.code, 303)
@@ -183,6 +195,7 @@ class SessionTests(TestCase):
 
     @d
     async def test_logout_needs_csrf_ends_the_session_and_is_audited(self):
+        """Logout needs the CSRF token, ends the session and is audited."""
         ui = await start_ui(self)
         user = ui.add_user("kim", "operator")
         response, _ = await ui.post("/logout", user, csrf=False)
@@ -198,6 +211,7 @@ class SessionTests(TestCase):
 
     @d
     async def test_wrong_csrf_header_is_refused_with_json(self):
+        """A wrong X-CSRF-Token header is refused with 403 as JSON, changing nothing."""
         ui = await start_ui(self)
         user = ui.add_user("kim", "operator")
         response, body = await ui.post("/logout", user, csrf=False, headers={"X-CSRF-Token": "not-the-token"})
@@ -208,6 +222,7 @@ class SessionTests(TestCase):
 class FrameworkTests(TestCase):
     @d
     async def test_health(self):
+        """/health answers ok without a session."""
         ui = await start_ui(self)
         response, body = await ui.get("/health")
         self.assertEqual(response.code, 200)
@@ -215,6 +230,7 @@ class FrameworkTests(TestCase):
 
     @d
     async def test_static_files_served_without_session_and_without_listing(self):
+        """Static files are served without a session; no directory listing, no path outside."""
         ui = await start_ui(self)
         response, body = await ui.get("/static/js/ccl.js")
         self.assertEqual(response.code, 200)
@@ -226,6 +242,7 @@ class FrameworkTests(TestCase):
 
     @d
     async def test_korean_first_and_english_toggle_remembered(self):
+        """Pages are in Korean first; ?lang=en switches to English and is remembered."""
         ui = await start_ui(self)
         user = ui.add_user("kim", "admin")
         response, body = await ui.get("/", user)
@@ -240,6 +257,7 @@ class FrameworkTests(TestCase):
 
     @d
     async def test_security_headers(self):
+        """Pages carry a Content-Security-Policy allowing only the site's own scripts, and X-Frame-Options DENY."""
         ui = await start_ui(self)
         response, _ = await ui.get("/login")
         self.assertIn(b"script-src 'self'", response.headers.getRawHeaders(b"content-security-policy")[0])
@@ -247,6 +265,7 @@ class FrameworkTests(TestCase):
 
     @d
     async def test_oversized_body_refused(self):
+        """A body announced over the limit is refused with 413 before it is sent."""
         ui = await start_ui(self)
         user = ui.add_user("kim", "operator")
         host, port = ui.base.rsplit(":", 1)[0][len("http://"):], int(ui.base.rsplit(":", 1)[1])
@@ -266,6 +285,7 @@ class FrameworkTests(TestCase):
 class NavigationTests(TestCase):
     @d
     async def test_navigation_follows_the_role(self):
+        """The navigation shows each role only the pages it may open."""
         ui = await start_ui(self)
         viewer = ui.add_user("lee", "viewer")
         response, body = await ui.get("/", viewer)
@@ -280,6 +300,7 @@ class NavigationTests(TestCase):
 
     @d
     async def test_login_page_sends_a_logged_in_user_on(self):
+        """The login page sends a logged-in user on to 'next'."""
         ui = await start_ui(self)
         response, _ = await ui.get("/login?next=/system", ui.add_user("lee", "viewer"))
         self.assertEqual(response.code, 303)
@@ -296,6 +317,7 @@ class ProcessTests(TestCase):
         return env
 
     def test_bad_setting_stops_start_up_with_a_message(self):
+        """A bad setting stops ccl-ui start-up with a message naming it, no traceback."""
         result = subprocess.run(
             [sys.executable, "-m", "twisted", "--log-file=-", "ccl-ui"], capture_output=True, text=True, timeout=60,
             env=self._env(CCL_DATABASE_DSN="host=127.0.0.1 dbname=x", CCL_UI_LOCKOUT_FAILURES="many"))
@@ -305,6 +327,7 @@ class ProcessTests(TestCase):
 
     @d
     async def test_serves_health(self):
+        """ccl-ui run by twistd serves /health."""
         from ccl.adapters.storage.localdb import free_port
         from tests.support.database import fresh_database
         import treq
@@ -340,6 +363,7 @@ class ProcessTests(TestCase):
 class UnknownPathTests(TestCase):
     @d
     async def test_unknown_paths_and_methods(self):
+        """Unknown paths get 404 (JSON under /api, a Korean page otherwise); wrong methods 405."""
         ui = await start_ui(self)
         response, body = await ui.get("/api/nothing-here")
         self.assertEqual(response.code, 404)
@@ -353,6 +377,7 @@ class UnknownPathTests(TestCase):
 
     @d
     async def test_next_is_only_a_local_path(self):
+        """'next' is followed only when it is a local path."""
         ui = await start_ui(self)
         user = ui.add_user("kim", "operator", session=False)
         for evil in ("//evil.example/x", "/\\evil.example", "/\t/evil.example", "https://evil.example/"):
@@ -363,6 +388,7 @@ class UnknownPathTests(TestCase):
 class DatabaseOutageTests(TestCase):
     @d
     async def test_pages_say_the_database_is_away_and_recover_when_it_is_back(self):
+        """With PostgreSQL away pages say so (503); they work again once it is back."""
         import psycopg2
 
         from tests.support.cluster import private_cluster
@@ -399,6 +425,7 @@ class DatabaseOutageTests(TestCase):
 class HousekeepingTests(TestCase):
     @d
     async def test_purge_removes_expired_and_idle_sessions_only(self):
+        """The session purge removes expired and idle sessions only."""
         ui = await start_ui(self, env={"CCL_UI_SESSION_IDLE_MINUTES": "10"})
         for name in ("live", "idle", "old"):
             ui.add_user(name, "viewer")
@@ -413,6 +440,7 @@ class HousekeepingTests(TestCase):
 class LanguageLinkTests(TestCase):
     @d
     async def test_language_link_keeps_the_query(self):
+        """The language link keeps the page's query."""
         ui = await start_ui(self)
         admin = ui.add_user("boss", "admin")
         response, body = await ui.get("/admin/audit?actor=kim&page=2", admin)
