@@ -68,6 +68,7 @@ class Base(TestCase):
 class UploadTests(Base):
     @defer.inlineCallbacks
     def test_pair_stored_byte_for_byte_with_metadata_and_thumbnails(self):
+        """A pair is stored byte for byte with its metadata, rows and thumbnails, and the reply names the files."""
         original, labeled = image_bytes("JPEG", (300, 200)), image_bytes("BMP", (300, 200))
         code, body = yield post_parts(self.svc.url, pair_parts(original=original, labeled=labeled,
                                                                captured_at="2025-04-09T13:59:14+09:00",
@@ -108,6 +109,7 @@ class UploadTests(Base):
 
     @defer.inlineCallbacks
     def test_missing_thumbnails_are_made_by_the_catch_up_job(self):
+        """A missing thumbnail is made again by the catch-up job."""
         code, body = yield post_parts(self.svc.url, pair_parts())
         yield self.svc.app.thumbnailer.idle()
         name = body["data"]["original_image"]["filename"]
@@ -121,6 +123,7 @@ class UploadTests(Base):
 
     @defer.inlineCallbacks
     def test_part_order_does_not_matter(self):
+        """The order of the multipart parts does not matter."""
         parts = pair_parts(camera_id="top")
         parts.reverse()  # text fields first, labeled before original
         code, body = yield post_parts(self.svc.url, parts)
@@ -130,6 +133,7 @@ class UploadTests(Base):
 
     @defer.inlineCallbacks
     def test_type_decided_by_decoding_not_by_name(self):
+        """An image's type is decided by decoding it, not by its file name or content type."""
         png = image_bytes("PNG")
         parts = [("original_image", "photo.jpg", "image/jpeg", png), ("labeled_image", "x.bmp", "text/plain", image_bytes("JPEG")),
                  ("coil_number", None, None, "C123-45")]
@@ -140,6 +144,7 @@ class UploadTests(Base):
 
     @defer.inlineCallbacks
     def test_defect_data_stored_and_linked_to_the_pair(self):
+        """defect_data is stored as defects linked to the pair, severity and review need derived."""
         defects = [{"defect_type": "scratch", "confidence_score": 0.97, "defect_position_meter": 12.5},
                    {"defect_type": "dent", "confidence_score": 0.4, "event_id": "123e4567-e89b-12d3-a456-426614174000"}]
         code, body = yield post_parts(self.svc.url, pair_parts(defect_data=json.dumps(defects)))
@@ -154,6 +159,7 @@ class UploadTests(Base):
 
     @defer.inlineCallbacks
     def test_events_sent_for_images_and_defects(self):
+        """An upload announces its images and its defects."""
         events = []
         yield self.svc.db.listen("ccl_events", events.append)
         code, body = yield post_parts(self.svc.url, pair_parts(defect_data='{"defect_type": "dent", "confidence_score": 0.9,'
@@ -171,6 +177,7 @@ class UploadTests(Base):
 
     @defer.inlineCallbacks
     def test_concurrent_uploads_for_one_coil_never_collide(self):
+        """Concurrent uploads for one coil get distinct file names; none is lost."""
         results = yield defer.gatherResults([post_parts(self.svc.url, pair_parts()) for _ in range(24)])
         self.assertEqual([code for code, _ in results], [201] * 24)
         names = {body["data"]["original_image"]["filename"] for _, body in results}
@@ -182,71 +189,89 @@ class UploadTests(Base):
 
 class BadInputTests(Base):
     def test_truncated_jpeg(self):
+        """A truncated JPEG is refused with 422 and nothing is written."""
         whole = image_bytes("JPEG", (400, 300))
         return self.assertRefused(pair_parts(original=whole[: len(whole) // 2]), 422, "truncated")
 
     def test_truncated_png(self):
+        """A truncated PNG is refused with 422 and nothing is written."""
         whole = image_bytes("PNG", (400, 300))
         return self.assertRefused(pair_parts(labeled=whole[:-30]), 422, "truncated")
 
     def test_truncated_bmp(self):
+        """A truncated BMP is refused with 422 and nothing is written."""
         whole = image_bytes("BMP", (400, 300))
         return self.assertRefused(pair_parts(labeled=whole[: len(whole) - 1000]), 422, "truncated")
 
     def test_png_decompression_bomb(self):
+        """A PNG decompression bomb is refused with 413 (too many pixels) and nothing is written."""
         return self.assertRefused(pair_parts(labeled=png_bomb()), 413, "pixels")
 
     def test_text_file_named_jpg(self):
+        """A text file named .jpg is refused with 415 and nothing is written."""
         parts = pair_parts(original=b"just some text, not a picture\n" * 20)
         return self.assertRefused(parts, 415, "not a JPEG")
 
     def test_sixty_megabyte_file(self):
+        """A file over 50 MB is refused with 413 and nothing is written."""
         big = image_bytes("JPEG") + b"\x00" * (60 * 1024 * 1024)
         return self.assertRefused(pair_parts(original=big), 413, "50 MB")
 
     def test_coil_number_path_traversal(self):
+        """A coil number with a path in it is refused with 400 and nothing is written."""
         return self.assertRefused(pair_parts(coil="../../etc/passwd"), 400, "coil_number")
 
     def test_coil_number_with_space(self):
+        """A coil number with a space is refused with 400 and nothing is written."""
         return self.assertRefused(pair_parts(coil="A B"), 400, "coil_number")
 
     def test_coil_number_empty(self):
+        """An empty coil number is refused with 400 and nothing is written."""
         return self.assertRefused(pair_parts(coil=""), 400, "coil_number")
 
     def test_coil_number_missing(self):
+        """A missing coil number is refused with 400 and nothing is written."""
         return self.assertRefused(pair_parts(coil=None), 400, "coil_number")
 
     def test_coil_number_of_21_characters(self):
+        """A coil number of 21 characters is refused with 400 and nothing is written."""
         return self.assertRefused(pair_parts(coil="A" * 21), 400, "21")
 
     def test_missing_file_part(self):
+        """A pair without its labeled image is refused with 400 and nothing is written."""
         parts = [p for p in pair_parts() if p[0] != "labeled_image"]
         return self.assertRefused(parts, 400, "labeled_image")
 
     def test_three_files(self):
+        """Three files are refused with 400 and nothing is written."""
         parts = pair_parts()
         parts.insert(1, ("extra_image", "c.jpg", "image/jpeg", image_bytes("JPEG")))
         return self.assertRefused(parts, 400, "at most 2 files")
 
     def test_defect_data_not_json(self):
+        """defect_data that is not JSON is refused with 400 and nothing is written."""
         return self.assertRefused(pair_parts(defect_data="{defect: scratch"), 400, "not valid JSON")
 
     def test_defect_data_with_a_text_no_column_can_hold(self):
+        """A defect text with a NUL character is refused with 422 and nothing is written."""
         return self.assertRefused(
             pair_parts(defect_data='[{"defect_type": "de\\u0000nt", "confidence_score": 0.5}]'), 422, "defect_type")
 
     def test_defect_data_with_an_invalid_defect(self):
+        """An invalid defect in defect_data is refused with 422 and nothing is written."""
         return self.assertRefused(pair_parts(defect_data='[{"defect_type": "dent", "confidence_score": 1.5}]'),
                                   422, "confidence_score")
 
     @defer.inlineCallbacks
     def test_not_multipart(self):
+        """A body that is not multipart is refused with 415 and nothing is written."""
         response_code, body = yield post_json(self.svc.url, "/upload/pair", {"coil_number": "C1"})
         self.assertEqual(response_code, 415)
         yield self.assertNothingWritten()
 
     @defer.inlineCallbacks
     def test_broken_multipart(self):
+        """A broken multipart body is refused with 400 and nothing is written."""
         body, content_type = multipart(pair_parts())
         response = yield treq.post(self.svc.url + "/upload/pair", data=body[: len(body) // 2] + b"garbage",
                                    headers={"Content-Type": content_type}, pool=ingest._pool)
@@ -256,6 +281,7 @@ class BadInputTests(Base):
 
     @defer.inlineCallbacks
     def test_content_length_over_the_limit_refused_before_the_body(self):
+        """A Content-Length over the limit is refused with 413 before the body is sent."""
         port = int(self.svc.url.rsplit(":", 1)[1])
 
         def exchange():
@@ -279,6 +305,7 @@ class BadInputTests(Base):
 class ReadTests(Base):
     @defer.inlineCallbacks
     def test_empty_store_answers_empty_lists(self):
+        """An empty store answers empty lists, no latest image and zero figures."""
         code, body, _, _ = yield get(self.svc.url, "/list/original")
         self.assertEqual((code, body["data"]["images"], body["data"]["total"]), (200, [], 0))
         code, body, _, _ = yield get(self.svc.url, "/latest/labeled")
@@ -288,6 +315,7 @@ class ReadTests(Base):
 
     @defer.inlineCallbacks
     def test_latest_list_image_and_stats(self):
+        """Latest, list (by coil, dates, pages), the file itself and /stats answer what was uploaded."""
         sent = []
         for coil in ("C1", "C2", "C1"):
             original = image_bytes("JPEG", (50 + len(sent), 40))
@@ -319,6 +347,7 @@ class ReadTests(Base):
 
     @defer.inlineCallbacks
     def test_concurrent_stats_requests_share_one_read(self):
+        """Concurrent /stats requests share one read."""
         code, _ = yield post_parts(self.svc.url, pair_parts(coil="C1"))
         self.assertEqual(code, 201)
         shared = self.svc.app.read_stats
@@ -330,6 +359,7 @@ class ReadTests(Base):
 
     @defer.inlineCallbacks
     def test_bad_read_arguments(self):
+        """Bad read arguments get 400, unknown kinds and paths 404, with a reason."""
         for path, status in (("/list/original?limit=201", 400), ("/list/original?page=0", 400),
                              ("/list/other", 404), ("/latest/original?coil_number=A%20B", 400),
                              ("/list/original?from_date=yesterday", 400), ("/nowhere", 404)):
@@ -339,6 +369,7 @@ class ReadTests(Base):
 
     @defer.inlineCallbacks
     def test_image_path_traversal(self):
+        """Paths that climb out of the store, or name no stored file, get 400 or 404 and no file."""
         for path in ("/image/original/..%2f..%2fetc%2fpasswd", "/image/original/../../etc/passwd",
                      "/image/original/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/image/original/C1_20250409135914123_original.jpg"):
             code, body, raw, _ = yield get(self.svc.url, path)
@@ -348,6 +379,7 @@ class ReadTests(Base):
 
     @defer.inlineCallbacks
     def test_health_and_metrics(self):
+        """/health reports database and storage ok, and /metrics counts the pairs stored."""
         yield self.svc.jobs[0][1]()  # the health check job
         code, body, _, _ = yield get(self.svc.url, "/health")
         self.assertEqual((code, body["status"], body["database"], body["storage"]), (200, "ok", "ok", "ok"))
