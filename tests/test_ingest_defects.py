@@ -48,6 +48,7 @@ class Base(TestCase):
 class SingleTests(Base):
     @defer.inlineCallbacks
     def test_stored_with_derived_severity(self):
+        """A single defect is stored with all its fields and a severity derived from its confidence."""
         code, body = yield post_json(self.svc.url, "/defect/single", defect(
             confidence_score=0.9, defect_position_x=10, defect_position_y=20, defect_size_width=5,
             defect_size_height=6, defect_position_meter=123.4, detection_time="2025-04-09T13:59:14+09:00",
@@ -61,11 +62,13 @@ class SingleTests(Base):
 
     @defer.inlineCallbacks
     def test_confidence_zero_is_valid_and_flagged(self):
+        """Confidence 0 is stored as low severity, flagged for review."""
         code, body = yield post_json(self.svc.url, "/defect/single", defect(confidence_score=0))
         self.assertEqual((code, body["data"]["severity"], body["data"]["needs_review"]), (201, "low", True))
 
     @defer.inlineCallbacks
     def test_thresholds_come_from_system_settings(self):
+        """Severity thresholds come from system_settings."""
         query(self.svc.dsn, "UPDATE system_settings SET value = '{\"critical\": 0.5, \"high\": 0.4, \"medium\": 0.3}'"
                             " WHERE key = 'severity_thresholds'")
         code, body = yield post_json(self.svc.url, "/defect/single", defect(confidence_score=0.55))
@@ -73,11 +76,13 @@ class SingleTests(Base):
 
     @defer.inlineCallbacks
     def test_sent_severity_kept(self):
+        """A severity sent by the box is kept."""
         code, body = yield post_json(self.svc.url, "/defect/single", defect(confidence_score=0.1, severity="critical"))
         self.assertEqual((code, body["data"]["severity"]), (201, "critical"))
 
     @defer.inlineCallbacks
     def test_repeated_event_id_answers_the_stored_row_and_stores_nothing(self):
+        """A repeated event id answers 200 with the stored row, marked duplicate, and stores nothing."""
         code, first = yield post_json(self.svc.url, "/defect/single", defect(event_id=EVENT))
         self.assertEqual(code, 201)
         code, again = yield post_json(self.svc.url, "/defect/single", defect(event_id=EVENT, defect_type="dent"))
@@ -88,6 +93,7 @@ class SingleTests(Base):
 
     @defer.inlineCallbacks
     def test_concurrent_posts_each_answered_and_stored_once(self):
+        """Posts arriving together are each answered, stored once, and a bad one fails alone."""
         # Posts that arrive together are committed together; each still gets its own answer.
         posts = [defect(defect_position_meter=float(i)) for i in range(44)]
         posts += [defect(event_id=EVENT, defect_position_meter=99.0) for _ in range(5)]
@@ -104,6 +110,7 @@ class SingleTests(Base):
 
     @defer.inlineCallbacks
     def test_image_links_and_model(self):
+        """A defect is linked to its model and to the stored image its path names."""
         query(self.svc.dsn, "INSERT INTO ai_models (id, name) VALUES (7, 'yolo')")
         query(self.svc.dsn, "INSERT INTO images (coil_number, kind, filename, path, bytes, width, height, format,"
                             " sha256, captured_at) VALUES ('C77', 'original', 'C77_20250409135914123_original.jpg',"
@@ -117,6 +124,7 @@ class SingleTests(Base):
 
     @defer.inlineCallbacks
     def test_event_sent(self):
+        """A stored defect is announced with its id, coil, type, severity and position."""
         events = []
         yield self.svc.db.listen("ccl_events", events.append)
         code, body = yield post_json(self.svc.url, "/defect/single", defect(defect_position_meter=42.0))
@@ -128,33 +136,42 @@ class SingleTests(Base):
 
 class SingleBadInputTests(Base):
     def test_confidence_above_one(self):
+        """A confidence above 1 is refused with 422 and nothing is stored."""
         return self.assertRefused("/defect/single", defect(confidence_score=1.5), 422, "confidence_score")
 
     def test_confidence_below_zero(self):
+        """A confidence below 0 is refused with 422 and nothing is stored."""
         return self.assertRefused("/defect/single", defect(confidence_score=-0.1), 422, "confidence_score")
 
     def test_confidence_as_text(self):
+        """A confidence given as text is refused with 422 and nothing is stored."""
         return self.assertRefused("/defect/single", defect(confidence_score="high"), 422, "confidence_score")
 
     def test_coil_number_traversal(self):
+        """A coil number with a path in it is refused with 422 and nothing is stored."""
         return self.assertRefused("/defect/single", defect(coil_number="../../etc/passwd"), 422, "coil_number")
 
     def test_missing_defect_type(self):
+        """A defect without defect_type is refused with 422 and nothing is stored."""
         body = defect()
         del body["defect_type"]
         return self.assertRefused("/defect/single", body, 422, "defect_type")
 
     def test_unknown_model(self):
+        """An unknown model id is refused with 422 and nothing is stored."""
         return self.assertRefused("/defect/single", defect(model_id=999), 422, "model_id")
 
     def test_not_json(self):
+        """A body that is not JSON is refused with 400 and nothing is stored."""
         return self.assertRefused("/defect/single", None, 400, "JSON", raw=b"{not json")
 
     def test_bad_event_id(self):
+        """An event id that is not a UUID is refused with 422 and nothing is stored."""
         return self.assertRefused("/defect/single", defect(event_id="17"), 422, "event_id")
 
     @defer.inlineCallbacks
     def test_texts_no_column_can_hold(self):
+        """Texts with a NUL or a lone surrogate are refused with 422 naming the field; nothing is stored."""
         # JSON can spell a NUL and a lone surrogate; PostgreSQL text can hold neither.
         for field in ("defect_type", "camera_id", "original_image_path"):
             for bad in ("scr\\u0000atch", "scr\\ud800atch"):  # JSON escapes, as a client sends them
@@ -169,6 +186,7 @@ class SingleBadInputTests(Base):
 class BatchTests(Base):
     @defer.inlineCallbacks
     def test_batch_stored_in_one_go_with_batch_info(self):
+        """A batch is stored in one go under its coil number, with its batch_info."""
         items = [{"defect_type": "dent", "confidence_score": i / 1000, "coil_number": "IGNORED",
                   "defect_position_meter": i / 10} for i in range(1000)]
         code, body = yield post_json(self.svc.url, "/defect/batch", {"coil_number": "C88", "defects": items,
@@ -181,6 +199,7 @@ class BatchTests(Base):
 
     @defer.inlineCallbacks
     def test_ten_thousand_defects(self):
+        """A batch of 10,000 defects is stored whole."""
         items = [{"defect_type": "dent", "confidence_score": 0.9, "event_id": str(uuid.uuid4())} for _ in range(10000)]
         code, body = yield post_json(self.svc.url, "/defect/batch", {"coil_number": "C88", "defects": items})
         self.assertEqual((code, body["data"]["stored"]), (201, 10000))
@@ -188,6 +207,7 @@ class BatchTests(Base):
 
     @defer.inlineCallbacks
     def test_stored_event_ids_skipped_in_a_batch(self):
+        """Event ids already stored are skipped in a batch and named in the reply."""
         yield post_json(self.svc.url, "/defect/single", defect(event_id=EVENT))
         items = [{"defect_type": "dent", "confidence_score": 0.9, "event_id": EVENT},
                  {"defect_type": "dent", "confidence_score": 0.9}]
@@ -197,6 +217,7 @@ class BatchTests(Base):
 
     @defer.inlineCallbacks
     def test_events_for_every_defect_of_a_batch(self):
+        """Every defect of a batch is announced, awkward texts intact."""
         events = []
         yield self.svc.db.listen("ccl_events", events.append)
         # Line breaks, tabs, quotes and backslashes in the texts: the events go to PostgreSQL
@@ -215,27 +236,33 @@ class BatchBadInputTests(Base):
     item = {"defect_type": "dent", "confidence_score": 0.9}
 
     def test_batch_of_10001(self):
+        """A batch of 10,001 defects is refused with 413 and nothing is stored."""
         return self.assertRefused("/defect/batch", {"coil_number": "C1", "defects": [self.item] * 10001}, 413, "10000")
 
     @defer.inlineCallbacks
     def test_one_bad_item_among_999_good_ones(self):
+        """One bad item among 999 refuses the batch with 422 naming its index; nothing is stored."""
         items = [self.item] * 999
         items.insert(321, dict(self.item, confidence_score="high"))
         body = yield self.assertRefused("/defect/batch", {"coil_number": "C1", "defects": items}, 422)
         self.assertEqual([problem["index"] for problem in body["details"]], [321])
 
     def test_bad_coil_number(self):
+        """A bad batch coil number is refused with 400 and nothing is stored."""
         return self.assertRefused("/defect/batch", {"coil_number": "A B", "defects": [self.item]}, 400, "coil_number")
 
     def test_defects_not_a_list(self):
+        """Defects that are not a list are refused with 422 and nothing is stored."""
         return self.assertRefused("/defect/batch", {"coil_number": "C1", "defects": "many"}, 422, "defects")
 
     def test_unknown_model_in_a_batch(self):
+        """An unknown model in a batch is refused with 422 naming the item; nothing is stored."""
         return self.assertRefused("/defect/batch", {"coil_number": "C1", "defects": [self.item, dict(self.item, model_id=5)]},
                                   422, '"index": 1')
 
     @defer.inlineCallbacks
     def test_texts_no_column_can_hold(self):
+        """A batch item with a NUL or a lone surrogate refuses the batch with 422; nothing is stored."""
         good = json.dumps({"defect_type": "dent", "confidence_score": 0.9})
         for bad in ('{"defect_type": "de\\u0000nt", "confidence_score": 0.9}',
                     '{"defect_type": "dent", "confidence_score": 0.9, "camera_id": "\\udfff"}'):
@@ -249,6 +276,7 @@ class BatchBadInputTests(Base):
         yield self.assertRefused("/defect/batch", None, 422, "batch_info", raw=raw)
 
     def test_repeated_event_id_inside_the_batch(self):
+        """An event id repeated inside a batch is refused with 422 and nothing is stored."""
         items = [dict(self.item, event_id=EVENT), dict(self.item, event_id=EVENT)]
         return self.assertRefused("/defect/batch", {"coil_number": "C1", "defects": items}, 422, "repeats")
 
@@ -256,6 +284,7 @@ class BatchBadInputTests(Base):
 class ModelAndReadTests(Base):
     @defer.inlineCallbacks
     def test_model_performance_updates_and_keeps_history(self):
+        """Model performance updates the scores given and keeps a history row."""
         query(self.svc.dsn, "INSERT INTO ai_models (id, name, accuracy_score) VALUES (3, 'yolo', 0.5)")
         code, body = yield post_json(self.svc.url, "/model/performance",
                                      {"model_id": 3, "performance_data": {"precision_score": 0.8, "f1_score": 0.7}})
@@ -270,6 +299,7 @@ class ModelAndReadTests(Base):
 
     @defer.inlineCallbacks
     def test_model_performance_refusals(self):
+        """Performance for an unknown model is 404, with a score outside 0..1 422."""
         code, body = yield post_json(self.svc.url, "/model/performance", {"model_id": 99, "performance_data": {"f1_score": 0.5}})
         self.assertEqual((code, body["error"]), (404, "no such AI model"))
         query(self.svc.dsn, "INSERT INTO ai_models (id, name) VALUES (3, 'yolo')")
@@ -279,6 +309,7 @@ class ModelAndReadTests(Base):
 
     @defer.inlineCallbacks
     def test_stats_and_recent_with_schedule(self):
+        """/stats and /defects/recent answer what is stored, with the coil's schedule, within the hours asked."""
         code, body, _, _ = yield get(self.svc.url, "/stats")
         self.assertEqual((code, body["data"]["total"], body["data"]["by_type"], body["data"]["last_defect_time"]),
                          (200, 0, [], None))
@@ -303,6 +334,7 @@ class ModelAndReadTests(Base):
 
     @defer.inlineCallbacks
     def test_concurrent_stats_requests_share_one_read_and_the_next_reads_afresh(self):
+        """Concurrent /stats requests share one read; the next request reads afresh."""
         yield post_json(self.svc.url, "/defect/single", defect())
         shared = self.svc.app.read_stats
         runs = shared.runs
@@ -317,6 +349,7 @@ class ModelAndReadTests(Base):
 
     @defer.inlineCallbacks
     def test_coils_last_seen_exact_whether_or_not_the_window_holds_enough_coils(self):
+        """/stats' latest coils are exact whether or not the recent window holds enough coils."""
         # A has the 5 newest defects, then B (2), then C (1, the oldest of all).
         rows = [("A", 0.9, 10 + i) for i in range(5)] + [("B", 0.5, 5), ("B", 0.3, 4), ("C", 0.1, 1)]
         for coil, confidence, minute in rows:
@@ -343,6 +376,7 @@ class ModelAndReadTests(Base):
 
     @defer.inlineCallbacks
     def test_health_and_metrics(self):
+        """/health says ok and /metrics counts the defects stored."""
         yield self.svc.jobs[0][1]()
         code, body, _, _ = yield get(self.svc.url, "/health")
         self.assertEqual((code, body["status"]), (200, "ok"))
@@ -353,6 +387,7 @@ class ModelAndReadTests(Base):
 
 class EventTextTests(TestCase):
     def test_event_text_is_the_json_of_the_defect(self):
+        """A defect's event text is its JSON, awkward texts intact, missing values null."""
         defect = validate_defect({"coil_number": "C-1", "defect_type": '스크래치 "x"\n', "confidence_score": 0.25,
                                   "defect_position_meter": 12.5, "camera_id": "top"}, Thresholds(), now=DETECTED_AT)
         self.assertEqual(json.loads(event_text(7, defect)), {
@@ -366,6 +401,7 @@ class BodyLimitTests(TestCase):
 
     @defer.inlineCallbacks
     def test_chunked_body_over_the_limit_is_refused_while_streaming(self):
+        """A chunked body over the limit is refused with 413 while it streams."""
         import socket
 
         from twisted.internet import threads
