@@ -89,3 +89,76 @@ class Recompute(DatabaseTestCase, TestCase):
         self.assertEqual((stop["kind"], stop["duration_s"], stop["tracked_coil"]), ("stop", 59.0, "A"))
         # no speed after 990 s, and it is 1000 s: a gap still open
         self.assertEqual((gap["kind"], gap["ended_at"], gap["duration_s"]), ("speed_gap", None, 10.0))
+
+
+class RebuildCommand(DatabaseTestCase, TestCase):
+    """``ccl tracking rebuild`` as a real subprocess: a coil cut at the shear into two exit coils
+    (cropped 5 m at head and tail), its defects and an image re-mapped onto them."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield self.start_database()
+        line = self.line = Line(self.connection, T0)
+        line.speeds(0, 900)
+        line.schedule(0, "A", 600)
+        line.weld(30, "A")
+        line.weld(330, "B")
+        # cuts at odometer 65 (crop), 365 (A, 300 m), 655 (A, 290 m) and 665 (crop around the weld at 660);
+        # the shear is 180 m after the detector: a cut at x happens at (x + 180) / 2 s.
+        line.telegram("tc_4001_cut", 122.5, coil_number="A", cut_mode=2, winding_length=None)
+        line.telegram("tc_4001_cut", 272.5, coil_number="A", cut_mode=1, winding_length=300)
+        line.telegram("tc_4001_cut", 417.5, coil_number="A", cut_mode=1, winding_length=290)
+        line.telegram("tc_4001_cut", 422.5, coil_number="B", cut_mode=2, winding_length=None)
+        self.first = line.defect(130, "A")  # odometer 200: A metre 140, exit coil 1 metre 135
+        self.second = line.defect(230, "A", camera="bottom")  # odometer 398: exit coil 2 metre 33
+        [(self.image,)] = self.sql(
+            "INSERT INTO images (coil_number, kind, filename, path, bytes, width, height, format, sha256, captured_at,"
+            " received_at, camera_id) VALUES ('A', 'original', 'a.jpg', '/x/a.jpg', 1, 1, 1, 'JPEG', repeat('0', 64),"
+            " to_timestamp(%s), to_timestamp(%s), 'top') RETURNING id", (T0 + 130, T0 + 131))
+
+    def rebuild(self):
+        from datetime import datetime, timezone
+
+        from tests.support.tracking import ENV
+        from tests.test_cli_create_user import run_cli
+
+        moment = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat()  # noqa: E731
+        return run_cli(["tracking", "rebuild", "--from", moment(T0), "--to", moment(T0 + 1000), "--dsn", self.dsn],
+                       env_extra={**ENV, "CCL_TRACKING_SCRAP_CUT_MODES": "2"})
+
+    def test_defects_remapped_onto_the_exit_coils(self):
+        result = self.rebuild()
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("new 3, moved to another coil 0", result.stdout)
+        rows = {r[0]: r[1:] for r in self.sql(
+            "SELECT defect_id, tracked_coil, round(metre::numeric, 3), exit_coil, exit_piece,"
+            " round(exit_metre::numeric, 3) FROM tracking_defects")}
+        self.assertEqual(rows[self.first], ("A", 140, "A", 1, 135))
+        self.assertEqual(rows[self.second], ("A", 338, "A", 2, 33))
+        [image] = self.sql("SELECT tracked_coil, exit_coil, exit_piece, round(exit_metre::numeric, 3), time_source"
+                           " FROM tracking_images WHERE image_id = %s", (self.image,))
+        self.assertEqual(image, ("A", "A", 1, 135, "box"))
+        exits = self.sql("SELECT piece, coil_number, round(start_m::numeric, 3), round(end_m::numeric, 3),"
+                         " winding_length, scrap, length_disagrees FROM tracking_exit_coils"
+                         " WHERE tracked_coil = 'A' ORDER BY piece")
+        self.assertEqual(exits, [(1, "A", 5, 305, 300, False, False), (2, "A", 305, 595, 290, False, False)])
+        [coil] = self.sql("SELECT round(head_crop_m::numeric, 3), round(tail_crop_m::numeric, 3), cut_seen,"
+                          " length_disagrees FROM tracking_coils WHERE tracked_coil = 'A'")
+        self.assertEqual(coil, (5, 5, True, False))
+        [(report,)] = self.sql("SELECT report FROM tracking_runs")
+        self.assertEqual((report["new"], report["placements"]), (3, 3))
+        self.assertEqual(self.sql("SELECT action, result FROM audit_logs"), [("tracking.rebuild", "ok")])
+        again = self.rebuild()
+        self.assertIn("unchanged 3; written 0", again.stdout)
+
+    def test_bad_period_refused_with_a_message(self):
+        from tests.test_cli_create_user import run_cli
+
+        result = run_cli(["tracking", "rebuild", "--from", "yesterday", "--to", "2026-01-01", "--dsn", self.dsn])
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("--from", result.stderr)
+        result = run_cli(["tracking", "rebuild", "--from", "2026-01-02", "--to", "2026-01-01", "--dsn", self.dsn])
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("later than --from", result.stderr)

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "create-user": ("ccl.cli.create_user", "create a UI user (password from stdin or a prompt)"),
     "ctl": ("ccl.cli.ctl", "status, start/stop/restart, logs of the services via the orchestrator"),
     "ingest-token": ("ccl.cli.ingest_token", "create, list or revoke bearer tokens of the Jetson boxes"),
+    "tracking": ("ccl.cli.tracking", "coil tracking: rebuild a period from the stored telegrams and report what moved"),
     "simulate": ("ccl.cli.simulate", "play a partner (mes: the Dongkuk MES; gokiwon: the 고기원 server; line: MES and Jetson boxes together)"),
 }
 

@@ -34,18 +34,13 @@ class TrackingComponent(service.Service):
         return super().stopService()
 
 
-def store_for(db, settings: TrackingSettings) -> TrackingRecords:
-    return TrackingRecords(db, [c.camera_id for c in settings.cameras],
-                           max((abs(c.clock_offset_s) for c in settings.cameras), default=0.0))
-
-
 def live_tracking(config: Config, db, clock) -> TrackingComponent | None:
     """The component for ``db`` (already owned and started by the host service), or None when
     ``[tracking] live`` is off."""
     if not config.get_bool("tracking", "live"):
         return None
     settings = TrackingSettings.from_config(config)
-    tracker = LiveTracker(store_for(db, settings), settings, clock,
+    tracker = LiveTracker(TrackingRecords.for_settings(db, settings), settings, clock,
                           sweep_seconds=config.get_float("tracking", "sweep_seconds", 1, 86_400),
                           sweep_window_s=config.get_float("tracking", "sweep_window_s", 60, 7 * 86_400))
     return TrackingComponent(db, tracker)

@@ -150,6 +150,12 @@ class TrackingRecords:
         self._cameras = list(camera_ids)
         self._margin = abs(max_clock_offset_s) + 1.0
 
+    @classmethod
+    def for_settings(cls, db, settings) -> "TrackingRecords":
+        """Reading the configured cameras' heartbeats and detections (widened by their clock offsets)."""
+        return cls(db, [c.camera_id for c in settings.cameras],
+                   max((abs(c.clock_offset_s) for c in settings.cameras), default=0.0))
+
     def _query(self, sql, params=()):
         return self._db.runQuery(sql, params).addErrback(as_store_unavailable)
 
