@@ -117,6 +117,7 @@ class MemoryProcessStore:
 
 class OutboxEntriesTests(SynchronousTestCase):
     def test_forwarded_telegrams_become_entries_by_channel_in_journal_order(self):
+        """Forwarded telegrams become outbox entries per channel, in journal order; cuts never."""
         records = [
             record(1, schedule(1), decoded=True),  # decoded by the receiver
             record(2, cut(2), decoded=True),  # stored, never forwarded
@@ -138,6 +139,7 @@ class OutboxEntriesTests(SynchronousTestCase):
         })
 
     def test_nothing_to_forward_makes_no_channel(self):
+        """Records with nothing to forward make no channel."""
         self.assertEqual(outbox_entries([record(1, cut(1)), record(2, cut(2), decoded=True)], LAYOUTS), {})
         self.assertEqual(outbox_entries([], LAYOUTS), {})
 
@@ -169,10 +171,12 @@ class PipelineTests(SynchronousTestCase):
         return [decode(raw, LAYOUTS).sequence_no for raw in self.wire.frames]
 
     def test_the_ports_are_provided(self):
+        """The in-memory journal and process store provide their ports."""
         verifyObject(IJournal, self.journal)
         verifyObject(IProcessStore, self.store)
 
     def test_start_hands_the_recovered_journal_to_the_writer_before_anything_new(self):
+        """At start the recovered journal goes to the writer before anything new."""
         self.journal = MemoryJournal(speeds(1, 3))
         pipeline = self.pipeline()
         self.assertIs(self.journal.consumer, pipeline)
@@ -184,6 +188,7 @@ class PipelineTests(SynchronousTestCase):
         self.assertEqual([self.outbox.rows[i]["entry"].sequence_no for i in sorted(self.outbox.rows)], [1, 2, 3, 4])
 
     def test_a_commit_releases_the_journal_and_wakes_the_forwarder_of_a_channel_with_new_rows(self):
+        """A commit releases the journal and wakes the forwarders of channels with new rows."""
         pipeline = self.pipeline()
         self.forwarder.attach(self.wire)
         pipeline.durable(speeds(1, 2) + [record(3, cut(3))])
@@ -193,6 +198,7 @@ class PipelineTests(SynchronousTestCase):
         self.assertEqual(self.sent(), [1, 2])
 
     def test_a_caught_up_forwarder_goes_live_with_the_records_not_yet_committed(self):
+        """A caught-up forwarder goes live with the records not yet committed."""
         pipeline = self.pipeline()
         pipeline.durable(speeds(1, 2))  # committed at once: outbox ids 1, 2 reported
         pipeline.durable(speeds(3, 4))  # waits 10 s for the writer's next transaction
@@ -216,6 +222,7 @@ class PipelineTests(SynchronousTestCase):
         self.assertEqual(self.sent(), [1, 2, 3, 4, 5])
 
     def test_before_the_first_commit_report_a_writer_in_transaction_keeps_the_forwarder_on_the_outbox(self):
+        """Before the first commit report, a writer in a transaction keeps the forwarder on the outbox."""
         pipeline = self.pipeline()
         self.forwarder.attach(self.wire)
         self.store.hold = True
@@ -232,6 +239,7 @@ class PipelineTests(SynchronousTestCase):
         self.assertEqual(self.sent(), [1, 2])
 
     def test_not_live_while_more_records_wait_for_the_writer_than_the_catch_up_limit(self):
+        """No going live while more records wait for the writer than the catch-up limit."""
         pipeline = self.pipeline(live_catch_up=2)
         pipeline.durable(speeds(1, 1))
         pipeline.durable(speeds(2, 4))  # three wait for the writer
@@ -244,6 +252,7 @@ class PipelineTests(SynchronousTestCase):
         self.assertEqual(self.sent(), [1, 2, 3, 4])
 
     def test_not_live_when_the_hand_over_would_fill_half_the_live_queue(self):
+        """No going live when the hand-over would fill half the live queue."""
         pipeline = self.pipeline(live_queue=4)  # room for 2 at the moment it goes live
         pipeline.durable(speeds(1, 1))
         pipeline.durable(speeds(2, 4))  # three wait for the writer
@@ -256,6 +265,7 @@ class PipelineTests(SynchronousTestCase):
         self.assertEqual(self.sent(), [1, 2, 3, 4, 5])
 
     def test_not_live_while_the_writer_does_not_know_its_progress(self):
+        """No going live while the writer does not know its progress."""
         self.store.progress_known = False  # PostgreSQL has not answered yet
         pipeline = self.pipeline()
         self.forwarder.attach(self.wire)
@@ -267,6 +277,7 @@ class PipelineTests(SynchronousTestCase):
         self.assertTrue(self.forwarder.live)
 
     def test_records_reach_the_writer_and_nothing_goes_live_once_forwarding_stopped(self):
+        """Once forwarding stopped, records still reach the writer and the journal, and nothing is sent."""
         pipeline = self.pipeline()
         self.forwarder.attach(self.wire)
         pipeline.wake(["speed"])

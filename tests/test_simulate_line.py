@@ -63,6 +63,7 @@ class SimulatedLineTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_run_is_stored_as_its_truth_says(self):
+        """A simulated line run is all ACKed and taken, and stored as its truth file says."""
         yield self.start_plant()
         truth_file = self.mktemp()
         out, err, code = yield run_cli(*RUN, *self.targets, "--speedup", "40", "--truth", truth_file,
@@ -139,6 +140,7 @@ class SimulatedLineTests(TestCase):
 
     @defer.inlineCallbacks
     def test_without_the_token_the_uploads_fail_and_it_says_so(self):
+        """Without a valid token the uploads fail, nothing is stored, and the run says so and exits 1."""
         yield self.start_plant()
         os.remove(self.token_file)
         Path(self.token_file).write_text("ccl_not-a-token\n")
@@ -153,6 +155,7 @@ class SimulatedLineTests(TestCase):
 
     @defer.inlineCallbacks
     def test_nobody_listening_is_a_clear_error(self):
+        """With nobody listening, ccl simulate line exits 2 with a clear message, no traceback."""
         port = free_port()
         out, err, code = yield run_cli(*RUN, "--mes", f"127.0.0.1:{port}", "--images", f"http://127.0.0.1:{port}",
                                        "--defects", f"http://127.0.0.1:{port}")
@@ -162,6 +165,7 @@ class SimulatedLineTests(TestCase):
 
     @defer.inlineCallbacks
     def test_bad_options_are_refused_before_anything_is_sent(self):
+        """Bad options (unknown camera, empty gap, start without offset) are refused before anything is sent."""
         for args, message in ((("--clock-offset", "side=1"), "not among --cameras"),
                               (("--camera-gap", "top:5:1"), "FROM < TO"),
                               (("--start", "2026-03-01T10:00:00"), "needs its offset")):
@@ -219,6 +223,7 @@ class LinePlanTests(TestCase):
             self.assert_near(reported_metre, d.metre, 3.0)
 
     def test_cut_pieces_and_box_faults(self):
+        """A coil cut in two has its pieces; box clock offsets and coil lag show in the planned defects."""
         plan = RunPlan(start=self.START, coils=2, split_every=1, clock_offsets_s={"bottom": -1.0},
                        box_coil_lag_m=2.0, defects_per_coil=8)
         run = plan_run(plan)
@@ -235,6 +240,7 @@ class LinePlanTests(TestCase):
             self.assertEqual(d.box_coil != d.coil_number, not first and d.metre < 2.0)
 
     def test_a_camera_gap_leaves_out_defects_and_frames(self):
+        """A camera gap leaves out that camera's defects and frames."""
         plan = RunPlan(start=self.START, coils=1, defects_per_coil=40, camera_gaps=(("top", 0.0, 1e6),))
         run = plan_run(plan)
         self.assertTrue(run.defects)
@@ -244,5 +250,6 @@ class LinePlanTests(TestCase):
         self.assertTrue(all(b["frames_inspected"] == b["frames_expected"] for b in beats if b["camera_id"] == "bottom"))
 
     def test_the_same_plan_is_the_same_run(self):
+        """The same plan gives the same run."""
         plan = RunPlan(start=self.START, coils=2)
         self.assertEqual(list(plan_run(plan).truth_lines()), list(plan_run(plan).truth_lines()))

@@ -55,6 +55,7 @@ class LivePlacement(TestCase):
 
     @defer.inlineCallbacks
     def test_defects_stored_through_ccl_defects_land_on_their_coil_and_metre(self):
+        """Defects stored through ccl-defects are placed on their coil and metre within the stated uncertainty."""
         t0 = self.t0
         code, _ = yield post_json(self.svc.url, "/defect/single", {
             "coil_number": "A", "defect_type": "scratch", "confidence_score": 0.9, "detection_time": stamp(t0 + 100)})

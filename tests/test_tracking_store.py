@@ -34,6 +34,7 @@ class Recompute(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_every_defect_placed_on_its_coil_and_metre(self):
+        """A recompute places every defect on its coil and metre."""
         done = yield recompute(self.store, SETTINGS, T0, T0 + 1000, T0 + 1000)
         self.assertEqual(done.report["new"], len(self.defects))
         placed = self.placed()
@@ -49,6 +50,7 @@ class Recompute(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_rebuild_after_a_late_weld_moves_exactly_the_defects_behind_it(self):
+        """A weld telegram arriving late moves exactly the defects behind it."""
         yield recompute(self.store, SETTINGS, T0, T0 + 1000, T0 + 1000)
         before = self.placed()
         # B's weld passed at 400 s; its telegram arrives at 850 s (sent at 400 s).
@@ -75,6 +77,7 @@ class Recompute(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_reads_for_the_ui(self):
+        """The UI's reads give a coil's map in metre order and the line's stops and open speed gaps."""
         self.line.telegram("tc_4003_speed", 901, line_speed=0)
         self.line.speeds(903, 960, mpm=0)
         self.line.speeds(963, 990)
