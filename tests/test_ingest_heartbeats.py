@@ -78,6 +78,7 @@ class HeartbeatTests(Base):
 
     @defer.inlineCallbacks
     def test_other_cameras_and_periods_are_separate(self):
+        """Heartbeats of other cameras or other periods are stored as separate rows."""
         yield post_json(self.svc.url, "/inspection/heartbeat", beat())
         code, _ = yield post_json(self.svc.url, "/inspection/heartbeat", beat(camera_id="bottom"))
         self.assertEqual(code, 201)
@@ -97,56 +98,72 @@ class BadHeartbeatTests(Base):
         self.assertEqual(self.stored(), [])
 
     def test_end_before_start(self):
+        """A period ending before it starts is refused with 422 and nothing is stored."""
         return self.assertRefused(beat(period_start=END, period_end=START), 422, "period_end")
 
     def test_empty_period(self):
+        """An empty period is refused with 422 and nothing is stored."""
         return self.assertRefused(beat(period_end=START), 422, "must be after period_start")
 
     def test_period_over_the_limit(self):
+        """A period longer than heartbeat_max_seconds is refused with 422 and nothing is stored."""
         # [defects] heartbeat_max_seconds = 300
         return self.assertRefused(beat(period_end="2026-03-01T10:05:00.001+09:00"), 422, "at most 300 s")
 
     def test_negative_frames(self):
+        """A negative frames_inspected is refused with 422 and nothing is stored."""
         return self.assertRefused(beat(frames_inspected=-1), 422, "frames_inspected")
 
     def test_fractional_frames(self):
+        """A fractional frames_inspected is refused with 422 and nothing is stored."""
         return self.assertRefused(beat(frames_inspected=1.5), 422, "frames_inspected")
 
     def test_frames_as_text(self):
+        """frames_inspected given as text is refused with 422 and nothing is stored."""
         return self.assertRefused(beat(frames_inspected="12"), 422, "frames_inspected")
 
     def test_frames_missing(self):
+        """A heartbeat without frames_inspected is refused with 422 and nothing is stored."""
         payload = beat()
         del payload["frames_inspected"]
         return self.assertRefused(payload, 422, "frames_inspected")
 
     def test_negative_expected_frames(self):
+        """A negative frames_expected is refused with 422 and nothing is stored."""
         return self.assertRefused(beat(frames_expected=-5), 422, "frames_expected")
 
     def test_time_without_offset(self):
+        """A period time without a UTC offset is refused with 422 and nothing is stored."""
         return self.assertRefused(beat(period_start="2026-03-01T10:00:00"), 422, "period_start")
 
     def test_time_not_a_time(self):
+        """A period time that is not a time is refused with 422 and nothing is stored."""
         return self.assertRefused(beat(period_end="soon"), 422, "period_end")
 
     def test_period_missing(self):
+        """A heartbeat without period_start is refused with 422 and nothing is stored."""
         payload = beat()
         del payload["period_start"]
         return self.assertRefused(payload, 422, "period_start")
 
     def test_empty_camera(self):
+        """A blank camera id is refused with 422 and nothing is stored."""
         return self.assertRefused(beat(camera_id=" "), 422, "camera_id")
 
     def test_camera_too_long(self):
+        """A camera id over 50 characters is refused with 422 and nothing is stored."""
         return self.assertRefused(beat(camera_id="c" * 51), 422, "camera_id")
 
     def test_not_an_object(self):
+        """A heartbeat that is not a JSON object is refused with 422 and nothing is stored."""
         return self.assertRefused([beat()], 422, "JSON object")
 
     def test_broken_json(self):
+        """Broken JSON is refused with 400 and nothing is stored."""
         return self.assertRefused(None, 400, "not valid JSON", raw=b'{"camera_id": ')
 
     def test_wrong_media_type(self):
+        """A body that is not application/json is refused with 415 and nothing is stored."""
         return self.assertRefused(None, 415, "application/json", raw=json.dumps(beat()).encode(),
                                   headers={"Content-Type": "text/plain"})
 
@@ -190,6 +207,7 @@ class LinkStatusTests(TestCase):
 
     @defer.inlineCallbacks
     def test_heartbeat_marks_its_camera_connected(self):
+        """A heartbeat marks its camera's Jetson link connected and seen."""
         code, _ = yield post_json(self.defects.url, "/inspection/heartbeat", beat(camera_id="bottom"))
         self.assertEqual(code, 201)
         kind, connected, seen, details = yield wait_for(lambda: self.link("jetson-bottom"), "the link row")
@@ -198,6 +216,7 @@ class LinkStatusTests(TestCase):
 
     @defer.inlineCallbacks
     def test_defects_mark_their_cameras_connected(self):
+        """Defects mark their cameras' Jetson links connected, via defects."""
         code, _ = yield post_json(self.defects.url, "/defect/single",
                                   {"coil_number": "C1", "defect_type": "dent", "confidence_score": 0.5,
                                    "camera_id": "top"})
@@ -248,6 +267,7 @@ class LinkTrackerTests(TestCase):
 
     @defer.inlineCallbacks
     def test_writes_at_once_then_at_most_every_interval(self):
+        """The link tracker writes a camera's row at once, then at most every save_interval."""
         svc = yield start_service(self, "defects")
         clock = task.Clock()
         start = datetime(2026, 3, 1, 1, 0, tzinfo=timezone.utc)

@@ -51,6 +51,7 @@ class ConstantSpeed(SynchronousTestCase):
         self.model = LineModel(self.data, SETTINGS)
 
     def test_head_and_tail_times_and_length(self):
+        """At constant speed a coil's length and the times its head and tail pass each camera follow from its welds."""
         a = self.model.coil_results()[0]
         self.assertEqual(a.tracked_coil, "A")
         self.assertAlmostEqual(a.length_m, 600.0)
@@ -63,6 +64,7 @@ class ConstantSpeed(SynchronousTestCase):
         self.assertTrue(a.speed_gap_free)
 
     def test_defect_metre_and_uncertainty(self):
+        """A defect is placed at its metre on the coil, with the uncertainty of speed rounding and the time stamps."""
         p = self.model.place(defect(1, 100))
         self.assertEqual((p.status, p.tracked_coil, p.surface, p.time_source), ("placed", "A", "top", "box"))
         self.assertAlmostEqual(p.metre, 80.0)  # 200 m on the odometer, 60 m back to the detector, head at 60
@@ -73,6 +75,7 @@ class ConstantSpeed(SynchronousTestCase):
         self.assertFalse(p.provisional)
 
     def test_clock_offset_of_the_camera_is_applied(self):
+        """A camera's clock offset and position along the line are applied."""
         # The bottom box's clock is 1.5 s ahead: its 101.5 s is our 100 s; it sits 2 m further on.
         p = self.model.place(defect(2, 101.5, camera="bottom"))
         self.assertAlmostEqual(p.detected_at - T0, 100.0)
@@ -80,12 +83,14 @@ class ConstantSpeed(SynchronousTestCase):
         self.assertEqual(p.surface, "bottom")
 
     def test_received_at_stands_in_for_a_missing_stamp(self):
+        """Without the box's stamp, the receive time stands in, with a wider uncertainty."""
         p = self.model.place(defect(3, 100, box_stamp=False))
         self.assertEqual(p.time_source, "received")
         self.assertAlmostEqual(p.metre, 80.6, places=5)  # received 0.3 s later
         self.assertAlmostEqual(p.uncertainty_m, 70.3 * Q + 2.0 + 1.0, places=5)
 
     def test_weld_zone_and_next_coil(self):
+        """Defects near a weld are flagged in the weld zone; past the weld they are on the next coil."""
         near_head = self.model.place(defect(4, 60.5))  # 1 m into A
         self.assertAlmostEqual(near_head.metre, 1.0)
         self.assertTrue(near_head.in_weld_zone)
@@ -97,21 +102,25 @@ class ConstantSpeed(SynchronousTestCase):
         self.assertFalse(on_b.in_weld_zone)
 
     def test_box_coil_disagreement_is_flagged_and_kept(self):
+        """A box naming another coil than the tracked one is flagged, and both are kept."""
         p = self.model.place(defect(7, 100, coil="B"))
         self.assertEqual((p.tracked_coil, p.box_coil, p.coil_disagrees), ("A", "B", True))
 
     def test_before_the_first_weld_and_unknown_camera(self):
+        """Before the first weld there is no coil; an unknown camera or no speed is said so."""
         self.assertEqual(self.model.place(defect(8, 50)).status, "no_coil")  # strip before A's weld
         self.assertEqual(self.model.place(defect(9, 100, camera="side")).status, "unknown_camera")
         self.assertEqual(LineModel(LineData(welds=self.data.welds), SETTINGS).place(defect(10, 100)).status,
                          "no_speed")
 
     def test_past_the_newest_sample_is_provisional(self):
+        """A defect past the newest speed sample is placed provisionally."""
         p = self.model.place(defect(11, 601.5, coil="B"))
         self.assertTrue(p.provisional)
         self.assertAlmostEqual(p.metre, (2 * 601.5 - 60) - 660)  # B's head at 660
 
     def test_input_order_does_not_matter(self):
+        """The order of the speed and weld inputs does not matter."""
         shuffled = LineData(speeds=tuple(reversed(self.data.speeds)), welds=tuple(reversed(self.data.welds)),
                             schedules=self.data.schedules)
         detections = [defect(n, t) for n, t in enumerate((70, 100, 250, 400, 500))]
@@ -119,6 +128,7 @@ class ConstantSpeed(SynchronousTestCase):
                          track(self.data, detections, SETTINGS, T0 + 600)[0])
 
     def test_length_disagreement(self):
+        """A tracked length differing from the schedule's by more than the tolerance is flagged."""
         data = LineData(speeds=self.data.speeds, welds=self.data.welds, schedules={"A": 580})
         self.assertTrue(LineModel(data, SETTINGS).coil_results()[0].length_disagrees)  # 20 m > 5 m
         data = LineData(speeds=self.data.speeds, welds=self.data.welds, schedules={"A": 597})
@@ -133,6 +143,7 @@ class Ramp(SynchronousTestCase):
         self.model = LineModel(self.data, SETTINGS)
 
     def test_position_is_the_exact_integral(self):
+        """Under a speed ramp the position is the exact integral of the interpolated speed."""
         p = self.model.profile
         self.assertAlmostEqual(p.position(T0 + 30) - p.position(T0), 15.0)  # x = t^2 / 60
         self.assertAlmostEqual(p.position(T0 + 31) - p.position(T0), 31 * 31 / 60)
@@ -140,6 +151,7 @@ class Ramp(SynchronousTestCase):
         self.assertAlmostEqual(p.position(T0 + 90) - p.position(T0), 60.0 + 60.0)
 
     def test_defect_after_the_ramp(self):
+        """A defect after a ramp is placed by the integral, not by holding each sample."""
         # odometer 120 at 90 s, minus 60 m to the detector, minus the head at 15: metre 45
         # (holding each sample would say 43.5: 1.5 m short after half a ramp).
         p = self.model.place(defect(1, 90))
@@ -158,6 +170,7 @@ class Stops(SynchronousTestCase):
         self.model = LineModel(data, SETTINGS)
 
     def test_positions_do_not_advance_while_stopped(self):
+        """Positions do not advance while the line stands."""
         p = self.model.profile
         self.assertAlmostEqual(p.position(T0 + 33), 63.0)  # 60 m, then 3 m decelerating
         self.assertAlmostEqual(p.position(T0 + 45), 63.0)
@@ -166,6 +179,7 @@ class Stops(SynchronousTestCase):
         self.assertAlmostEqual(p.time_at(63.0) - T0, 33.0)  # the first moment it got there
 
     def test_defect_during_the_stop_and_the_delay_log(self):
+        """A defect during a stop is placed where the strip stood, and the stop is logged."""
         p = self.model.place(defect(1, 45))
         self.assertAlmostEqual(p.metre, 3.0)
         [stop] = self.model.delays(T0 + 300)
@@ -174,6 +188,7 @@ class Stops(SynchronousTestCase):
         self.assertAlmostEqual(stop.metre, 3.0)
 
     def test_a_stop_still_on_is_open(self):
+        """A stop still on is logged as open."""
         data = LineData(speeds=tuple(speeds(lambda t: 0 if t >= 30 else 120, end=90)), welds=(weld(1, 0, "A"),))
         [stop] = LineModel(data, SETTINGS).delays(T0 + 91)
         self.assertEqual((stop.start - T0, stop.end, stop.duration_s), (30.0, None, 61.0))
@@ -188,12 +203,14 @@ class MissingSample(SynchronousTestCase):
         self.model = LineModel(data, SETTINGS)
 
     def test_position_interpolated_across_with_a_wider_band(self):
+        """Across a missing speed sample the position is interpolated, with a wider uncertainty."""
         p = self.model.place(defect(1, 100))
         self.assertAlmostEqual(p.metre, 140.0)
         # the gap adds max(v) x 6 s / 2 = 6 m to the constant-speed bound
         self.assertAlmostEqual(p.uncertainty_m, 100 * Q + 6.0 + 0.2 + 1.0)
 
     def test_coil_is_not_gap_free_and_the_gap_is_logged(self):
+        """A coil with a speed gap is not gap-free, and the gap is logged."""
         a = self.model.coil_results()[0]
         self.assertFalse(a.speed_gap_free)
         self.assertEqual([(e.kind, e.start - T0, e.end - T0) for e in self.model.delays(T0 + 600)],
@@ -205,6 +222,7 @@ class LateWeld(SynchronousTestCase):
     """B's weld passed at 330 s but its telegram came 170 s late (sent 330, received 500)."""
 
     def test_the_send_time_dates_a_late_telegram(self):
+        """A weld telegram arriving late is dated by its send time."""
         on_time = LineModel(LineData(speeds=tuple(speeds(lambda t: 120)),
                                      welds=(weld(1, 30, "A"), weld(2, 330, "B"))), SETTINGS)
         late = LineModel(LineData(speeds=tuple(speeds(lambda t: 120)),
@@ -217,6 +235,7 @@ class LateWeld(SynchronousTestCase):
             self.assertAlmostEqual(b.uncertainty_m - a.uncertainty_m, 1.0 if a.tracked_coil == "B" else 0.0)
 
     def test_without_the_weld_the_defects_stay_on_a(self):
+        """Until the late weld arrives the defects stay on the earlier coil; then they move."""
         before = LineModel(LineData(speeds=tuple(speeds(lambda t: 120)), welds=(weld(1, 30, "A"),)), SETTINGS)
         after = LineModel(LineData(speeds=tuple(speeds(lambda t: 120)),
                                    welds=(weld(1, 30, "A"), weld(2, 500, "B", sent=330))), SETTINGS)
@@ -245,6 +264,7 @@ class ExitCut(SynchronousTestCase):
         self.model = LineModel(self.data, SETTINGS)
 
     def test_defects_remapped_onto_the_exit_coils(self):
+        """Defects are remapped onto the exit coils between cuts; crops are scrap."""
         first = self.model.place(defect(1, 130))  # odometer x 200: A metre 140
         self.assertEqual((first.tracked_coil, first.metre, first.exit_coil, first.exit_piece), ("A", 140.0, "A", 1))
         self.assertAlmostEqual(first.exit_metre, 135.0)
@@ -256,6 +276,7 @@ class ExitCut(SynchronousTestCase):
         self.assertEqual((head_crop.exit_coil, head_crop.exit_piece), (None, None))
 
     def test_coil_result_lists_its_exit_coils_and_crops(self):
+        """A coil's result lists its exit coils with their spans and length checks."""
         a = self.model.coil_results()[0]
         self.assertTrue(a.cut_seen)
         self.assertEqual([(e.piece, e.coil_number, round(e.start_m, 6), round(e.end_m, 6), e.length_disagrees)
@@ -265,6 +286,7 @@ class ExitCut(SynchronousTestCase):
         self.assertTrue(a.length_disagrees)  # exit coil 2: 290 m cut, 280 m reported
 
     def test_cut_without_a_previous_cut_starts_its_winding_length_back(self):
+        """A cut with no previous cut starts its winding length back from itself."""
         data = LineData(speeds=self.data.speeds, welds=self.data.welds, cuts=self.data.cuts[1:2])
         p = LineModel(data, SETTINGS).place(defect(1, 130))
         self.assertEqual((p.exit_coil, p.exit_piece), ("A", 1))
@@ -281,12 +303,14 @@ class Completeness(SynchronousTestCase):
                         cuts=cuts, schedules={"A": 600}, heartbeats=tuple(heartbeats))
 
     def test_without_heartbeats_coverage_is_unknown(self):
+        """Without heartbeats a coil's camera coverage, and so its completeness, is unknown."""
         a = LineModel(self.data(), SETTINGS).coil_results()[0]
         self.assertEqual(a.coverage, {"top": None, "bottom": None})
         self.assertEqual((a.schedule_present, a.wpd_seen, a.speed_gap_free, a.cut_seen), (True, True, True, True))
         self.assertEqual(a.completeness, "unknown")
 
     def test_a_camera_gap_makes_it_partial(self):
+        """A camera gap gives that camera partial coverage and the coil is partial."""
         beats = [Heartbeat("top", T0 + 50, T0 + 200, 100, 100), Heartbeat("top", T0 + 200, T0 + 260, 0, 100),
                  Heartbeat("top", T0 + 260, T0 + 400, 50, 50), Heartbeat("bottom", T0, T0 + 600, 3000, 3000)]
         a = LineModel(self.data(beats), SETTINGS).coil_results()[0]
@@ -295,6 +319,7 @@ class Completeness(SynchronousTestCase):
         self.assertEqual(a.completeness, "partial")
 
     def test_full_coverage_is_complete_and_a_running_coil_is_running(self):
+        """Full coverage makes a coil complete; a coil whose tail has not come is running."""
         beats = [Heartbeat(c, T0, T0 + 600, 10, 10) for c in ("top", "bottom")]
         a, b = LineModel(self.data(beats), SETTINGS).coil_results()
         self.assertEqual(a.completeness, "complete")
@@ -305,6 +330,7 @@ class Completeness(SynchronousTestCase):
 
 class Profile(SynchronousTestCase):
     def test_append_matches_a_profile_built_at_once(self):
+        """A speed profile grown sample by sample equals one built at once; going back in time is refused."""
         samples = [(T0 + 3 * i, (i * 7) % 130) for i in range(100)]
         whole = SpeedProfile(samples, max_gap_s=4.5)
         grown = SpeedProfile(samples[:10], max_gap_s=4.5)
@@ -318,6 +344,7 @@ class Profile(SynchronousTestCase):
 
 class Settings(SynchronousTestCase):
     def test_from_the_packaged_ini_and_overrides(self):
+        """Tracking settings come from the packaged ini, overridden by variables; bad values are refused."""
         from ccl.config import ConfigError, load_config
 
         settings = TrackingSettings.from_config(load_config({}))
