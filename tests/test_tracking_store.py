@@ -132,6 +132,7 @@ class RebuildCommand(DatabaseTestCase, TestCase):
                        env_extra={**ENV, "CCL_TRACKING_SCRAP_CUT_MODES": "2"})
 
     def test_defects_remapped_onto_the_exit_coils(self):
+        """tracking rebuild places defects and images on their coils and exit coils, audited; run again, it changes nothing."""
         result = self.rebuild()
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn("new 3, moved to another coil 0", result.stdout)
@@ -157,6 +158,7 @@ class RebuildCommand(DatabaseTestCase, TestCase):
         self.assertIn("unchanged 3; written 0", again.stdout)
 
     def test_bad_period_refused_with_a_message(self):
+        """ccl tracking rebuild refuses a bad period with a message naming --from."""
         from tests.test_cli_create_user import run_cli
 
         result = run_cli(["tracking", "rebuild", "--from", "yesterday", "--to", "2026-01-01", "--dsn", self.dsn])
