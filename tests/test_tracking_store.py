@@ -132,7 +132,7 @@ class RebuildCommand(DatabaseTestCase, TestCase):
                        env_extra={**ENV, "CCL_TRACKING_SCRAP_CUT_MODES": "2"})
 
     def test_defects_remapped_onto_the_exit_coils(self):
-        """tracking rebuild places defects and images on their coils and exit coils, audited; run again, it changes nothing."""
+        """tracking rebuild places defects and images on coils and exit coils, audited; run again it changes nothing."""
         result = self.rebuild()
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn("new 3, moved to another coil 0", result.stdout)
