@@ -96,6 +96,11 @@ class Accounts:
             return None
         return await self._sessions.touch(digest(token), self.policy.idle)
 
+    async def still_valid(self, session: Session) -> bool:
+        """Does ``session`` still live? A check that is not activity: an open event stream asks
+        it now and then, and must not keep an idle session alive."""
+        return await self._sessions.alive(session.token_hash, self.policy.idle)
+
     async def login(self, username: str, password: str, *, client_address: str | None,
                     user_agent: str | None) -> LoginResult:
         result = await self._check(username, password, client_address, user_agent or "")

@@ -88,6 +88,9 @@ class ISessionStore(Interface):
         """Deferred[Session | None]: the live session (user enabled, not expired, not idle for
         ``idle``), marked as used now."""
 
+    def alive(token_hash: bytes, idle: datetime.timedelta):
+        """Deferred[bool]: the session still lives (as ``touch`` would find it), without marking it used."""
+
     def delete(token_hash: bytes):
         """End one session."""
 

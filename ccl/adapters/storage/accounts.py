@@ -119,6 +119,13 @@ class SessionStore:
         stored_hash, csrf, user_id, username, role, display = rows[0]
         return Session(bytes(stored_hash), csrf, User(user_id, username, role, display))
 
+    async def alive(self, token_hash: bytes, idle: datetime.timedelta) -> bool:
+        rows = await self._db.runQuery(
+            "SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id"
+            " WHERE s.token_hash = %s AND NOT u.disabled AND s.expires_at > now() AND s.last_seen_at > now() - %s",
+            (token_hash, idle))
+        return bool(rows)
+
     def delete(self, token_hash: bytes) -> defer.Deferred:
         return self._db.runOperation("DELETE FROM sessions WHERE token_hash = %s", (token_hash,))
 

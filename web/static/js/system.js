@@ -61,6 +61,7 @@
     source.addEventListener("error", function (event) {
       if (event.data) {
         try { state.textContent = JSON.parse(event.data).error; } catch (e) { state.textContent = event.data; }
+        if (state.textContent === "session ended") { stopFollowing(); }  // reconnecting would be refused
       } else {
         state.textContent = ccl.t("재연결 중…", "reconnecting…");
       }

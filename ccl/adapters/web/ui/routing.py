@@ -17,7 +17,9 @@ from typing import Any
 from urllib.parse import quote
 
 import attrs
+from twisted.internet import defer, task
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ccl.adapters.web.errors import HTTPError, error_body
 from ccl.adapters.web.ui import i18n
@@ -214,6 +216,8 @@ def guarded(ui, route_: Route) -> Callable[..., Any]:
                 # A public page (the login page) still wants to know who is logged in; files and JSON do not.
                 ctx.session = await ui.sessions.lookup(_cookie(request, COOKIE))
             result = route_.handler(ctx, **values)
+            if rule.kind == "sse" and ctx.session is not None:
+                result = _until_session_ends(ctx, result)
             if hasattr(result, "__await__") or hasattr(result, "addCallback"):
                 result = await result
             if isinstance(result, (dict, list)):
@@ -233,6 +237,53 @@ def guarded(ui, route_: Route) -> Callable[..., Any]:
 
     handle.__name__ = route_.name
     return handle
+
+
+#: What a stream says before it closes because its session ended (the 시스템 page shows it).
+SESSION_ENDED = b'event: error\ndata: {"error": "session ended", "details": "log in again"}\n\n'
+
+
+def _until_session_ends(ctx: Context, stream: Any) -> Any:
+    """Run an event stream (the handler's Deferred or coroutine) until it ends by itself or
+    its session ends: every ``[ui] stream_session_check_seconds`` the session is checked
+    (without counting as activity, so an open stream keeps no idle session alive); once it is
+    gone, the stream says so and is cancelled, which ends the handler like a browser leaving."""
+    if not (hasattr(stream, "__await__") or hasattr(stream, "addCallback")):
+        return stream  # answered at once (HEAD, ?once=1)
+    stream = defer.ensureDeferred(stream) if not hasattr(stream, "addCallback") else stream
+    accounts = ctx.uses.accounts
+    closed = []
+
+    def check() -> None:
+        checked = defer.ensureDeferred(accounts.still_valid(ctx.session))
+
+        def decided(valid: bool) -> None:
+            if valid or stream.called:
+                return
+            log.info("{route}: the session of {user} ended; closing its stream", route=ctx.route,
+                     user=ctx.user.username)
+            if not ctx.request.finished and not ctx.request._disconnected:
+                ctx.request.write(SESSION_ENDED)
+            closed.append(True)
+            stream.cancel()
+
+        checked.addCallback(decided)
+        # The database away for a moment ends no stream: the next check decides.
+        checked.addErrback(lambda f: log.warn("{route}: session check failed: {error}", route=ctx.route,
+                                              error=f.getErrorMessage()))
+
+    watch = task.LoopingCall(check)
+    watch.clock = ctx.ui.reactor
+    watch.start(ctx.settings.stream_session_check_seconds, now=False)
+
+    def ended(result):
+        if watch.running:
+            watch.stop()
+        if closed and isinstance(result, Failure) and result.check(defer.CancelledError):
+            return b""  # we closed it: a normal end of the response
+        return result
+
+    return stream.addBoth(ended)
 
 
 def http_error_handler(ui, code: int, page_message: str, json_message: str):

@@ -24,6 +24,8 @@ class UISettings:
     #: Folder with templates/ and static/.
     web_root: Path
     stats_refresh_seconds: int
+    #: How often an open event stream checks that its session still lives.
+    stream_session_check_seconds: float
     #: The image store's root: image files are served only from below it.
     image_root: Path
 
@@ -53,6 +55,7 @@ class UISettings:
             secure_cookie=secure_cookie,
             web_root=root,
             stats_refresh_seconds=config.get_int(u, "stats_refresh_seconds", 1, 86_400),
+            stream_session_check_seconds=config.get_float(u, "stream_session_check_seconds", 0.05, 3600),
             image_root=config.get_path("images", "root"),
         )
 

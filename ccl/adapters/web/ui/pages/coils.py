@@ -54,7 +54,7 @@ def _cell(value):
 @route("coils_csv", "/coils.csv")
 async def coils_csv(ctx):
     """Every coil of the search as CSV (UTF-8 with BOM, so Excel shows the Korean), streamed
-    chunk by chunk from a server-side cursor."""
+    chunk by chunk from a server-side cursor. A failure on the way aborts the download."""
     query = _search(ctx)
     request = ctx.request
     request.setHeader(b"content-type", b"text/csv; charset=utf-8")
@@ -77,9 +77,30 @@ async def coils_csv(ctx):
         request.write(buffer.getvalue().encode("utf-8"))
         return True
 
-    written = await ctx.uses.history.stream_export(query, write_rows)
+    try:
+        written = await ctx.uses.history.stream_export(query, write_rows)
+    except Exception as error:
+        # The status line and part of the file are out: no error page can follow. Ending the
+        # chunked body without its last chunk makes the browser report a failed download
+        # instead of keeping a file that looks whole.
+        log.warn("CSV export for {user} failed, download aborted: {error}", user=ctx.user.username,
+                 error=str(error).strip() or type(error).__name__)
+        await _abort(request)
+        return b""
     log.info("CSV export of {rows} coils for {user}", rows=written, user=ctx.user.username)
     return b""
+
+
+async def _abort(request) -> None:
+    """Drop the connection and wait until it is gone (Klein then finishes nothing)."""
+    if request.finished or request._disconnected:
+        return
+    lost = request.notifyFinish()
+    request.transport.abortConnection()
+    try:
+        await lost
+    except Exception:  # the connection's loss is what we wait for; Klein may cancel the wait too
+        pass
 
 
 @route("coil_detail", "/coils/<coil>")
