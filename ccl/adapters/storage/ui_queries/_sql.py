@@ -7,8 +7,6 @@ numbers), which is what the pages and the JSON endpoints hand on.
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet import defer
 
 #: The plant's clock: "today" and the daily buckets of the statistics are days in Korea.
@@ -53,11 +51,3 @@ def gather(**named: defer.Deferred) -> defer.Deferred:
     done = defer.gatherResults([named[k] for k in keys], consumeErrors=True)
     done.addErrback(lambda failure: failure.value.subFailure)
     return done.addCallback(lambda values: dict(zip(keys, values)))
-
-
-def clamp(value: Any, low: int, high: int, default: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return default
-    return max(low, min(high, number))
