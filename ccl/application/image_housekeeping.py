@@ -28,7 +28,8 @@ class ImageHousekeeping:
 
     def purge(self) -> Deferred:
         """One retention pass; a failure is logged (the next pass tries again)."""
-        return self.retention.purge(self.policy).addCallbacks(self._purged, self._failed, errbackArgs=("retention run",))
+        return self.retention.purge(self.policy).addCallbacks(self._purged, self._failed,
+                                                              errbackArgs=("retention run",))
 
     def sweep(self, before: float) -> Deferred:
         """Remove the files of uploads cut short by a crash before ``before`` (the start)."""

@@ -14,7 +14,7 @@ from twisted.internet.defer import inlineCallbacks
 
 from ccl.application.jetson_links import LinkTracker
 from ccl.domain.ingest.uploads import FILE_FIELDS, check_file_fields, validate_fields
-from ccl.ports import IImageFiles, IIngestRecords, IThumbnails
+from ccl.ports import IImageFiles, IIngestRecords, ImageRecord, IThumbnails
 
 
 @attrs.frozen
@@ -29,7 +29,6 @@ class ReceivedFile:
 class PairIngestion:
     files: IImageFiles
     records: IIngestRecords
-    record_type: type  # ImageRecord of the storage adapter
     thumbnails: IThumbnails
     links: LinkTracker
     now: object = lambda: datetime.now(timezone.utc)
@@ -50,7 +49,7 @@ class PairIngestion:
         for item in stored:
             field = f"{item.kind}_image"
             info, got = inspected[field], by_field[field]
-            records.append(self.record_type(
+            records.append(ImageRecord(
                 coil_number=fields.coil_number, kind=item.kind, filename=item.filename, path=str(item.path),
                 bytes=got.size, width=info.width, height=info.height, format=info.format, sha256=got.sha256,
                 captured_at=fields.captured_at, received_at=received_at, camera_id=fields.camera_id))

@@ -19,6 +19,7 @@ from ccl.ports.ingest import (  # noqa: F401 (re-exported)
     IIngestRecords,
     IIngestTokens,
     IJetsonLinks,
+    ImageRecord,
     ImageRefused,
     RetentionRun,
     IThumbnails,

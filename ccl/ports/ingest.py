@@ -43,6 +43,24 @@ class BatchResult:
     ids: list[int]
 
 
+@attrs.frozen
+class ImageRecord:
+    """The metadata row of one stored image file (``images``)."""
+
+    coil_number: str
+    kind: str  # original | labeled
+    filename: str
+    path: str
+    bytes: int
+    width: int
+    height: int
+    format: str
+    sha256: str
+    captured_at: object  # datetime
+    received_at: object  # datetime
+    camera_id: str
+
+
 class IImageFolder(Interface):
     """The image root's blocking file operations the upload reader needs (call them in a thread)."""
 

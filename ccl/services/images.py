@@ -7,7 +7,7 @@ from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
-from ccl.adapters.storage.image_records import ImageRecord, IngestRecords
+from ccl.adapters.storage.image_records import IngestRecords
 from ccl.adapters.storage.image_store import ImageStore, ThreadedImageFiles
 from ccl.adapters.storage.ingest_tokens import TokenRecords
 from ccl.adapters.storage.jetson_links import JetsonLinkRecords
@@ -44,7 +44,7 @@ def build(config: Config, settings: ImagesSettings) -> ingest.Built:
     thumbnailer = Thumbnailer(store, db)
     links = LinkTracker(JetsonLinkRecords(db), reactor, save_interval=settings.ingest.link_save_interval,
                         silent_after=settings.ingest.link_silent_after)
-    ingestion = PairIngestion(ThreadedImageFiles(store), records, ImageRecord, thumbnailer, links)
+    ingestion = PairIngestion(ThreadedImageFiles(store), records, thumbnailer, links)
 
     def health():
         status = "ok" if checks.database == "ok" and checks.storage == "ok" else "degraded"
@@ -77,8 +77,8 @@ def build(config: Config, settings: ImagesSettings) -> ingest.Built:
 
         return deferToThread(store.probe).addCallbacks(storage_ok, storage_bad)
 
-    housekeeping = ImageHousekeeping(ImageRetention(pool, store), settings.policy,
-                                     registry.counter("ingest_images_purged_total", "Images deleted by the retention job"))
+    purged = registry.counter("ingest_images_purged_total", "Images deleted by the retention job")
+    housekeeping = ImageHousekeeping(ImageRetention(pool, store), settings.policy, purged)
     # The orphan sweep's cut-off, by the file system's clock (file times compare with it).
     try:
         started = store.file_time()

@@ -13,23 +13,7 @@ from ccl.adapters.storage.defect_store import EVENTS, CachedThresholds, store_ma
 from ccl.adapters.storage.postgres import as_store_unavailable
 from ccl.domain.ingest.defects import Defect
 from ccl.domain.ingest.retention import Candidate
-from ccl.ports import BatchResult, IImageRecords, IIngestRecords
-
-
-@attrs.frozen
-class ImageRecord:
-    coil_number: str
-    kind: str
-    filename: str
-    path: str
-    bytes: int
-    width: int
-    height: int
-    format: str
-    sha256: str
-    captured_at: datetime
-    received_at: datetime
-    camera_id: str
+from ccl.ports import BatchResult, IImageRecords, IIngestRecords, ImageRecord
 
 
 _PUBLIC = ("id, coil_number, kind, filename, path, bytes AS size, width, height, format, sha256, captured_at,"
