@@ -67,10 +67,10 @@ def refresh(db, now: datetime.datetime, max_days: int = 31, max_marks: int = 10_
         if not cursor.fetchone()[0]:
             return []
         yield cursor.execute("SELECT id, day FROM ui_stats_dirty ORDER BY id LIMIT %s", (max_marks,))
-        marks = cursor.fetchall()
-        ids = [m[0] for m in marks]
+        marks = cursor.fetchall()  # (mark id, day)
+        ids = [mark_id for mark_id, _ in marks]
         params = {"tz": PLANT_TZ, "grace": GRACE, "limit": max_days, "now": now,
-                  "marked": sorted({m[1] for m in marks})}
+                  "marked": sorted({day for _, day in marks})}
         # marked days already summed, and the oldest closed days never summed
         yield cursor.execute("""
             SELECT day FROM ui_stats_days WHERE day = ANY(%(marked)s::date[])
@@ -80,7 +80,7 @@ def refresh(db, now: datetime.datetime, max_days: int = 31, max_marks: int = 10_
                  generate_series(0, ((%(now)s::timestamptz - %(grace)s::interval) AT TIME ZONE %(tz)s)::date - 1 - f.first) i
              WHERE NOT EXISTS (SELECT 1 FROM ui_stats_days s WHERE s.day = f.first + i)
              ORDER BY 1 LIMIT %(limit)s)""", params)
-        days = sorted(row[0] for row in cursor.fetchall())
+        days = sorted(day for (day,) in cursor.fetchall())
         if days:
             params["days"] = days
             yield cursor.execute("DELETE FROM ui_stats_cells WHERE day = ANY(%(days)s::date[])", params)
