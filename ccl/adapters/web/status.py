@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from twisted.web import resource
 
+from ccl.adapters.web.errors import error_body
 from ccl.domain.metrics import Registry
 
 
@@ -46,7 +47,7 @@ class _NotFound(resource.Resource):
     def render(self, request):
         request.setResponseCode(404)
         request.setHeader(b"content-type", b"application/json")
-        return json.dumps({"error": "not found", "details": request.path.decode("latin-1")}).encode()
+        return json.dumps(error_body("not found", request.path.decode("latin-1"))).encode()
 
 
 def status_resource(registry: Registry, health: Callable[[], dict]) -> resource.Resource:

@@ -240,7 +240,7 @@ def guarded(ui, route_: Route) -> Callable[..., Any]:
 
 
 #: What a stream says before it closes because its session ended (the 시스템 page shows it).
-SESSION_ENDED = b'event: error\ndata: {"error": "session ended", "details": "log in again"}\n\n'
+SESSION_ENDED = b"event: error\ndata: " + json.dumps(error_body("session ended", "log in again")).encode() + b"\n\n"
 
 
 def _until_session_ends(ctx: Context, stream: Any) -> Any:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from twisted.web import server
+
+from ccl.adapters.web.errors import error_body
 
 #: Bodies larger than this are refused before they are read (forms and JSON are small).
 MAX_BODY = 1024 * 1024
@@ -16,7 +20,7 @@ class _Request(server.Request):
             self.setResponseCode(413)
             self.setHeader(b"connection", b"close")
             self.setHeader(b"content-type", b"application/json")
-            self.write(b'{"error": "request body too large", "details": "at most 1 MiB"}')
+            self.write(json.dumps(error_body("request body too large", "at most 1 MiB")).encode())
             self.finish()
             channel.loseConnection()
             return
