@@ -11,6 +11,7 @@ from ccl.adapters.storage.postgres import Database
 from ccl.adapters.storage.refusals import PgDeadLetters
 from ccl.application.refusals import DeadLetters
 from ccl.domain.refusals import NotDead
+from ccl.ports import Actor
 from tests.support.database import fresh_database, query
 from tests.support.mes import LAYOUTS, schedule
 from tests import test_gokiwon_end_to_end as end_to_end
@@ -58,7 +59,7 @@ class ResendToRunningMesTests(TestCase):
         self.sim.nak_rate = 0.0  # 고기원 fixed
         letters = yield use_case(self, self.dsn)
         entry_id = query(self.dsn, "SELECT id FROM forward_outbox WHERE sequence_no = 2")[0][0]
-        entry = yield letters.resend(entry_id, "kim")
+        entry = yield letters.resend(entry_id, Actor("kim"))
         self.assertEqual(entry.state, "pending")
         yield wait_until(lambda: outbox(self.dsn)[2] == ("delivered", 2, 1), "the re-sent entry delivered", timeout=60)
         # Something sent after it is delivered too, and by then several polls have passed:
@@ -72,7 +73,7 @@ class ResendToRunningMesTests(TestCase):
         self.assertEqual(arrivals, telegrams + [telegrams[1], schedule(4, coil="H000004")])
         self.assertEqual(outbox(self.dsn), {1: ("refused", 1, 0), 2: ("delivered", 2, 1), 3: ("refused", 1, 0),
                                             4: ("delivered", 1, 0)})
-        yield self.assertFailure(letters.resend(entry_id, "kim"), NotDead)
+        yield self.assertFailure(letters.resend(entry_id, Actor("kim")), NotDead)
 
 
 class ResendOrderTests(TestCase):
@@ -95,7 +96,7 @@ class ResendOrderTests(TestCase):
         backlog = insert(dsn, "speed", range(2, 22), start_value=2)
         h.pipeline.wake(["speed"])
         letters = yield use_case(self, dsn)
-        yield letters.resend(dead[0][0], "kim")
+        yield letters.resend(dead[0][0], Actor("kim"))
         yield wait_until(lambda: h.service.forwarders["speed"].queued == 21, "the re-sent entry loaded")
         yield h.sim.listen(h.ports)
         yield wait_until(lambda: states(dsn) == {"delivered": 21}, "all delivered")

@@ -12,6 +12,7 @@ from ccl.adapters.storage.refusals import PREVIEW_BYTES, RESEND_ACTION, PgDeadLe
 from ccl.application.refusals import DeadLetters, RejectedTelegrams
 from ccl.domain.refusals import NotDead, UnknownEntry
 from ccl.domain.telegrams import PLANT_TZ, load_layouts
+from ccl.ports import Actor
 from tests.support.database import DatabaseTestCase
 from tests.support.mes import schedule, speed, wpd
 
@@ -148,7 +149,7 @@ class DeadLetterTests(DatabaseTestCase, TestCase):
     @defer.inlineCallbacks
     def test_resend_makes_the_entry_pending_once_and_audits_it_in_the_same_transaction(self):
         """A re-send makes the dead letter pending once and audits it in the same transaction."""
-        entry = yield self.letters.resend(self.first, "kim", "10.1.1.9")
+        entry = yield self.letters.resend(self.first, Actor("kim", "10.1.1.9"))
         self.assertEqual((entry.id, entry.state, entry.resent_count, entry.resent_at, entry.attempts),
                          (self.first, "pending", 1, NOW, 2))
         self.assertEqual(self.sql("SELECT state, resent_count, refused_code FROM forward_outbox WHERE id = %s",
@@ -163,12 +164,12 @@ class DeadLetterTests(DatabaseTestCase, TestCase):
     @defer.inlineCallbacks
     def test_an_entry_that_is_not_dead_is_refused_and_the_refusal_audited(self):
         """Re-sending an entry that is not dead (or unknown) is refused and the refusal audited."""
-        yield self.letters.resend(self.first, "kim")
-        failure = yield self.assertFailure(self.letters.resend(self.first, "lee"), NotDead)
+        yield self.letters.resend(self.first, Actor("kim"))
+        failure = yield self.assertFailure(self.letters.resend(self.first, Actor("lee")), NotDead)
         self.assertEqual(failure.state, "pending")
-        failure = yield self.assertFailure(self.letters.resend(self.delivered, "lee"), NotDead)
+        failure = yield self.assertFailure(self.letters.resend(self.delivered, Actor("lee")), NotDead)
         self.assertEqual(failure.state, "delivered")
-        yield self.assertFailure(self.letters.resend(10 ** 9, "lee"), UnknownEntry)
+        yield self.assertFailure(self.letters.resend(10 ** 9, Actor("lee")), UnknownEntry)
         self.assertEqual([(a[1], a[4], a[5]) for a in self.audits()], [
             ("kim", str(self.first), "ok"), ("lee", str(self.first), "not dead (pending)"),
             ("lee", str(self.delivered), "not dead (delivered)"), ("lee", str(10 ** 9), "no such entry")])
@@ -179,8 +180,8 @@ class DeadLetterTests(DatabaseTestCase, TestCase):
     @defer.inlineCallbacks
     def test_two_resends_at_once_requeue_it_once(self):
         """Two re-sends of one dead letter at once queue it once; the other is refused as not dead."""
-        results = yield defer.DeferredList([self.letters.resend(self.second, "kim"),
-                                            self.letters.resend(self.second, "lee")], consumeErrors=True)
+        results = yield defer.DeferredList([self.letters.resend(self.second, Actor("kim")),
+                                            self.letters.resend(self.second, Actor("lee"))], consumeErrors=True)
         outcomes = sorted("ok" if ok else type(value.value).__name__ for ok, value in results)
         self.assertEqual(outcomes, ["NotDead", "ok"])
         self.assertEqual(self.sql("SELECT state, resent_count FROM forward_outbox WHERE id = %s", (self.second,)),

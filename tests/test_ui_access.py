@@ -5,7 +5,7 @@ sample request must be answered as the table says: allowed -> one of the sample'
 codes; not allowed -> 403; no session -> redirect to /login (pages) or 401 JSON (the rest).
 Every state-changing route is also tried without its CSRF token (-> 403, nothing changed).
 
-Adding a route? Add its sample to SAMPLES (placeholders: {defect}, {alert}, {user}).
+Adding a route? Add its sample to SAMPLES (placeholders: {defect}, {alert}, {user}, {rejected}, {dead}).
 """
 
 from __future__ import annotations
@@ -77,6 +77,13 @@ SAMPLES: dict[str, Sample] = {
     "models": S("GET", "/models"),
     "models_data": S("GET", "/api/models"),
     "model_deploy": S("POST", "/api/models/999999/deploy", 404, json={}),
+    # 통신 진단 (tests/test_ui_diagnostics.py tests their content)
+    "diagnostics": S("GET", "/diagnostics", 303),
+    "rejected_telegrams": S("GET", "/diagnostics/rejected?tc=4003"),
+    "rejected_telegram": S("GET", "/diagnostics/rejected/{rejected}"),
+    "dead_letters": S("GET", "/diagnostics/dead-letters?view=dead"),
+    "dead_letter": S("GET", "/diagnostics/dead-letters/{dead}"),
+    "dead_letter_resend": S("POST", "/diagnostics/dead-letters/{dead}/resend", 303, form={}),
 }
 
 
@@ -88,7 +95,11 @@ async def seeded(testcase):
         "INSERT INTO defect_detections (coil_number, defect_type, confidence_score, severity, detection_time)"
         " VALUES ('C1', 'scratch', 0.9, 'high', now()) RETURNING id")[0]
     target = ui.add_user("target.user", "viewer", session=False)
-    return ui, {"alert": alert, "defect": defect, "user": target.user_id}
+    (rejected,) = ui.sql("INSERT INTO rejected_telegrams (received_at, result_code, reason, raw)"
+                         " VALUES (now(), '13', 'header unreadable', '\\x00') RETURNING id")[0]
+    (dead,) = ui.sql("INSERT INTO forward_outbox (channel, source_table, source_id, tc_code, sequence_no, raw, state)"
+                     " VALUES ('speed', 'tc_4003_speed', 1, '4003', 1, '\\x00', 'refused') RETURNING id")[0]
+    return ui, {"alert": alert, "defect": defect, "user": target.user_id, "rejected": rejected, "dead": dead}
 
 
 async def send(ui, sample: Sample, login, places, csrf=True):
@@ -147,6 +158,7 @@ def csrf_test(name: str):
         self.assertEqual(ui.sql("SELECT count(*) FROM sessions"), [(1,)])
         self.assertEqual(ui.sql("SELECT review_status FROM defect_detections"), [("new",)])
         self.assertEqual(ui.sql("SELECT acknowledged_at FROM alerts"), [(None,)])
+        self.assertEqual(ui.sql("SELECT state FROM forward_outbox"), [("refused",)])
 
     def test(self):
         return defer.ensureDeferred(run(self))

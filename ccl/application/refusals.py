@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from ccl.domain.refusals import DeadLetterFilter, NotDead, RejectedFilter, UnknownEntry
 from ccl.domain.telegrams import PLANT_TZ, Layouts
 from ccl.domain.telegrams.dissect import Dissection, dissect
-from ccl.ports.refusals import IDeadLetters, IRejectedTelegrams, OutboxRecord, RejectedTelegram
+from ccl.ports import Actor, IDeadLetters, IRejectedTelegrams, OutboxRecord, RejectedTelegram
 
 
 def plant_today(clock) -> datetime.date:
@@ -36,6 +36,11 @@ class RejectedTelegrams:
         self._store = store
         self._layouts = layouts
         self._clock = clock
+
+    @property
+    def tc_codes(self) -> tuple[str, ...]:
+        """Every TC code of the layout file (for a filter's choices)."""
+        return tuple(sorted(self._layouts.by_tc))
 
     def choose(self, args: Mapping[str, str]) -> RejectedFilter:
         """The filter of query arguments; raises BadFilter."""
@@ -61,6 +66,16 @@ class DeadLetters:
         self._layouts = layouts
         self._clock = clock
 
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The forwarding channels of the layout file."""
+        return tuple(self._layouts.channels)
+
+    @property
+    def tc_codes(self) -> tuple[str, ...]:
+        """The TC codes that are forwarded."""
+        return tuple(sorted(tc for tc, layout in self._layouts.by_tc.items() if layout.forward))
+
     def choose(self, args: Mapping[str, str]) -> DeadLetterFilter:
         return DeadLetterFilter.from_args(args, plant_today(self._clock))
 
@@ -77,11 +92,11 @@ class DeadLetters:
         return found, dissect(found.raw, self._layouts)
 
     @inlineCallbacks
-    def resend(self, entry_id: int, actor: str, client_address: str | None = None):
+    def resend(self, entry_id: int, actor: Actor):
         """Send dead letter ``entry_id`` once more on behalf of ``actor``: Deferred[OutboxRecord]
         (now pending). Audited in every outcome; fails with UnknownEntry, or NotDead when the
         entry is not refused (pending, delivered: already on its way or done)."""
-        outcome = yield self._store.requeue(entry_id, self._clock.seconds(), actor, client_address)
+        outcome = yield self._store.requeue(entry_id, self._clock.seconds(), actor)
         if outcome.entry is None:
             raise UnknownEntry(f"no outbox entry {entry_id}")
         if not outcome.requeued:

@@ -103,6 +103,8 @@ from ccl.ports.alerts import ALERT_STATES, Acknowledged, Alert, IAlertStore  # n
 from ccl.ports.audit import Actor, AuditEntry, AuditQuery, IAuditLog  # noqa: E402,F401
 from ccl.ports.inspection import (  # noqa: E402,F401
     IDefectReviewStore, ISettingsStore, Review, ReviewConflict, ReviewedDefect, ReviewEntry)
+from ccl.ports.refusals import (  # noqa: E402,F401
+    IDeadLetters, IRejectedTelegrams, OutboxRecord, RejectedTelegram, Requeued)
 from ccl.ports.ui_reads import (  # noqa: E402,F401
     STATISTICS_MAX_DAYS, ICoilHistory, ICoilReads, IDashboardReads, IDatabaseProbe, IEventFeed, IModelRegistry,
     IStatistics, NoSuchModel)

@@ -77,7 +77,8 @@ class IDeadLetters(Interface):
     def get(entry_id: int):
         """Deferred[OutboxRecord | None]."""
 
-    def requeue(entry_id: int, at: float, actor: str, client_address: str | None):
+    def requeue(entry_id: int, at: float, actor):
         """Deferred[Requeued]: in ONE transaction, a refused entry becomes pending again (counted
-        in ``resent_count``, ``resent_at`` = ``at``) and an ``audit_logs`` row names ``actor``; an
+        in ``resent_count``, ``resent_at`` = ``at``) and an ``audit_logs`` row names the ``actor``
+        (a ``ccl.ports.Actor``); an
         entry in another state is left alone and the refusal is audited the same way."""

@@ -20,6 +20,7 @@ from ccl.adapters.storage.audit_log import AuditLog
 from ccl.adapters.storage.inspection_store import DefectReviewStore, SettingsStore
 from ccl.adapters.storage.localdb import resolve_dsn
 from ccl.adapters.storage.postgres import UNAVAILABLE, Database, DatabaseProbe, EventFeed
+from ccl.adapters.storage.refusals import PgDeadLetters, PgRejectedTelegrams
 from ccl.adapters.storage.ui_queries import rollup
 from ccl.adapters.storage.ui_queries.reads import CoilHistory, CoilReads, DashboardReads, ModelRegistry, Statistics
 from ccl.adapters.web.ui.app import UI
@@ -30,7 +31,9 @@ from ccl.application.accounts import Accounts
 from ccl.application.ai_models import ModelDeployment
 from ccl.application.alerts import Alerts
 from ccl.application.inspection import DefectReviews, InspectionRules
+from ccl.application.refusals import DeadLetters, RejectedTelegrams
 from ccl.config import ConfigError, load_config
+from ccl.domain.telegrams import load_layouts
 
 log = Logger()
 
@@ -124,6 +127,7 @@ def compose_ui(reactor, settings: UISettings, db: Database, clock=None) -> UI:
     audit = AuditLog(db)
     rules = InspectionRules(SettingsStore(db), audit)
     models = ModelRegistry(db)
+    layouts = load_layouts(settings.layout_path)
     uses = UseCases(
         accounts=Accounts(AccountStore(db), SessionStore(db), audit, settings.policy, threads.deferToThread),
         alerts=Alerts(AlertStore(db), audit),
@@ -138,6 +142,8 @@ def compose_ui(reactor, settings: UISettings, db: Database, clock=None) -> UI:
         history=CoilHistory(db),
         statistics=Statistics(db),
         models=models,
+        rejected_telegrams=RejectedTelegrams(PgRejectedTelegrams(db), layouts, clock or reactor),
+        dead_letters=DeadLetters(PgDeadLetters(db), layouts, clock or reactor),
     )
     return UI(reactor, settings, uses, clock)
 

@@ -17,10 +17,9 @@ from typing import Any
 from twisted.internet import defer
 from zope.interface import implementer
 
-from ccl.adapters.storage.postgres import UNAVAILABLE, Database
+from ccl.adapters.storage.postgres import Database, port_errors
 from ccl.domain.refusals import COUNT_CAP, DeadLetterFilter, Listing, RejectedFilter
-from ccl.ports import StoreUnavailable
-from ccl.ports.refusals import IDeadLetters, IRejectedTelegrams, OutboxRecord, Requeued, RejectedTelegram
+from ccl.ports import Actor, IDeadLetters, IRejectedTelegrams, OutboxRecord, Requeued, RejectedTelegram
 
 #: A listing carries this many leading bytes of each telegram; ``get`` carries all of them.
 PREVIEW_BYTES = 48
@@ -38,12 +37,6 @@ _OUTBOX_COLUMNS = ("id, channel, tc_code, sequence_no, state, created_at, attemp
                    "delivered_at, refused_at, refused_code, resent_count, resent_at")
 #: view -> (the time column the period and the order use, the extra condition)
 _VIEWS = {"dead": ("refused_at", "state = 'refused'"), "resent": ("resent_at", "resent_at IS NOT NULL")}
-
-
-def _unavailable(failure):
-    failure.trap(*UNAVAILABLE)
-    message = str(failure.value).strip()
-    raise StoreUnavailable(message.splitlines()[0] if message else failure.type.__name__)
 
 
 def _rejected(row, raw: bytes) -> RejectedTelegram:
@@ -64,6 +57,7 @@ def _listing(rows: list, count: int, paging, make) -> Listing:
                    paging=paging)
 
 
+@port_errors
 @implementer(IRejectedTelegrams)
 class PgRejectedTelegrams:
     def __init__(self, db: Database) -> None:
@@ -84,14 +78,15 @@ class PgRejectedTelegrams:
                                  f"LIMIT %(cap)s) AS capped", params)
             return _listing(rows, cursor.fetchone()[0], chosen.paging, lambda r: _rejected(r, bytes(r[8])))
 
-        return self._db.runInteraction(read).addErrback(_unavailable)
+        return self._db.runInteraction(read)
 
     def get(self, rejected_id: int) -> defer.Deferred:
         found = self._db.runQuery(f"SELECT {_REJECTED_COLUMNS}, raw FROM rejected_telegrams WHERE id = %s",
                                   (rejected_id,))
-        return found.addCallbacks(lambda rows: _rejected(rows[0], bytes(rows[0][8])) if rows else None, _unavailable)
+        return found.addCallback(lambda rows: _rejected(rows[0], bytes(rows[0][8])) if rows else None)
 
 
+@port_errors
 @implementer(IDeadLetters)
 class PgDeadLetters:
     def __init__(self, db: Database) -> None:
@@ -114,13 +109,13 @@ class PgDeadLetters:
                                  params)
             return _listing(rows, cursor.fetchone()[0], chosen.paging, _outbox)
 
-        return self._db.runInteraction(read).addErrback(_unavailable)
+        return self._db.runInteraction(read)
 
     def get(self, entry_id: int) -> defer.Deferred:
         found = self._db.runQuery(f"SELECT {_OUTBOX_COLUMNS}, raw FROM forward_outbox WHERE id = %s", (entry_id,))
-        return found.addCallbacks(lambda rows: _outbox(rows[0]) if rows else None, _unavailable)
+        return found.addCallback(lambda rows: _outbox(rows[0]) if rows else None)
 
-    def requeue(self, entry_id: int, at: float, actor: str, client_address: str | None) -> defer.Deferred:
+    def requeue(self, entry_id: int, at: float, actor: Actor) -> defer.Deferred:
         @defer.inlineCallbacks
         def requeue(cursor):
             yield cursor.execute(
@@ -141,11 +136,11 @@ class PgDeadLetters:
             yield cursor.execute(
                 "INSERT INTO audit_logs (at, actor, client_address, action, target, result, details) "
                 "VALUES (to_timestamp(%s), %s, %s, %s, %s, %s, %s)",
-                (at, actor, client_address, RESEND_ACTION, str(entry_id), result,
+                (at, actor.username, actor.client_address, RESEND_ACTION, str(entry_id), result,
                  json.dumps(details, ensure_ascii=False)))
             return Requeued(entry=entry, requeued=requeued)
 
-        return self._db.runInteraction(requeue).addErrback(_unavailable)
+        return self._db.runInteraction(requeue)
 
 
 def _audit_details(entry: OutboxRecord) -> dict[str, Any]:

@@ -113,6 +113,13 @@ ACCESS: dict[str, Rule] = {
     "admin_audit": Rule(ADMIN, "page"),
     "admin_settings": Rule(ADMIN, "page"),
     "admin_settings_save": Rule(ADMIN, "page"),
+    # 통신 진단: refused telegrams (process data: everyone), 고기원 dead letters (sending one again: admins)
+    "diagnostics": Rule(ALL, "page"),
+    "rejected_telegrams": Rule(ALL, "page"),
+    "rejected_telegram": Rule(ALL, "page"),
+    "dead_letters": Rule(ALL, "page"),
+    "dead_letter": Rule(ALL, "page"),
+    "dead_letter_resend": Rule(ADMIN, "page"),
     # operator actions on a defect
     "defect_review": Rule(STAFF, "json"),
     "defect_reviews": Rule(ALL, "json"),
@@ -134,6 +141,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("statistics", "/statistics", "통계"),
     NavItem("models", "/models", "AI 모델"),
     NavItem("system", "/system", "시스템"),
+    NavItem("diagnostics", "/diagnostics", "통신 진단"),
     NavItem("admin_users", "/admin/users", "관리"),
 )
 

@@ -35,6 +35,7 @@ PAGE_MODULES = (
     "ccl.adapters.web.ui.pages.system",
     "ccl.adapters.web.ui.pages.admin",
     "ccl.adapters.web.ui.pages.reviews",
+    "ccl.adapters.web.ui.pages.diagnostics",
 )
 
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:;"

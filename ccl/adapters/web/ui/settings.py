@@ -10,6 +10,7 @@ import attrs
 
 from ccl.application.accounts import SessionPolicy
 from ccl.config import Config, ConfigError
+from ccl.domain.telegrams import LayoutError, load_layouts
 
 
 @attrs.frozen
@@ -28,6 +29,8 @@ class UISettings:
     stream_session_check_seconds: float
     #: The image store's root: image files are served only from below it.
     image_root: Path
+    #: The telegram layout file (``[mes] layout``; None: the packaged one), for the byte views of 통신 진단.
+    layout_path: str | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> UISettings:
@@ -57,7 +60,18 @@ class UISettings:
             stats_refresh_seconds=config.get_int(u, "stats_refresh_seconds", 1, 86_400),
             stream_session_check_seconds=config.get_float(u, "stream_session_check_seconds", 0.05, 3600),
             image_root=config.get_path("images", "root"),
+            layout_path=_layout_path(config),
         )
+
+
+def _layout_path(config: Config) -> str | None:
+    """``[mes] layout`` (None: the packaged file), refused at start-up when it does not load."""
+    path = config.get("mes", "layout") or None
+    try:
+        load_layouts(path)
+    except LayoutError as error:
+        raise ConfigError(f"{config.where('mes', 'layout')}: {error}") from None
+    return path
 
 
 def _web_root(config: Config) -> Path:

@@ -13,6 +13,7 @@ from ccl.application.accounts import Accounts
 from ccl.application.ai_models import ModelDeployment
 from ccl.application.alerts import Alerts
 from ccl.application.inspection import DefectReviews, InspectionRules
+from ccl.application.refusals import DeadLetters, RejectedTelegrams
 from ccl.ports import (ICoilHistory, ICoilReads, IDashboardReads, IDatabaseProbe, IEventFeed, IModelRegistry,
                        IStatistics, IAuditLog)
 
@@ -32,3 +33,5 @@ class UseCases:
     history: ICoilHistory
     statistics: IStatistics
     models: IModelRegistry
+    rejected_telegrams: RejectedTelegrams
+    dead_letters: DeadLetters
