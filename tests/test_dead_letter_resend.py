@@ -28,7 +28,8 @@ def use_case(testcase, dsn: str):
 
 
 def outbox(dsn: str) -> dict[int, tuple]:
-    return {row[0]: row[1:] for row in query(dsn, "SELECT sequence_no, state, attempts, resent_count FROM forward_outbox")}
+    return {row[0]: row[1:] for row in query(
+        dsn, "SELECT sequence_no, state, attempts, resent_count FROM forward_outbox")}
 
 
 class ResendToRunningMesTests(TestCase):
@@ -47,7 +48,8 @@ class ResendToRunningMesTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_resent_dead_letter_goes_out_exactly_once_more_and_is_delivered(self):
-        """A dead letter re-sent from another process is picked up by the running ccl-mes and delivered, once."""
+        """A dead letter re-sent from another process is picked up by the running ccl-mes and
+        delivered, once."""
         self.sim.nak_rate = 1.0  # 고기원 refuses everything: three dead letters
         process, output = self.spawn()
         client = yield self.connect_when_up(output)

@@ -28,6 +28,9 @@ class DiagnosticsBrowserTests(TestCase):
             raise SkipTest("chromium/chromium-driver missing: scripts/install-system-packages.sh installs them")
 
     def test_rejected_telegrams_and_resending_a_dead_letter(self):
+
+        """In Chromium an admin lists rejected telegrams, opens one's byte view, and re-sends a dead
+        letter with the button, without a JavaScript error."""
         return defer.ensureDeferred(self._diagnostics())
 
     async def _diagnostics(self):

@@ -57,6 +57,8 @@ def bad_speed() -> bytes:
 class RejectedPageTests(TestCase):
     @d
     async def test_viewer_sees_them_newest_first_with_code_meaning_in_korean_then_english(self):
+        """A viewer sees the rejected telegrams newest first, in plant time, with the code's meaning in
+        Korean (English with ?lang=en)."""
         ui = await start_ui(self)
         viewer = ui.add_user("kim.view", "viewer")
         old = rejected(ui, kst(3, 9), "10", "9999", 1, b"9999" + speed(1)[4:], reason="unknown TC code 9999")
@@ -76,6 +78,7 @@ class RejectedPageTests(TestCase):
 
     @d
     async def test_filters_by_period_tc_code_and_listener_and_pages(self):
+        """The list filters by period, TC, result code and listener, and pages with prev/next links."""
         ui = await start_ui(self)
         viewer = ui.add_user("kim.view", "viewer")
         a = rejected(ui, kst(10, 9), "12", "4003", 5, bad_speed())
@@ -95,6 +98,7 @@ class RejectedPageTests(TestCase):
 
     @d
     async def test_bad_filters_are_400_with_the_reason(self):
+        """A malformed filter is answered 400."""
         ui = await start_ui(self)
         viewer = ui.add_user("kim.view", "viewer")
         for query in ("from=2026-02-30", "tc=40%270", "code=abc", "page=0", "from=2026-02-10&to=2026-02-01"):
@@ -103,6 +107,8 @@ class RejectedPageTests(TestCase):
 
     @d
     async def test_detail_shows_hex_euc_kr_text_and_the_offending_field(self):
+        """The detail page shows the hex rows, the EUC-KR text and marks the offending field; an
+        unknown id is 404."""
         ui = await start_ui(self)
         viewer = ui.add_user("kim.view", "viewer")
         raw = bytearray(schedule(6, customer="이알텍㈜"))
@@ -122,6 +128,8 @@ class RejectedPageTests(TestCase):
 class DeadLetterPageTests(TestCase):
     @d
     async def test_everyone_sees_dead_letters_only_admins_get_the_resend_button(self):
+        """Every role sees the dead letters newest refusal first (channel filter, detail); only admins
+        get the re-send button."""
         ui = await start_ui(self)
         first = outbox(ui, 1, "refused", kst(5, 9))
         second = outbox(ui, 2, "refused", kst(6, 9), channel="speed", raw=speed(2))
@@ -140,13 +148,16 @@ class DeadLetterPageTests(TestCase):
 
     @d
     async def test_admin_resends_a_dead_letter_once_audited_and_it_shows_as_resent(self):
+        """An admin's re-send makes the entry pending once, audited, shown as re-sent; a second one is
+        409 with the reason, audited."""
         ui = await start_ui(self)
         admin = ui.add_user("boss", "admin")
         entry = outbox(ui, 1, "refused", kst(5, 9))
         response, body = await ui.post(f"/diagnostics/dead-letters/{entry}/resend", admin,
                                        data={"csrf_token": admin.csrf}, csrf=False)
         self.assertEqual(response.code, 303, body)
-        self.assertEqual(response.headers.getRawHeaders(b"location"), [f"/diagnostics/dead-letters?view=resent&resent={entry}".encode()])
+        self.assertEqual(response.headers.getRawHeaders(b"location"),
+                         [f"/diagnostics/dead-letters?view=resent&resent={entry}".encode()])
         self.assertEqual(ui.sql("SELECT state, resent_count FROM forward_outbox WHERE id = %s", (entry,)),
                          [("pending", 1)])
         self.assertEqual(ui.sql("SELECT actor, client_address, action, target, result FROM audit_logs"),
@@ -166,6 +177,8 @@ class DeadLetterPageTests(TestCase):
 
     @d
     async def test_resend_refused_for_delivered_unknown_and_users_without_the_role(self):
+        """Re-sending is refused for a delivered entry (409), an unknown id (404), viewers and
+        operators (403) and without CSRF (403); nothing changes."""
         ui = await start_ui(self)
         admin = ui.add_user("boss", "admin")
         delivered = outbox(ui, 1, "delivered")
