@@ -15,20 +15,15 @@ flight; it goes out once more, and then again only as any entry does (no answer 
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 
+from ccl.domain.plant_time import plant_today
 from ccl.domain.refusals import DeadLetterFilter, NotDead, RejectedFilter, UnknownEntry
-from ccl.domain.telegrams import PLANT_TZ, Layouts
+from ccl.domain.telegrams import Layouts
 from ccl.domain.telegrams.dissect import Dissection, dissect
 from ccl.ports import Actor, IDeadLetters, IRejectedTelegrams, OutboxRecord, RejectedTelegram
-
-
-def plant_today(clock) -> datetime.date:
-    """Today in the plant, by ``clock`` (an IReactorTime)."""
-    return datetime.datetime.fromtimestamp(clock.seconds(), PLANT_TZ).date()
 
 
 class RejectedTelegrams:

@@ -43,16 +43,6 @@ def num(value, digits: int = 0) -> str:
         return str(value)
 
 
-def now(clock) -> datetime.datetime:
-    """The present of ``clock`` (``UI.clock``: the reactor, or a test's fixed clock), in plant time."""
-    return datetime.datetime.fromtimestamp(clock.seconds(), _TZ)
-
-
-def today(clock) -> datetime.date:
-    """The plant day (Asia/Seoul) of ``clock``'s present, whatever the process's time zone."""
-    return now(clock).date()
-
-
 def parse_date(text: str | None, name: str) -> datetime.date | None:
     if not text:
         return None

@@ -7,10 +7,11 @@ import io
 
 from twisted.logger import Logger
 
-from ccl.adapters.web.ui.pages._data import FORMAT, REVIEW_LABEL, SEVERITY_LABEL, check_coil, now, today
+from ccl.adapters.web.ui.pages._data import FORMAT, REVIEW_LABEL, SEVERITY_LABEL, check_coil
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
 from ccl.domain import coil_search
+from ccl.domain.plant_time import plant_now, plant_today
 
 log = Logger()
 
@@ -19,7 +20,8 @@ def _search(ctx) -> coil_search.Search:
     args = {name: ctx.arg(name) for name in ("from", "to", "coil", "customer", "defect_type", "sort", "order",
                                              "page", "size")}
     try:
-        return coil_search.Search.from_args({k: v for k, v in args.items() if v is not None}, today(ctx.ui.clock))
+        given = {k: v for k, v in args.items() if v is not None}
+        return coil_search.Search.from_args(given, plant_today(ctx.ui.clock))
     except coil_search.BadSearch as error:
         raise HTTPError(400, "bad search", str(error)) from None
 
@@ -106,7 +108,7 @@ async def _abort(request) -> None:
 @route("coil_detail", "/coils/<coil>")
 async def coil_detail(ctx, coil):
     check_coil(coil)
-    detail = await ctx.uses.coils.coil_detail(coil, now(ctx.ui.clock))
+    detail = await ctx.uses.coils.coil_detail(coil, plant_now(ctx.ui.clock))
     if not (detail["schedules"] or detail["events"] or detail["defects"] or detail["images"]):
         raise HTTPError(404, ctx._("알 수 없는 코일입니다."), coil)
     can_review = ctx.user.role in ("admin", "operator")
@@ -118,7 +120,7 @@ async def coil_detail(ctx, coil):
 @route("coil_data", "/api/coils/<coil>")
 async def coil_data(ctx, coil):
     check_coil(coil)
-    detail = await ctx.uses.coils.coil_detail(coil, now(ctx.ui.clock))
+    detail = await ctx.uses.coils.coil_detail(coil, plant_now(ctx.ui.clock))
     if not (detail["schedules"] or detail["events"] or detail["defects"] or detail["images"]):
         raise HTTPError(404, "no such coil", coil)
     return detail

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from ccl.adapters.web.ui import live
 from ccl.adapters.web.ui.orchestrator import OrchestratorRefused, OrchestratorUnavailable
-from ccl.adapters.web.ui.pages._data import FORMAT, SEVERITY_LABEL, now
+from ccl.adapters.web.ui.pages._data import FORMAT, SEVERITY_LABEL
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
+from ccl.domain.plant_time import plant_now
 
 PARTS = ("coil", "speed", "images", "defects", "today", "links", "alerts", "services", "coil_defects")
 
@@ -33,14 +34,14 @@ async def _part(ctx, part: str):
         return await _services(ctx)
     if part not in PARTS:
         raise HTTPError(400, "unknown part", {"allowed": list(PARTS)})
-    return await ctx.uses.dashboard.part(part, now(ctx.ui.clock), after_id=_after(ctx))
+    return await ctx.uses.dashboard.part(part, plant_now(ctx.ui.clock), after_id=_after(ctx))
 
 
 @route("dashboard", "/")
 async def dashboard(ctx):
     # Service states come from the orchestrator (up to seconds when it hangs): the page
     # fetches them after it is painted (part=services), so they never slow it down.
-    state = await ctx.uses.dashboard.dashboard(now(ctx.ui.clock))
+    state = await ctx.uses.dashboard.dashboard(plant_now(ctx.ui.clock))
     return ctx.render("dashboard.html", state=state, fmt=FORMAT, severity_label=SEVERITY_LABEL)
 
 
@@ -50,7 +51,7 @@ async def dashboard_data(ctx):
     part = ctx.arg("part")
     if part:
         return {"part": part, "data": await _part(ctx, part)}
-    return await ctx.uses.dashboard.dashboard(now(ctx.ui.clock))
+    return await ctx.uses.dashboard.dashboard(plant_now(ctx.ui.clock))
 
 
 @route("live_events", "/api/events")

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import datetime
 
-from ccl.adapters.web.ui.pages._data import FORMAT, parse_date, today
+from ccl.adapters.web.ui.pages._data import FORMAT, parse_date
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
 from ccl.ports import STATISTICS_MAX_DAYS
+from ccl.domain.plant_time import plant_today
 
 DEFAULT_DAYS = 30
 
 
 def _range(ctx) -> tuple[datetime.date, datetime.date]:
-    date_to = parse_date(ctx.arg("to"), "to") or today(ctx.ui.clock)
+    date_to = parse_date(ctx.arg("to"), "to") or plant_today(ctx.ui.clock)
     date_from = parse_date(ctx.arg("from"), "from") or date_to - datetime.timedelta(days=DEFAULT_DAYS - 1)
     if date_from > date_to:
         raise HTTPError(400, "bad range", "from is after to")
