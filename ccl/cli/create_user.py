@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import pwd
 import sys
 
 import psycopg2
 
+from ccl.adapters.storage.accounts import create_account
 from ccl.adapters.storage.localdb import resolve_dsn
 from ccl.config import load_config
 from ccl.domain.accounts import (
@@ -60,18 +60,10 @@ def run(args: argparse.Namespace) -> int:
     actor = f"cli:{pwd.getpwuid(os.getuid()).pw_name}"
     try:
         connection = psycopg2.connect(dsn)
-        with connection, connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO users (username, display_name, password_hash, role) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (username) DO NOTHING RETURNING id",
-                (name, args.display_name, hash_password(password), role),
-            )
-            created = cursor.fetchone() is not None
-            cursor.execute(
-                "INSERT INTO audit_logs (actor, action, target, result, details) VALUES (%s, 'user.create', %s, %s, %s)",
-                (actor, name, "ok" if created else "exists", json.dumps({"role": role})),
-            )
-        connection.close()
+        try:
+            created = create_account(connection, name, args.display_name, hash_password(password), role, actor=actor)
+        finally:
+            connection.close()
     except psycopg2.Error as error:
         sys.stderr.write(f"ccl create-user: database error: {str(error).strip()}\n")
         return 1

@@ -6,6 +6,7 @@ Sessions are found by the SHA-256 of their token: the table holds no usable toke
 from __future__ import annotations
 
 import datetime
+import json
 
 from twisted.internet import defer
 from zope.interface import implementer
@@ -135,3 +136,20 @@ class SessionStore:
     def purge(self, idle: datetime.timedelta) -> defer.Deferred:
         return self._db.runOperation(
             "DELETE FROM sessions WHERE expires_at <= now() OR last_seen_at <= now() - %s", (idle,))
+
+
+# ``ccl create-user`` (blocking, on a psycopg2 connection) -----------------------------------
+
+
+def create_account(connection, username: str, display_name: str, password_hash: str, role: str, *,
+                   actor: str) -> bool:
+    """Insert a user (False: the name is taken, nothing changed), audited either way, in one transaction."""
+    with connection, connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO users (username, display_name, password_hash, role) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (username) DO NOTHING RETURNING id", (username, display_name, password_hash, role))
+        created = cursor.fetchone() is not None
+        cursor.execute(
+            "INSERT INTO audit_logs (actor, action, target, result, details) VALUES (%s, 'user.create', %s, %s, %s)",
+            (actor, username, "ok" if created else "exists", json.dumps({"role": role})))
+    return created
