@@ -2,7 +2,7 @@
 
 The UI runs in this process over a fresh database, the orchestrator is the HTTP stand-in of
 tests/support/fake_orchestrator.py; the browser runs in a thread so the reactor keeps
-serving. Checks: the log tail and its live mode, acknowledging an alert, a restart button
+serving. Checks: the host figures and their refresh, the log tail and its live mode, acknowledging an alert, a restart button
 (with its confirmation), creating a user, and no JavaScript error in the console.
 """
 
@@ -15,6 +15,7 @@ import tempfile
 from twisted.internet import defer, reactor, threads
 from twisted.trial.unittest import SkipTest, TestCase
 
+from ccl.adapters.web.ui.host_figures import host_view
 from tests.test_ui_system import with_orchestrator
 
 CHROMIUM = "/usr/bin/chromium"
@@ -69,6 +70,14 @@ class SystemPageBrowserTests(TestCase):
                 driver.find_element(By.NAME, "password").send_keys(admin.password)
                 driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
                 wait.until(ec.presence_of_element_located((By.ID, "services")))
+                # The host card shows the orchestrator's figures and follows them (5 s refresh).
+                memory = driver.find_element(By.CSS_SELECTOR, '#host [data-host="memory"]')
+                self.assertTrue(memory.is_displayed())
+                self.assertEqual(memory.text, host_view(fake.host)["memory"])
+                later = dict(fake.host, memory=dict(fake.host["memory"], used=2**30, percent=12.5))
+                reactor.callFromThread(setattr, fake, "host", later)
+                wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#host [data-host="memory"]').text
+                           == host_view(later)["memory"])
                 # Log tail, then live mode: a line pushed by the orchestrator shows up.
                 driver.find_element(By.CSS_SELECTOR, 'button[data-log="ui-service"]').click()
                 wait.until(lambda d: "line 300" in d.find_element(By.ID, "log-lines").text)

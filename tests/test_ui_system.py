@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 from twisted.internet import defer, protocol, reactor
@@ -9,6 +10,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from ccl.adapters.storage.postgres import Database
+from ccl.adapters.web.ui.host_figures import host_view, size
 from tests.support.fake_orchestrator import FakeOrchestrator
 from tests.support.ui import json_of, start_ui
 from tests.test_postgres_adapter import wait_for
@@ -126,6 +128,76 @@ class ServiceTableTests(TestCase):
         response, body = await ui.post("/api/system/services/ui-service/restart", admin, json={})
         self.assertEqual(response.code, 503)
         self.assertEqual(ui.sql("SELECT action, result FROM audit_logs"), [("service.restart", "unreachable")])
+
+
+class HostFiguresTests(TestCase):
+    @d
+    async def test_page_and_json_show_the_host_figures_of_the_orchestrator(self):
+        """The 호스트 card shows CPU, load, memory, network and a row per volume from the
+        orchestrator's /status (real readings of this machine); the JSON refresh carries the
+        same texts; in English the labels change, not the figures."""
+        import psutil
+
+        ui, fake = await with_orchestrator(self)
+        viewer = ui.add_user("lee", "viewer")
+        view = host_view(fake.host)
+        response, body = await ui.get("/system", viewer)
+        self.assertEqual(response.code, 200)
+        text = body.decode()
+        self.assertIn('<section class="card" id="host">', text)  # not hidden
+        self.assertIn("호스트", text)
+        for key in ("cpu", "load", "memory", "network_in", "network_out", "sampled_at"):
+            self.assertIn(f'data-host="{key}">{html.escape(view[key])}<', text)
+        self.assertIn(f"{size(psutil.virtual_memory().total)} (", view["memory"])  # total as psutil says
+        self.assertIn(f"({psutil.cpu_count()} CPU)", view["cpu"])
+        for disk in view["disks"]:
+            self.assertIn(f'<tr data-volume="{disk["volume"]}">', text)
+            self.assertIn(f'data-disk="total">{disk["total"]}<', text)
+        self.assertIn("이미지 저장소", text)
+        self.assertIn("MES 저널", text)
+        response, body = await ui.get("/api/system/services", viewer)
+        answer = json_of(body)
+        self.assertEqual(answer["host_view"], view)
+        self.assertEqual(answer["host"]["memory"]["total"], psutil.virtual_memory().total)
+        response, body = await ui.get("/system?lang=en", viewer)
+        self.assertIn("Memory in use", body.decode())
+        self.assertIn(f'data-host="memory">{html.escape(view["memory"])}<', body.decode())
+
+    @d
+    async def test_an_orchestrator_without_host_figures_hides_the_card(self):
+        """An orchestrator that sends no host block: the card stays hidden, the services show."""
+        ui, fake = await with_orchestrator(self)
+        fake.host = None
+        viewer = ui.add_user("lee", "viewer")
+        response, body = await ui.get("/system", viewer)
+        self.assertEqual(response.code, 200)
+        self.assertIn('<section class="card" id="host" hidden>', body.decode())
+        self.assertIn('data-service="mes-tcp-service"', body.decode())
+        response, body = await ui.get("/api/system/services", viewer)
+        self.assertEqual((json_of(body)["host"], json_of(body)["host_view"]), (None, None))
+
+
+class HostViewTests(TestCase):
+    def test_sizes_in_binary_units(self):
+        self.assertEqual([size(v) for v in (None, 0, 1023, 1536, 3.5 * 2**30, 2**50)],
+                         ["-", "0 B", "1023 B", "1.5 KiB", "3.5 GiB", "1024.0 TiB"])
+
+    def test_unknown_rates_and_plant_time(self):
+        """Before its second reading the orchestrator has no CPU % or rates: they show as -;
+        the reading's time is shown in plant time (KST)."""
+        view = host_view({"sampled_at": "2026-01-05T23:30:00+0000", "cpu": {"percent": None, "count": 4, "load": [1, 0.5, 0.25]},
+                          "memory": {"total": 8 * 2**30, "used": 2 * 2**30, "available": 6 * 2**30, "percent": 25.0},
+                          "disks": [{"volume": "database", "path": "/var/lib/pg", "total": 2**40, "used": 2**39,
+                                     "free": 2**39, "percent": 50.0}],
+                          "network": {"rx_bytes_per_s": None, "tx_bytes_per_s": None, "interfaces": []}})
+        self.assertEqual(view["sampled_at"], "2026-01-06 08:30:00")
+        self.assertEqual((view["cpu"], view["load"]), ("- (4 CPU)", "1.00 · 0.50 · 0.25"))
+        self.assertEqual(view["memory"], "2.0 GiB / 8.0 GiB (25.0 %)")
+        self.assertEqual((view["network_in"], view["network_out"]), ("-", "-"))
+        self.assertEqual(view["disks"], [{"volume": "database", "label": "데이터베이스", "path": "/var/lib/pg",
+                                          "used": "512.0 GiB", "free": "512.0 GiB", "total": "1.0 TiB",
+                                          "percent": "50.0 %"}])
+        self.assertIsNone(host_view(None))
 
 
 class _Collect(protocol.Protocol):

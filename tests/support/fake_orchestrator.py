@@ -3,17 +3,30 @@
 It follows the documented API of issue 5 (the shape its ccl/orchestrator/api.py answers
 with): GET /status -> {"orchestrator": {...}, "services": [{"service", "state", "pid", ...}]},
 POST /start|stop|restart/{id} with a bearer token, GET /logs/{id}?lines=N and ?follow=1
-(Server-Sent Events, one ``data:`` per line). It records every request it gets.
+(Server-Sent Events, one ``data:`` per line). It records every request it gets. Its
+``/status`` carries ``host``: two real readings of this machine, made by the orchestrator's
+own code (``ccl.orchestrator.host``), so the UI shows what the orchestrator would send.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import attrs
 from klein import Klein
 from twisted.internet import defer, reactor
 from twisted.web import server
+
+
+def host_figures() -> dict:
+    """What the orchestrator's ``/status`` gives under ``host``, from two readings of this machine."""
+    from ccl.orchestrator.host import figures, read_host
+
+    volumes = {"images": Path(tempfile.gettempdir()), "journal": Path(tempfile.gettempdir()) / "journal"}
+    first = read_host(volumes)
+    return dict(figures(first, read_host(volumes)), interval=5.0)
 
 
 @attrs.define
@@ -27,6 +40,7 @@ class FakeOrchestrator:
                        "health": {"status": "ok", "failures": 0}},
     })
     log_lines: list = attrs.field(factory=lambda: [f"line {n}" for n in range(1, 301)])
+    host: dict | None = attrs.field(factory=host_figures)
     calls: list = attrs.field(factory=list)
     followers: list = attrs.field(factory=list)
     port: object = None
@@ -49,8 +63,11 @@ class FakeOrchestrator:
         @app.route("/status", methods=["GET"])
         def status(request):
             record(request)
-            return answer(request, {"orchestrator": {"pid": 1, "uptime": 10.0},
-                                    "services": [dict(v, service=k) for k, v in self.services.items()]})
+            body = {"orchestrator": {"pid": 1, "uptime": 10.0},
+                    "services": [dict(v, service=k) for k, v in self.services.items()]}
+            if self.host is not None:
+                body["host"] = self.host
+            return answer(request, body)
 
         @app.route("/<action>/<name>", methods=["POST"])
         def control(request, action, name):

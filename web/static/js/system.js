@@ -1,4 +1,4 @@
-/* 시스템 page: service buttons, log tail (live through SSE), alert acknowledge. */
+/* 시스템 page: service buttons, log tail (live through SSE), host figures, alert acknowledge. */
 (function () {
   "use strict";
   var problem = document.getElementById("action-problem");
@@ -84,9 +84,27 @@
       .catch(function (error) { state.textContent = (error.body && error.body.details) || error.message; });
   }
 
-  /* Keep the state, pid, uptime and restart columns current without reloading the page. */
+  /* The host figures come as display texts (host_view): put them in place. */
+  function refreshHost(view) {
+    var card = document.getElementById("host");
+    if (!view || !card) { return; }
+    card.hidden = false;
+    ["sampled_at", "cpu", "load", "memory", "network_in", "network_out"].forEach(function (key) {
+      card.querySelector('[data-host="' + key + '"]').textContent = view[key];
+    });
+    view.disks.forEach(function (disk) {
+      var row = card.querySelector('tr[data-volume="' + CSS.escape(disk.volume) + '"]');
+      if (!row) { return; }
+      ["used", "free", "total", "percent"].forEach(function (key) {
+        row.querySelector('[data-disk="' + key + '"]').textContent = disk[key];
+      });
+    });
+  }
+
+  /* Keep the state, pid, uptime and restart columns and the host figures current without reloading the page. */
   function refreshServices() {
     ccl.api("/api/system/services").then(function (answer) {
+      refreshHost(answer.host_view);
       answer.services.forEach(function (service) {
         var row = document.querySelector('#services tr[data-service="' + CSS.escape(service.id) + '"]');
         if (!row) { return; }

@@ -1,6 +1,6 @@
 """Client of the orchestrator's control API, as the 시스템 page uses it.
 
-The API (``GET /status``, ``GET /status/{id}``, ``POST /start|stop|restart/{id}``,
+The API (``GET /status`` with the host figures under ``host``, ``GET /status/{id}``, ``POST /start|stop|restart/{id}``,
 ``GET /logs/{id}?lines=N``, ``GET /logs/{id}?follow=1`` as Server-Sent Events) needs
 ``Authorization: Bearer <token>`` for POSTs; the token is read from
 ``<[paths] var>/orchestrator.token`` at each call, because the orchestrator may create it
@@ -82,7 +82,13 @@ class OrchestratorClient:
         return value
 
     async def services(self) -> list[dict]:
-        return normalise_status(await self._call("GET", "/status", None))
+        return (await self.overview())["services"]
+
+    async def overview(self) -> dict:
+        """One ``GET /status``: the services (normalised) and the host figures (None if absent)."""
+        value = await self._call("GET", "/status", None)
+        host = value.get("host") if isinstance(value, dict) else None
+        return {"services": normalise_status(value), "host": host if isinstance(host, dict) else None}
 
     async def action(self, action: str, service_id: str, actor: str):
         if action not in ACTIONS:

@@ -1,4 +1,4 @@
-"""시스템: the orchestrator's services (start/stop/restart), their logs, and the alerts.
+"""시스템: the orchestrator's services (start/stop/restart), their logs, the host figures, the alerts.
 
 Everything about services goes through the orchestrator's control API; when it cannot be
 reached the page says so and the JSON endpoints answer 503 with the reason (never a 500).
@@ -16,6 +16,7 @@ import attrs
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from ccl.adapters.web.ui.host_figures import host_view
 from ccl.adapters.web.ui.orchestrator import ACTIONS, OrchestratorRefused, OrchestratorUnavailable
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
@@ -48,14 +49,14 @@ async def system_page(ctx):
     # The alerts are read while the orchestrator is asked, not after.
     alerts = defer.gatherResults([_alerts(ctx, "open"), _alerts(ctx, "past")], consumeErrors=True)
     alerts.addErrback(lambda f: f.value.subFailure.raiseException())
-    services, problem = [], None
+    overview, problem = {"services": [], "host": None}, None
     try:
-        services = await ctx.ui.orchestrator.services()
+        overview = await ctx.ui.orchestrator.overview()
     except (OrchestratorUnavailable, OrchestratorRefused) as error:
         problem = str(error)
     open_alerts, past_alerts = await alerts
-    return ctx.render("system.html", services=services, problem=problem, orchestrator_url=ctx.ui.orchestrator.base_url,
-                      open_alerts=open_alerts, past_alerts=past_alerts,
+    return ctx.render("system.html", services=overview["services"], host=host_view(overview["host"]), problem=problem,
+                      orchestrator_url=ctx.ui.orchestrator.base_url, open_alerts=open_alerts, past_alerts=past_alerts,
                       can_control=ctx.user.role == "admin", can_ack=ctx.user.role in ("admin", "operator"),
                       can_logs=ctx.user.role in ("admin", "operator"))
 
@@ -63,11 +64,12 @@ async def system_page(ctx):
 @route("system_services", "/api/system/services")
 async def services(ctx):
     try:
-        return {"services": await ctx.ui.orchestrator.services()}
+        overview = await ctx.ui.orchestrator.overview()
     except OrchestratorUnavailable as error:
         return _unreachable(ctx, error)
     except OrchestratorRefused as error:
         return ctx.error(502, "orchestrator refused", error.body)
+    return dict(overview, host_view=host_view(overview["host"]))
 
 
 @route("system_service_action", "/api/system/services/<service>/<action>", methods=("POST",))
