@@ -164,6 +164,9 @@ class APITests(TestCase):
         out, err, code = yield ctl("stop", "nope")
         self.assertEqual(code, 1)
         self.assertIn(b"unknown service", err)
+        # "broken" has no health check: between its start and its crash it counts as running, and
+        # a wait that polls then finds all running. Once it is fatal, wait must say so.
+        yield wait_for(lambda: self.monitor.get("broken").state == "fatal", "broken fatal")
         out, err, code = yield ctl("wait", "--timeout", "30")
         self.assertEqual(code, 1)  # "broken" is fatal: wait says so instead of waiting forever
         self.assertIn(b"broken", err)
