@@ -81,6 +81,9 @@ class LivePlacement(TestCase):
         last = max(placed)
         settled = yield wait_for(lambda: not self.placements()[last][4] and self.placements()[last], "settled")
         self.assertLessEqual(abs(settled[1] - truth[598.5][1]), settled[2])
+        # ... and B, the running coil, shows its inspected metres advancing (2 m/s x 600 s - 60 m - head 660 m).
+        yield wait_for(lambda: query(self.svc.dsn, "SELECT (inspected_m->>'top')::float8 FROM tracking_coils"
+                                                   " WHERE tracked_coil = 'B'") == [(480.0,)], "B at 480 m")
         # C's weld passed at 500 s; its telegram comes late (received 601 s): the last defect moves to C.
         self.line.weld(601, "C", sent=500)
         moved = yield wait_for(lambda: self.placements()[last][0] == "C" and self.placements()[last], "moved to C")

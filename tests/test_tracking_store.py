@@ -76,6 +76,15 @@ class Recompute(DatabaseTestCase, TestCase):
         self.assertAlmostEqual(float(rows[0][2]), 740.0)  # (400 - 30) s at 2 m/s
 
     @defer.inlineCallbacks
+    def test_a_stop_begun_before_the_period_is_kept_current(self):
+        self.line.speeds(903, 1200, mpm=0)  # stopped from 903 s on
+        yield recompute(self.store, SETTINGS, T0 + 950, None, T0 + 1000)
+        self.assertEqual(self.sql("SELECT kind, extract(epoch FROM started_at) - %s, ended_at, duration_s"
+                                  " FROM tracking_delays WHERE kind = 'stop'", (T0,)), [("stop", 903, None, 97.0)])
+        yield recompute(self.store, SETTINGS, T0 + 1100, None, T0 + 1201)
+        self.assertEqual(self.sql("SELECT duration_s FROM tracking_delays WHERE kind = 'stop'"), [(298.0,)])
+
+    @defer.inlineCallbacks
     def test_reads_for_the_ui(self):
         """The UI's reads give a coil's map in metre order and the line's stops and open speed gaps."""
         self.line.telegram("tc_4003_speed", 901, line_speed=0)
@@ -167,3 +176,13 @@ class RebuildCommand(DatabaseTestCase, TestCase):
         result = run_cli(["tracking", "rebuild", "--from", "2026-01-02", "--to", "2026-01-01", "--dsn", self.dsn])
         self.assertEqual(result.returncode, 2)
         self.assertIn("later than --from", result.stderr)
+
+    def test_unreachable_database_is_a_message(self):
+        from ccl.adapters.storage.localdb import free_port
+        from tests.test_cli_create_user import run_cli
+
+        dsn = f"host=127.0.0.1 port={free_port()} dbname=none user=none connect_timeout=1"
+        result = run_cli(["tracking", "rebuild", "--from", "2026-01-01", "--to", "2026-01-02", "--dsn", dsn,
+                          "--wait", "1"])
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("not reachable", result.stderr)

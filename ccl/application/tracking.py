@@ -92,7 +92,12 @@ def recompute(store: ITrackingStore, settings: TrackingSettings, since: float, u
     yield store.save_placements(changed)
     coils = [c for c in model.coil_results()
              if c.head_wpd_at >= first - 1.0 and (until is None or c.head_wpd_at < until)]
-    delays = [d for d in model.delays(now) if d.start >= since and (until is None or d.start < until)]
+    # The delay log of the period, and a stop or gap begun before it that lasted into it; not one
+    # the loaded data begins in the middle of (its start would be the data's, not its own).
+    data_start = model.profile.times[0] if len(model.profile) else since
+    delays = [d for d in model.delays(now)
+              if d.start > data_start and (until is None or d.start < until)
+              and (d.start >= since or d.end is None or d.end >= since)]
     yield store.save_coils(coils, delays, delays_between=(since, until))
     report.update(placements=len(placements), written=len(changed), coils=len(coils), delays=len(delays),
                   telegrams=len(data.speeds) + len(data.welds) + len(data.cuts))
@@ -207,6 +212,7 @@ class LiveTracker:
                          " coil, {metre} to another metre)", since=since, **done.report)
         elif telegrams.get("tc_4003_speed"):
             yield self._settle()
+            yield self._progress()
         if detections:
             yield self._place(detections)
 
@@ -244,6 +250,14 @@ class LiveTracker:
             yield self.store.save_placements(settled)
             for p in settled:
                 self._provisional.pop((p.kind, p.id), None)
+
+    def _progress(self):
+        """The running coil's inspected metres advance with each speed sample (live dashboard)."""
+        model = self.model
+        if not model.coils or not len(model.profile) or model.coils[-1].tail_at is not None:
+            return None
+        coil = model.coils[-1]
+        return self.store.save_progress(coil.tracked_coil, model.inspected(coil))
 
     @inlineCallbacks
     def _place(self, detections):

@@ -13,6 +13,8 @@ import getpass
 import json
 import sys
 
+CONNECT_TIMEOUT_S = 10
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -21,6 +23,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     rebuild.add_argument("--to", dest="until", required=True, help="end of the period (ISO 8601, exclusive)")
     rebuild.add_argument("--json", action="store_true", help="print the report as JSON")
     rebuild.add_argument("--dsn", help="libpq connection string (default: from the configuration)")
+    rebuild.add_argument("--wait", type=float, default=CONNECT_TIMEOUT_S, metavar="SECONDS",
+                         help=f"give up when the database is not reachable within this (default {CONNECT_TIMEOUT_S})")
 
 
 def _moment(text: str, name: str) -> float:
@@ -68,7 +72,13 @@ def run(args: argparse.Namespace) -> int:
     @defer.inlineCallbacks
     def main(reactor):
         db = Database(reactor, dsn, size=2)
-        yield db.start()
+        try:
+            # Database.start waits for a database that is down (right for a service); a command says so.
+            yield db.start().addTimeout(args.wait, reactor)
+        except defer.TimeoutError:
+            db.close()
+            sys.stderr.write(f"ccl tracking rebuild: the database is not reachable (waited {args.wait:g} s)\n")
+            raise SystemExit(1) from None
         try:
             started = reactor.seconds()
             done = yield recompute(TrackingRecords.for_settings(db, settings), settings, since, until, reactor.seconds())

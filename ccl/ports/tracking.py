@@ -29,7 +29,12 @@ class ITrackingStore(Interface):
         """Deferred[dict[(kind, id), Placement]]: the stored placements of those detections."""
 
     def save_placements(placements: list):
-        """Store (insert or replace) placements; Deferred fires once committed."""
+        """Store (insert or replace) placements, with one ``ccl_events`` event per kind
+        (``{"table": "tracking_defects", "count", "tracked_coils"}``); fires once committed."""
+
+    def save_progress(tracked_coil: str, inspected_m: dict):
+        """The running coil's metres inspected so far per camera (every speed sample), with the
+        event ``{"table": "tracking_coils", "tracked_coil", "inspected_m"}``."""
 
     def save_coils(coils: list, delays: list, *, delays_between: tuple[float, float | None] | None):
         """Replace the results of these coils (their exit coils too) and, when

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from twisted.application import service
 
-from ccl.adapters.storage.defect_store import EVENTS
+from ccl.domain.events import EVENTS_CHANNEL as EVENTS
 from ccl.adapters.storage.tracking_store import TrackingRecords
 from ccl.application.tracking import LiveTracker
 from ccl.config import Config

@@ -13,7 +13,8 @@ import orjson
 from twisted.internet import defer
 from zope.interface import implementer
 
-from ccl.adapters.storage.postgres import as_store_unavailable
+from ccl.domain.events import EVENTS_CHANNEL as EVENTS
+from ccl.adapters.storage.postgres import as_store_unavailable, notify_sql
 from ccl.domain.tracking.model import MODEL_VERSION
 from ccl.domain.tracking.records import Detection, Heartbeat, LineData, Placement, Telegram
 from ccl.ports.tracking import ITrackingReads, ITrackingStore
@@ -239,8 +240,17 @@ class TrackingRecords:
         for kind in _TARGET:
             rows = _placement_rows(kind, placements)
             if rows:
-                yield self._db.runOperation(_SAVE[kind], (orjson.dumps(
-                    [dict(zip(_PLACEMENT_FIELDS, r)) for r in rows]).decode(),)).addErrback(as_store_unavailable)
+                # One event per statement for the UI (which coils changed), not one per row.
+                coils = sorted({p.tracked_coil for p in placements if p.kind == kind and p.tracked_coil})[:50]
+                event = json.dumps({"table": _TARGET[kind][0], "count": len(rows), "tracked_coils": coils})
+                yield self._db.runOperation(f"{_SAVE[kind]}; {notify_sql(EVENTS)}", (orjson.dumps(
+                    [dict(zip(_PLACEMENT_FIELDS, r)) for r in rows]).decode(), event)).addErrback(as_store_unavailable)
+
+    def save_progress(self, tracked_coil: str, inspected_m: dict):
+        event = json.dumps({"table": "tracking_coils", "tracked_coil": tracked_coil, "inspected_m": inspected_m})
+        return self._db.runOperation(
+            "UPDATE tracking_coils SET inspected_m = %s, computed_at = now() WHERE tracked_coil = %s; "
+            + notify_sql(EVENTS), (json.dumps(inspected_m), tracked_coil, event)).addErrback(as_store_unavailable)
 
     def save_coils(self, coils, delays, *, delays_between=None):
         coil_rows = orjson.dumps([_coil_row(c) for c in coils]).decode()

@@ -173,11 +173,7 @@ class LineModel:
                 length_u = (abs(profile.error(coil.tail_at) - profile.error(coil.head_at))
                             + profile.speed(coil.head_at) * coil.head_time_uncertainty_s
                             + profile.speed(coil.tail_at) * coil.tail_time_uncertainty_s)
-            now_x = profile.position(profile.last_time) if has_speed else None
-            inspected = {}
-            for cid, d in cams.items():
-                passed = 0.0 if now_x is None else max(0.0, now_x - d - coil.head_x)
-                inspected[cid] = passed if length is None else min(passed, length)
+            inspected = self.inspected(coil)
             mes = self.data.schedules.get(coil.coil_number)
             exits = tuple(self._exit_coil(coil, p) for p in by_mother.get(k, []))
             mother_disagrees = length is not None and mes is not None and abs(length - mes) > s.length_tolerance(mes)
@@ -209,6 +205,15 @@ class LineModel:
                                                   coverage_by_camera=coverage),
                 head_crop_m=head_crop, tail_crop_m=tail_crop, exit_coils=exits))
         return results
+
+    def inspected(self, coil) -> dict[str, float]:
+        """Metres of ``coil`` that passed each camera by the newest speed sample."""
+        if not len(self.profile):
+            return {c.camera_id: 0.0 for c in self.settings.cameras}
+        now_x = self.profile.position(self.profile.last_time)
+        end = coil.tail_x if coil.tail_x is not None else float("inf")
+        return {c.camera_id: max(0.0, min(now_x - self.settings.camera_distance(c), end) - coil.head_x)
+                for c in self.settings.cameras}
 
     def _exit_coil(self, coil, piece: Piece) -> ExitCoil:
         s = self.settings
