@@ -67,7 +67,7 @@ class SamplerTests(TestCase):
         root = os.path.abspath(self.mktemp())
         os.makedirs(root)
         sampler = HostSampler(reactor, {"images": root, "journal": os.path.join(root, "not", "yet")}, 0.1)
-        self.assertIsNone(sampler.latest())
+        self.assertEqual((sampler.latest(), sampler.disks()), (None, {}))
         sampler.start()
         self.addCleanup(sampler.stop)
         first = yield wait_for(sampler.latest, "first reading")
@@ -88,6 +88,9 @@ class SamplerTests(TestCase):
         self.assertEqual(set(disks), {"images", "journal"})  # a missing dir is measured on its parent's volume
         usage = psutil.disk_usage(root)
         self.assertEqual(disks["images"]["total"], usage.total)
+        # the disk rule and /metrics read the volumes from the same reading
+        self.assertEqual(sampler.disks()["images"]["total"], usage.total)
+        self.assertEqual(set(sampler.disks()), {"images", "journal"})
         self.assertTrue(0 < disks["images"]["used"] < disks["images"]["total"])
         self.assertTrue(0 < disks["images"]["free"] < disks["images"]["total"])
         self.assertTrue(all(d["tx_bytes_per_s"] >= 0 and d["rx_bytes_per_s"] >= 0

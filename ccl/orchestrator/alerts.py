@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -122,8 +123,12 @@ def disk_usage(path: Path) -> dict | None:
 
 
 class AlertRules:
-    def __init__(self, reactor, monitor, db, settings, volumes: dict[str, Path]):
+    def __init__(self, reactor, monitor, db, settings, volumes: dict[str, Path],
+                 disks: Callable[[], dict[str, dict | None]] | None = None):
+        """``disks``: the volumes' usage as last read elsewhere (the host sampler, in a thread);
+        without it they are read here, on the caller's thread."""
         self._reactor = reactor
+        self._disks = disks
         self._monitor = monitor
         self._db = db
         self._settings = settings
@@ -169,8 +174,9 @@ class AlertRules:
 
     def disk_conditions(self) -> list[Condition]:
         found = []
+        read = self._disks() if self._disks is not None else {name: disk_usage(path) for name, path in self.volumes.items()}
         for name, path in self.volumes.items():
-            usage = disk_usage(path)
+            usage = read.get(name)
             if usage and usage["percent"] > self._settings.disk_watermark:
                 found.append(Condition("disk.watermark", name, "critical",
                                        f"{name} volume ({path}) is {usage['percent']:.1f} % full"

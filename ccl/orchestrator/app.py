@@ -135,14 +135,14 @@ def make_service(config: Config, reactor=None, specs: list[ChildSpec] | None = N
     db = Database(reactor, dsn, size=2)
     monitor = Orchestrator(reactor, specs, settings)
     watched = volumes(config, settings)
-    rules = AlertRules(reactor, monitor, db, settings, watched)
+    host = HostSampler(reactor, host_volumes(config, settings), settings.host_interval)
+    rules = AlertRules(reactor, monitor, db, settings, watched, disks=host.disks)
 
     def on_event(event, child):
         if event == "fatal":  # raise the alert now, not at the next evaluation
             rules.evaluate().addErrback(lambda failure: log.failure("alert rules failed", failure))
     monitor.listeners.append(on_event)
 
-    host = HostSampler(reactor, host_volumes(config, settings), settings.host_interval)
     api = ControlAPI(reactor, monitor, db, token, watched, host=host, orchestrator_log=log_file)
     site = _QuietSite(api.resource())
     site.displayTracebacks = False

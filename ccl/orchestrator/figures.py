@@ -7,7 +7,6 @@ from pathlib import Path
 import psutil
 
 from ccl.domain.metrics import Registry
-from ccl.orchestrator.alerts import disk_usage
 
 
 def process_figures(pid: int | None) -> dict | None:
@@ -52,7 +51,8 @@ def render(monitor, volumes: dict[str, Path], open_alerts: int | None = None, ho
                    read=lambda: _labelled({k: v["rss_bytes"] for k, v in figures.items() if v}))
     registry.gauge("service_uptime_seconds", "seconds since the service's process started",
                    read=lambda: _labelled({c.id: c.status(monitor.seconds())["uptime"] or 0 for c in children}))
-    disks = {name: disk_usage(path) for name, path in volumes.items()}
+    # From the host reading (taken in a thread): statvfs on a stalled mount must not stop the reactor.
+    disks = {disk["volume"]: disk for disk in (host or {}).get("disks", []) if disk["volume"] in volumes}
     registry.gauge("disk_used_bytes", "bytes used on the volume (images, database)",
                    read=lambda: {(("volume", k),): v["used"] for k, v in disks.items() if v})
     registry.gauge("disk_total_bytes", "size of the volume (images, database)",

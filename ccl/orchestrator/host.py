@@ -1,8 +1,9 @@
 """Host figures for the 시스템 page and ``GET /host``: CPU, load, memory, disks, network.
 
-psutil reads /proc and calls statvfs, which can stall on a busy or remote disk, so the
-readings are taken in a thread every ``host_interval`` seconds by a LoopingCall, and the
-API serves the last sample (never blocking the reactor). CPU % and network bytes per second
+psutil reads /proc and calls statvfs, which can stall on a busy or remote disk (an image
+root on a NAS), so the readings are taken in a thread every ``host_interval`` seconds by a
+LoopingCall, and the API, ``/metrics`` and the disk alert rule use the last reading (never
+blocking the reactor). CPU % and network bytes per second
 are differences of counters between two readings (``figures``, pure), so they are ``None``
 until the second reading.
 """
@@ -116,6 +117,10 @@ class HostSampler:
     def latest(self) -> dict | None:
         """The figures of the last reading (None before the first one finished)."""
         return None if self._latest is None else dict(self._latest, interval=self.interval)
+
+    def disks(self) -> dict[str, dict | None]:
+        """Usage of each volume at the last reading ({} before the first; None: not measurable)."""
+        return {} if self._previous is None else dict(self._previous.disks)
 
     def start(self) -> None:
         self._loop.start(self.interval, now=True).addErrback(lambda f: log.failure("host sampling failed", f))
