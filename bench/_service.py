@@ -100,19 +100,7 @@ class Bench:
     def pg_cpu_seconds(self) -> float:
         """CPU time of the PostgreSQL server (postmaster and its live children): the database's
         share of the cost per request, on the same two cores."""
-        try:
-            pid = int((self.cluster.datadir / "postmaster.pid").read_text().split()[0])
-            root = psutil.Process(pid)
-            total = 0.0
-            for process in [root, *root.children(recursive=True)]:
-                try:
-                    times = process.cpu_times()
-                    total += times.user + times.system
-                except psutil.Error:
-                    pass
-            return total
-        except (OSError, ValueError, psutil.Error):
-            return 0.0
+        return cluster_cpu_seconds(self.cluster)
 
     def reset_peak(self):
         self.peak_rss = self.rss_now()
@@ -127,6 +115,27 @@ class Bench:
         self.log.close()
         self.cluster.destroy()
         shutil.rmtree(self.work, ignore_errors=True)
+
+
+def cluster_cpu_seconds(cluster: LocalCluster, *, exited: bool = False) -> float:
+    """CPU seconds of a cluster's postmaster and its live children; with ``exited``, also of
+    the children it has reaped (the backends of clients that have disconnected)."""
+    try:
+        pid = int((cluster.datadir / "postmaster.pid").read_text().split()[0])
+        root = psutil.Process(pid)
+        total = 0.0
+        if exited:
+            times = root.cpu_times()
+            total += times.children_user + times.children_system
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+    except (OSError, ValueError, psutil.Error):
+        return 0.0
 
 
 class LeanConnection:

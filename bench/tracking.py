@@ -37,7 +37,7 @@ from pathlib import Path
 
 import psycopg2
 
-from _service import ROOT, Bench, LeanConnection
+from _service import ROOT, Bench, LeanConnection, cluster_cpu_seconds
 
 from ccl.adapters.storage.localdb import LocalCluster, free_port
 from ccl.adapters.storage.migrations import migrate
@@ -185,19 +185,7 @@ def load_day(dsn: str, telegrams: dict, defects: list, rng: random.Random) -> li
 
 
 def pg_cpu(cluster: LocalCluster) -> float:
-    import psutil
-
-    pid = int((cluster.datadir / "postmaster.pid").read_text().split()[0])
-    root = psutil.Process(pid)
-    times = root.cpu_times()
-    total = times.children_user + times.children_system  # backends that have exited (the CLI's)
-    for process in [root, *root.children(recursive=True)]:
-        try:
-            times = process.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
+    return cluster_cpu_seconds(cluster, exited=True)  # the CLI's backends have exited by then
 
 
 def day_rebuild(rng: random.Random) -> None:
