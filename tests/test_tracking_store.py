@@ -76,6 +76,23 @@ class Recompute(DatabaseTestCase, TestCase):
         self.assertAlmostEqual(float(rows[0][2]), 740.0)  # (400 - 30) s at 2 m/s
 
     @defer.inlineCallbacks
+    def test_coverage_from_the_stored_heartbeats(self):
+        # A passes the top camera from 60 s to 430 s (B's weld at 400 s); the top box inspected
+        # nothing from 200 s to 260 s; the bottom box sent no heartbeat at all.
+        self.line.weld(400, "B")
+        self.line.telegram("tc_4001_cut", 490, coil_number="A", cut_mode=1, winding_length=740)
+        for start, end, inspected in ((0, 200, 100), (200, 260, 0), (260, 600, 100)):
+            self.sql("INSERT INTO inspection_heartbeats (camera_id, box_id, period_start, period_end,"
+                     " frames_inspected, frames_expected) VALUES ('top', 'orin-1', to_timestamp(%s),"
+                     " to_timestamp(%s), %s, 100)", (T0 + start, T0 + end, inspected))
+        yield recompute(self.store, SETTINGS, T0, T0 + 1000, T0 + 1000)
+        [(coverage, completeness)] = self.sql("SELECT coverage, completeness FROM tracking_coils"
+                                              " WHERE tracked_coil = 'A'")
+        self.assertAlmostEqual(coverage["top"], 1 - 120 / 740)  # 60 s at 2 m/s missed
+        self.assertIsNone(coverage["bottom"])
+        self.assertEqual(completeness, "partial")
+
+    @defer.inlineCallbacks
     def test_a_stop_begun_before_the_period_is_kept_current(self):
         self.line.speeds(903, 1200, mpm=0)  # stopped from 903 s on
         yield recompute(self.store, SETTINGS, T0 + 950, None, T0 + 1000)
