@@ -321,8 +321,10 @@ class TelegramWriter:
             self._duplicates.inc(count, tc=tc)
         if outcome.rejected:
             self._rejected.inc(outcome.rejected)
-        for channel, _, _ in outcome.forwarded:
-            self._outboxed.inc(channel=channel)
+        if outcome.forwarded:
+            # Counted per channel first: one inc per row cost ~1 us of reactor time each.
+            for channel, count in collections.Counter(channel for channel, _, _ in outcome.forwarded).items():
+                self._outboxed.inc(count, channel=channel)
 
 
 def _merge(total: BatchOutcome, part: BatchOutcome) -> None:
