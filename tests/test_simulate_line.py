@@ -11,13 +11,15 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from twisted.internet import defer, utils
+from twisted.internet import defer, reactor, utils
 from twisted.trial.unittest import TestCase
 
 from ccl.adapters.storage.localdb import free_port
+from ccl.config import load_config
 from ccl.domain.line_simulation import LineGeometry, RunPlan, plan_run
 from tests.support import ingest, mes
 from tests.support.database import fresh_database, query
+from ccl.services.tracking import live_tracking
 from tests.test_ingest_auth import ccl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,10 +30,10 @@ RUN = ("--start", START, "--coils", "2", "--coil-length", "150", "--speed", "300
        "--camera-offset", "bottom=1.5", "--heartbeat-every", "5")
 
 
-def run_cli(*args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CCL_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return utils.getProcessOutputAndValue(sys.executable, ("-m", "ccl", "simulate", "line", *args), env=env)
+def run_cli(*args, env: dict | None = None):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CCL_")}
+    environ.update(env or {}, PYTHONPATH=str(ROOT))
+    return utils.getProcessOutputAndValue(sys.executable, ("-m", "ccl", "simulate", "line", *args), env=environ)
 
 
 def truth(path: str) -> dict[str, list[dict]]:
@@ -47,13 +49,13 @@ class SimulatedLineTests(TestCase):
     timeout = 180
 
     @defer.inlineCallbacks
-    def start_plant(self, allow: str = "10.99.0.0/16"):
+    def start_plant(self, allow: str = "10.99.0.0/16", env: dict | None = None):
         """ccl-mes, ccl-images and ccl-defects on one database; 127.0.0.1 is not on the allow-list,
         so the boxes get in only with their token."""
         self.dsn = fresh_database(self)
         self.mes = yield mes.start_service(self, self.dsn)
-        self.images = yield ingest.start_service(self, "images", allow=allow, dsn=self.dsn)
-        self.defects = yield ingest.start_service(self, "defects", allow=allow, dsn=self.dsn)
+        self.images = yield ingest.start_service(self, "images", allow=allow, dsn=self.dsn, env=env)
+        self.defects = yield ingest.start_service(self, "defects", allow=allow, dsn=self.dsn, env=env)
         code, out, _ = ccl("ingest-token", "--dsn", self.dsn, "create", "jetson-sim")
         self.assertEqual(code, 0)
         self.token_file = self.mktemp()
@@ -139,6 +141,75 @@ class SimulatedLineTests(TestCase):
         self.assertEqual([b[3] for b in beats], [start, start + timedelta(seconds=2.5)])
 
     @defer.inlineCallbacks
+    def test_tracking_places_every_defect_within_its_uncertainty_of_the_truth(self):
+        """The whole chain on one machine: the run played in real time (the server dates
+        telegrams by their receipt) to ccl-mes, ccl-images and ccl-defects with its live
+        tracker; every defect lands on its true coil within its stated uncertainty of its true
+        metre, on the right piece of the coil cut in two, and exactly the defects the boxes
+        sent with the wrong coil number are flagged. Server and simulator read the same
+        ``[tracking]`` settings (the environment below); the top box's clock runs 2.5 s ahead,
+        and the server is told so."""
+        line = {"CCL_TRACKING_WPD_TO_CAMERA_M": "10", "CCL_TRACKING_CAMERA_TO_SHEAR_M": "15",
+                "CCL_TRACKING_CAMERA_OFFSETS_M": "top:0, bottom:1.5",
+                "CCL_TRACKING_CAMERA_CLOCK_OFFSETS_S": "top:2.5, bottom:0"}
+        yield self.start_plant(env=line)
+        config = load_config({"CCL_DATABASE_DSN": self.dsn, **line})
+        tracking = live_tracking(config, self.defects.db, reactor)
+        tracking.startService()
+        self.addCleanup(tracking.tracker.idle)
+        self.addCleanup(tracking.stopService)
+        yield tracking.tracker.idle()
+        truth_file = self.mktemp()
+        # About 25 s of line at 600 m/min: two coils of about 80 m, one stop, the second cut in two.
+        out, err, code = yield run_cli(
+            "--coils", "2", "--coil-length", "80", "--speed", "600", "--ramp", "300", "--stop-seconds", "3",
+            "--defects-per-coil", "6", "--heartbeat-every", "2", "--batch-every", "2", "--clock-offset", "top=2.5",
+            "--box-coil-lag", "3", *self.targets, "--truth", truth_file, env=line)
+        text = out.decode() + err.decode()
+        self.assertEqual(code, 0, text)
+        self.assertIn("cameras 10 m after the WPD (offsets top +0 m, bottom +1.5 m), shear 15 m after them", text)
+        told = truth(truth_file)
+        defects = {d["event_id"]: d for d in told["defect"]}
+        self.assertEqual(len(defects), 12)
+
+        def placements():
+            return query(self.dsn, "SELECT d.event_id::text, t.status, t.tracked_coil, t.metre, t.uncertainty_m,"
+                                   " t.exit_coil, t.exit_piece, t.coil_disagrees, t.box_coil, t.provisional"
+                                   " FROM tracking_defects t JOIN defect_detections d ON d.id = t.defect_id")
+
+        yield ingest.wait_for(lambda: len(placements()) == 12 and not any(p[9] for p in placements()),
+                              "every defect placed for good", timeout=30)
+        yield tracking.tracker.sweep()
+        pieces = {c["coil"]: c["pieces_m"] for c in told["coil"]}
+        heads, along = {}, 0.0  # each coil's head along the strip, from the first weld
+        for c in told["coil"]:
+            heads[c["coil"]] = along
+            along += c["length_m"]
+        on_true_coil = 0
+        for event_id, status, coil, metre, uncertainty, exit_coil, piece, disagrees, box_coil, _ in placements():
+            true = defects[event_id]
+            what = f"defect at {true['metre']} m of {true['coil']} ({true['camera']}): placed {coil} {metre} +- {uncertainty}"
+            self.assertEqual(status, "placed", what)
+            self.assertIn(coil, heads, what)
+            # Along the strip, the placement is within its stated bound of the truth ...
+            self.assertLessEqual(abs(heads[coil] + metre - heads[true["coil"]] - true["metre"]), uncertainty, what)
+            # ... so it is on the true coil unless the truth lies within that bound of a weld.
+            if true["weld_distance_m"] > uncertainty:
+                self.assertEqual(coil, true["coil"], what)
+                on_true_coil += 1
+            self.assertEqual(box_coil, true["box_coil"], what)
+            self.assertEqual(disagrees, box_coil not in (coil, exit_coil), what)
+            # The piece of a coil cut at the shear, where the cut (dated by its telegram) is clear of it.
+            cuts = [sum(pieces[true["coil"]][:i]) for i in range(len(pieces[true["coil"]]) + 1)]
+            if exit_coil is not None and all(abs(true["metre"] - cut) > uncertainty + 10.0 for cut in cuts):
+                self.assertEqual((exit_coil, piece), (true["coil"], true["piece"]), what)
+        self.assertGreaterEqual(on_true_coil, 4)  # the others lie within their bound of a weld
+        self.assertTrue(any(d["box_coil"] != d["coil"] for d in defects.values()))
+        self.assertEqual(sorted(len(p) for p in pieces.values()), [1, 2])
+        exits = query(self.dsn, "SELECT tracked_coil, count(*) FROM tracking_exit_coils GROUP BY 1 ORDER BY 1")
+        self.assertEqual(dict(exits), {coil: len(p) for coil, p in pieces.items()})
+
+    @defer.inlineCallbacks
     def test_without_the_token_the_uploads_fail_and_it_says_so(self):
         """Without a valid token the uploads fail, nothing is stored, and the run says so and exits 1."""
         yield self.start_plant()
@@ -166,7 +237,7 @@ class SimulatedLineTests(TestCase):
     @defer.inlineCallbacks
     def test_bad_options_are_refused_before_anything_is_sent(self):
         """Bad options (unknown camera, empty gap, start without offset) are refused before anything is sent."""
-        for args, message in ((("--clock-offset", "side=1"), "not among --cameras"),
+        for args, message in ((("--clock-offset", "side=1"), "not among the cameras top, bottom"),
                               (("--camera-gap", "top:5:1"), "FROM < TO"),
                               (("--start", "2026-03-01T10:00:00"), "needs its offset")):
             out, err, code = yield run_cli(*RUN, "--plan-only", *args)

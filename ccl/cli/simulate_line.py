@@ -15,9 +15,6 @@ from datetime import datetime, timezone
 from ccl.cli.simulate_gokiwon import non_negative
 from ccl.cli.simulate_mes import host_port, positive
 
-DEFAULT_GEOMETRY = {"wpd_to_camera_m": 30.0, "camera_to_shear_m": 60.0}
-
-
 def camera_value(text: str) -> tuple[str, float]:
     camera, _, value = text.partition("=")
     try:
@@ -71,7 +68,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--defects-per-coil", type=int, default=6)
     run.add_argument("--split-every", type=int, default=2, metavar="N",
                      help="cut every N-th coil into two at the shear (0: never; default 2)")
-    run.add_argument("--cameras", default="top,bottom", help="camera ids (default top,bottom)")
+    run.add_argument("--cameras", help="camera ids, comma-separated (default: [tracking] cameras)")
     run.add_argument("--heartbeat-every", type=non_negative(float), default=10.0, help="seconds (0: none)")
     run.add_argument("--batch-every", type=positive(float), default=5.0, help="seconds a box collects defects")
     line = parser.add_argument_group("the line (default: the [tracking] settings)")
@@ -93,44 +90,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layout", help="telegram layout file (default: [mes] layout)")
 
 
-def _setting(config, key: str, given: float | None) -> float:
-    from ccl.config import ConfigError
-
-    if given is not None:
-        return given
-    try:
-        return config.get_float("tracking", key, minimum=0.0)
-    except ConfigError:
-        return DEFAULT_GEOMETRY[key]
-
-
-def _camera_offsets(config, cameras: tuple[str, ...], given: list[tuple[str, float]]) -> dict[str, float]:
-    from ccl.config import ConfigError
-
-    offsets = {}
-    for camera in cameras:
-        try:
-            offsets[camera] = config.get_float("tracking", f"camera_offset_m.{camera}")
-        except ConfigError:
-            offsets[camera] = 0.0
-    offsets.update(given)
-    return offsets
-
-
 def _endpoint_port(config, section: str) -> int:
     return int(config.get_endpoint(section, "listen").split(":")[1].removeprefix("port="))
 
 
 def build_plan(args: argparse.Namespace, config):
+    """The run to play: the line as the server's ``[tracking]`` settings describe it (cameras,
+    distances, camera offsets), overridden by the options."""
     from ccl.domain.line_simulation import LineGeometry, RunPlan
+    from ccl.domain.tracking.settings import TrackingSettings
 
-    cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
+    line = TrackingSettings.from_config(config)
+    cameras = (tuple(c.strip() for c in args.cameras.split(",") if c.strip()) if args.cameras
+               else tuple(c.camera_id for c in line.cameras))
     unknown = {c for c, _ in args.clock_offset + args.camera_offset} | {c for c, _, _ in args.camera_gap}
     if not cameras or unknown - set(cameras):
-        raise ValueError(f"cameras {sorted(unknown - set(cameras))} are not among --cameras {args.cameras}")
-    geometry = LineGeometry(_setting(config, "wpd_to_camera_m", args.wpd_to_camera),
-                            _setting(config, "camera_to_shear_m", args.camera_to_shear),
-                            _camera_offsets(config, cameras, args.camera_offset))
+        raise ValueError(f"cameras {sorted(unknown - set(cameras))} are not among the cameras {', '.join(cameras)}")
+    offsets = {c.camera_id: c.offset_m for c in line.cameras if c.camera_id in cameras}
+    offsets.update(args.camera_offset)
+    geometry = LineGeometry(line.wpd_to_camera_m if args.wpd_to_camera is None else args.wpd_to_camera,
+                            line.camera_to_shear_m if args.camera_to_shear is None else args.camera_to_shear,
+                            {camera: offsets.get(camera, 0.0) for camera in cameras})
     start = args.start or datetime.now(timezone.utc)
     return RunPlan(start=start, geometry=geometry, seed=args.seed, coils=args.coils, coil_length_m=args.coil_length,
                    speed_mpm=args.speed, ramp_mpm_per_s=args.ramp, stops=max(args.stops, 0), stop_s=args.stop_seconds,
@@ -146,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     from ccl.adapters.line_simulator import HttpTally, Targets, play, report
     from ccl.adapters.mes.simulate_mes import Tally
     from ccl.adapters.mes.simulate_mes import report as mes_report
-    from ccl.config import load_config
+    from ccl.config import ConfigError, load_config
     from ccl.domain.line_simulation import plan_run
     from ccl.domain.telegrams import LayoutError, load_layouts
 
@@ -158,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         if args.token_file:
             with open(args.token_file, encoding="utf-8") as handle:
                 token = handle.read().strip()
-    except (LayoutError, ValueError, OSError) as problem:
+    except (LayoutError, ConfigError, ValueError, OSError) as problem:
         sys.stderr.write(f"ccl simulate line: {problem}\n")
         return 2
     the_run = plan_run(plan)

@@ -180,8 +180,10 @@ class StripMotion:
 
 
 def _drive(plan: RunPlan, needed_m: float, rng: random.Random) -> tuple[StripMotion, list[tuple[float, float]]]:
-    """Run the line until ``needed_m`` metres have passed the WPD: cruise with a slow drift and
-    a small wobble, ``plan.stops`` stops (ramp down, standstill, ramp up) spread over the run."""
+    """Run the line until ``needed_m`` metres have passed the WPD, and two speed samples more
+    (so that the last passage is covered by speed telegrams on both sides): cruise with a slow
+    drift and a small wobble, ``plan.stops`` stops (ramp down, standstill, ramp up) spread
+    over the run."""
     motion = StripMotion(plan.step_s, plan.speed_mpm)
     stops_at = [needed_m * (i + 1) / (plan.stops + 1) for i in range(plan.stops)]
     stops: list[tuple[float, float]] = []
@@ -193,8 +195,11 @@ def _drive(plan: RunPlan, needed_m: float, rng: random.Random) -> tuple[StripMot
     phase = rng.uniform(0, 2 * math.pi)
     ramp = plan.ramp_mpm_per_s * plan.step_s
     stop_started: float | None = None
-    while motion.position < needed_m:
+    reached_at: float | None = None
+    while reached_at is None or motion.end_s < reached_at + 2 * SPEED_EVERY:
         now = motion.end_s
+        if reached_at is None and motion.position >= needed_m:
+            reached_at = now
         if now >= next_drift:
             drift_target = plan.speed_mpm * (1.0 + rng.uniform(-2.0, 1.0) * plan.speed_variation)
             next_drift = now + rng.uniform(20.0, 60.0)
