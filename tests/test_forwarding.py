@@ -277,6 +277,42 @@ class ForwarderTests(SynchronousTestCase):
         forwarder.rescan()
         self.assertEqual(wire.frames, [b"4003#1"])
 
+    def test_rescan_reading_before_an_answer_is_written_does_not_send_it_again(self):
+        """Two rescans under way at once (a slow database) both see an entry behind the cursor
+        pending: the first sends it and its ACK is written; the second, coming back after
+        that, does not send it again. Once it is pending again (a dead letter sent again from
+        the UI) the next rescan takes it."""
+        self.store.add("speed", "4003", 2, entry_id=2)
+        forwarder = self.forwarder()
+        wire = Wire()
+        forwarder.attach(wire)
+        forwarder.ack("4003", 2, "00")
+        self.store.add("speed", "4003", 1, entry_id=1)  # behind the cursor
+        reads = []
+        fetch = self.store.fetch_pending
+
+        def slow_fetch(*args, **kwargs):
+            seen = fetch(*args, **kwargs).result  # what the read sees when it starts
+            held = defer.Deferred()
+            reads.append((held, seen))
+            return held
+
+        self.store.fetch_pending = slow_fetch
+        forwarder.rescan()
+        forwarder.rescan()
+        self.store.fetch_pending = fetch
+        (first, seen_first), (second, seen_second) = reads
+        self.assertEqual([e.id for e in seen_first + seen_second], [1, 1])
+        first.callback(seen_first)
+        self.assertEqual(wire.frames, [b"4003#2", b"4003#1"])
+        forwarder.ack("4003", 1, "12")  # refused, and written
+        self.assertEqual(self.store.state(1), "refused")
+        second.callback(seen_second)  # an old view: 1 still pending
+        self.assertEqual(wire.frames, [b"4003#2", b"4003#1"])
+        self.store.rows[1]["state"] = "pending"  # sent again from the UI
+        forwarder.rescan()
+        self.assertEqual(wire.frames, [b"4003#2", b"4003#1", b"4003#1"])
+
     def test_restart_resends_what_the_store_still_calls_pending(self):
         """After a restart, what the store still calls pending is sent again."""
         self.fill(3)

@@ -125,6 +125,8 @@ class ChannelForwarder:
         self._consumer: IForwarderConsumer | None = None
         self._awaiting: dict[tuple[str, int], list[_Sent]] = {}  # ACK key -> sent, not answered
         self._settling: set[int] = set()  # answered, store not yet updated
+        #: One set per rescan under way: the ids whose answer was written while it read.
+        self._settled_during: list[set[int]] = []
         self._cursor = 0  # highest outbox id loaded
         self._more = True  # the store may hold entries beyond the cursor
         self._woken = False  # woken while a read was under way
@@ -240,11 +242,21 @@ class ChannelForwarder:
         """
         known = [s.entry.id for s in self._queue if s.entry.id is not None] + [
             s.entry.id for s in self._in_flight if s.entry.id is not None] + list(self._settling)
+        # An answer written while the read is under way may be newer than what it saw: such an
+        # entry is not taken from this read (it would go out once more than needed); if it is
+        # pending again by then (sent again from the UI), the next rescan finds it.
+        settled: set[int] = set()
+        self._settled_during.append(settled)
         found = self._store.fetch_pending(self.channel, after_id=0, limit=self.settings.batch,
                                           before_id=self._cursor + 1, exclude=known)
 
+        def done(result):
+            # By identity: two rescans' sets may be equal (both empty).
+            self._settled_during = [s for s in self._settled_during if s is not settled]
+            return result
+
         def add(entries):
-            fresh = [e for e in entries if not self._is_loaded(e.id)]
+            fresh = [e for e in entries if not self._is_loaded(e.id) and e.id not in settled]
             if fresh:
                 log.warn("{channel}: {n} pending outbox entries found behind the cursor (dead letters sent again, "
                          "or rows committed late); sending them ahead of those waiting",
@@ -255,7 +267,7 @@ class ChannelForwarder:
             self.wake()
             return len(fresh)
 
-        return found.addCallback(add)
+        return found.addBoth(done).addCallback(add)
 
     def _is_loaded(self, entry_id: int) -> bool:
         return entry_id in self._settling or any(s.entry.id == entry_id for s in self._in_flight) or any(
@@ -481,8 +493,14 @@ class ChannelForwarder:
                      "kept as refused, the channel goes on",
                      channel=self.channel, tc=entry.tc_code, seq=entry.sequence_no, id=entry.id, code=result_code)
             written = self._store.mark_refused(entry.id, result_code, now)
-        written.addBoth(lambda result: (self._settling.discard(entry.id), result)[1])
+        written.addBoth(self._written, entry.id)
         written.addErrback(self._write_failed, entry.id)
+
+    def _written(self, result, entry_id: int):
+        self._settling.discard(entry_id)
+        for settled in self._settled_during:
+            settled.add(entry_id)
+        return result
 
     def _write_failed(self, failure, entry_id: int) -> None:
         if failure.check(CancelledError):
