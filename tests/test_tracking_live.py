@@ -90,3 +90,19 @@ class LivePlacement(TestCase):
         self.assertLessEqual(abs(moved[1] - true_metre(598.5, 0, 500)), moved[2])
         self.assertEqual(self.placements()[sorted(placed)[2]][0], "B")  # the 400 s defect stays on B
         self.assertGreaterEqual(self.component.tracker.placed, 4)
+
+    @defer.inlineCallbacks
+    def test_a_defect_older_than_the_live_model_is_placed_from_its_period(self):
+        # The line also ran in the 1,000 s before t0, coil Z from -900 s: telegrams stored long
+        # ago (no event now), before the live model's window (the last 15 minutes). A box that
+        # caught up posts a defect of -500 s: its period is tracked again for it.
+        self.line.speeds(-1000, -3, notify=False)
+        self.line.weld(-900, "Z", notify=False)
+        yield self.component.tracker.idle()
+        code, _ = yield post_json(self.svc.url, "/defect/single", {
+            "coil_number": "Z", "defect_type": "scratch", "confidence_score": 0.9,
+            "detection_time": stamp(self.t0 - 500)})
+        self.assertEqual(code, 201)
+        [(coil, metre, uncertainty, *_rest)] = yield wait_for(lambda: list(self.placements().values()), "placed")
+        self.assertEqual(coil, "Z")
+        self.assertLessEqual(abs(metre - true_metre(-500, 0, -900)), uncertainty)

@@ -110,6 +110,7 @@ class LiveTracker:
     at a time (a lock: a recompute and a fast placement never write over each other)."""
 
     _TELEGRAMS = ("tc_4003_speed", "tc_4002_wpd", "tc_4001_cut")
+    _KINDS = {"tc_4003_speed": "speed", "tc_4002_wpd": "weld", "tc_4001_cut": "cut"}
 
     def __init__(self, store: ITrackingStore, settings: TrackingSettings, clock, *,
                  sweep_seconds: float = 60.0, sweep_window_s: float = 900.0):
@@ -119,6 +120,8 @@ class LiveTracker:
         self.sweep_seconds = sweep_seconds
         self.sweep_window_s = sweep_window_s
         self.model: LineModel | None = None
+        #: the model tracks detections from then on (the start of the recompute that built it)
+        self._covered = float("inf")
         self.placed = 0  # placements written by the fast path
         self._lock = DeferredLock()
         self._detections: dict[str, set[int]] = {"defect": set(), "image": set()}
@@ -205,7 +208,7 @@ class LiveTracker:
         if self._wanted is not None:
             since, self._wanted = self._wanted, None
             done = yield recompute(self.store, self.settings, since, None, self.clock.seconds())
-            self.model = done.model
+            self.model, self._covered = done.model, since
             self._provisional = {(p.kind, p.id): d for p, d in zip(done.placements, done.detections) if p.provisional}
             if done.report["written"]:
                 log.info("coil tracking from {since}: {written} placements written ({new} new, {coil} to another"
@@ -222,6 +225,10 @@ class LiveTracker:
         offset, late_after = model.offset, self.settings.late_after_s
         for table in self._TELEGRAMS:
             ids = telegrams.get(table)
+            if not ids:
+                continue
+            known = model.known_ids[self._KINDS[table]]
+            ids = [i for i in ids if i not in known]  # already read by the last recompute
             if not ids:
                 continue
             rows = yield self.store.telegrams_by_id(table, sorted(ids))
@@ -264,11 +271,10 @@ class LiveTracker:
         found = yield self.store.detections_by_id(sorted(detections.get("defect", ())),
                                                   sorted(detections.get("image", ())))
         model = self.model
-        start = model.coils[0].head_at if model.coils else (model.profile.times[0] if len(model.profile) else None)
         placements, older = [], []
         for d in found:
             p = model.place(d)
-            if start is None or p.detected_at < start:
+            if p.detected_at < self._covered:
                 older.append(p.detected_at)
                 continue
             placements.append(p)

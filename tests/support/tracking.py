@@ -27,8 +27,9 @@ class Line:
         self.t0 = t0
         self.seq = 0
 
-    def telegram(self, table: str, at: float, sent: float | None = None, **values) -> int:
-        """A row received at t0 + at, sent (whole seconds) at t0 + ``sent`` (default: ``at``)."""
+    def telegram(self, table: str, at: float, sent: float | None = None, notify: bool = True, **values) -> int:
+        """A row received at t0 + at, sent (whole seconds) at t0 + ``sent`` (default: ``at``);
+        announced on ccl_events unless ``notify`` is false."""
         self.seq += 1
         names = _VALUES[table]
         with self.connection.cursor() as cursor:
@@ -36,20 +37,20 @@ class Line:
                 f"WITH ins AS (INSERT INTO {table} (line_code, sequence_no, sent_at, received_at, {', '.join(names)}, raw)"
                 f" VALUES ('CCL1', %s, to_timestamp(%s), to_timestamp(%s), {', '.join(['%s'] * len(names))}, %s)"
                 f" RETURNING id, tc_code)"
-                f" SELECT id, pg_notify('ccl_events', json_build_object('table', %s, 'id', id, 'tc_code', tc_code)::text)"
-                f" FROM ins",
+                f" SELECT id, CASE WHEN %s THEN pg_notify('ccl_events', json_build_object('table', %s, 'id', id,"
+                f" 'tc_code', tc_code)::text) END FROM ins",
                 (self.seq, math.floor(self.t0 + (at if sent is None else sent)), self.t0 + at,
-                 *(values[n] for n in names), str(self.seq).encode(), table))
+                 *(values[n] for n in names), str(self.seq).encode(), notify, table))
             return cursor.fetchone()[0]
 
-    def speeds(self, start: float, end: float, mpm: int = 120, every: float = 3.0) -> None:
+    def speeds(self, start: float, end: float, mpm: int = 120, every: float = 3.0, notify: bool = True) -> None:
         at = start
         while at <= end + 1e-9:
-            self.telegram("tc_4003_speed", at, line_speed=mpm)
+            self.telegram("tc_4003_speed", at, notify=notify, line_speed=mpm)
             at += every
 
-    def weld(self, at: float, coil: str, sent: float | None = None) -> int:
-        return self.telegram("tc_4002_wpd", at, sent, coil_number=coil)
+    def weld(self, at: float, coil: str, sent: float | None = None, notify: bool = True) -> int:
+        return self.telegram("tc_4002_wpd", at, sent, notify, coil_number=coil)
 
     def schedule(self, at: float, coil: str, length: int) -> int:
         with self.connection.cursor() as cursor:

@@ -39,6 +39,9 @@ class LineModel:
         self.settings = settings
         self.data = data
         self.offset = mes_offset([*data.speeds, *data.welds, *data.cuts])
+        #: ids of the telegrams the model holds, by kind ("speed", "weld", "cut")
+        self.known_ids = {"speed": {t.id for t in data.speeds}, "weld": {t.id for t in data.welds},
+                          "cut": {t.id for t in data.cuts}}
         samples = []
         for telegram in data.speeds:
             at, _late = event_time(telegram, self.offset, settings.late_after_s)
@@ -80,6 +83,7 @@ class LineModel:
         if late or telegram.line_speed is None or (last is not None and at < last):
             return False
         self.profile.append(at, telegram.line_speed)
+        self.known_ids["speed"].add(telegram.id)
         self.data = LineData(speeds=(*self.data.speeds, telegram), welds=self.data.welds, cuts=self.data.cuts,
                              schedules=self.data.schedules, heartbeats=self.data.heartbeats)
         self._locate()
