@@ -104,8 +104,9 @@ class PipelineService(service.Service):
 
 
 class DatabaseService(service.MultiService):
-    """The txpostgres pool, parent of the services that use it: connected before they start,
-    closed only once they have all stopped (their last writes done or given up)."""
+    """The txpostgres pool, parent of the services that use it: it starts connecting before
+    they start (they wait for ``db.when_ready()`` where they need it) and closes only once they
+    have all stopped (their last writes done or given up)."""
 
     name = "database"
 
