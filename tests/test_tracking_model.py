@@ -318,6 +318,13 @@ class Completeness(SynchronousTestCase):
         self.assertAlmostEqual(a.coverage["bottom"], 1.0)
         self.assertEqual(a.completeness, "partial")
 
+    def test_heartbeat_periods_are_corrected_by_the_box_clock(self):
+        # The bottom box's clock runs 1.5 s ahead: its 62.5-362.5 s is our 61-361 s, the coil's passage.
+        beats = [Heartbeat("top", T0, T0 + 600, 10, 10), Heartbeat("bottom", T0 + 62.5, T0 + 362.5, 10, 10)]
+        a = LineModel(self.data(beats), SETTINGS).coil_results()[0]
+        self.assertAlmostEqual(a.coverage["bottom"], 1.0)
+        self.assertEqual(a.completeness, "complete")
+
     def test_full_coverage_is_complete_and_a_running_coil_is_running(self):
         """Full coverage makes a coil complete; a coil whose tail has not come is running."""
         beats = [Heartbeat(c, T0, T0 + 600, 10, 10) for c in ("top", "bottom")]

@@ -18,11 +18,13 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 
+import attrs
+
 from ccl.domain.tracking import completeness
 from ccl.domain.tracking.coils import Cut, Piece, coil_at, coil_spans, pieces
 from ccl.domain.tracking.line import SpeedProfile
 from ccl.domain.tracking.records import (
-    CoilResult, DelayEntry, Detection, ExitCoil, LineData, Placement, Telegram,
+    CoilResult, DelayEntry, Detection, ExitCoil, Heartbeat, LineData, Placement, Telegram,
 )
 from ccl.domain.tracking.settings import TrackingSettings
 from ccl.domain.tracking.times import event_time, mes_offset
@@ -158,9 +160,15 @@ class LineModel:
         for piece in self.pieces:
             by_mother.setdefault(piece.mother, []).append(piece)
         cut_names = {c.coil_number for c in self.cuts}
-        heartbeats = {}
+        heartbeats: dict[str, list[Heartbeat]] = {}
         for h in self.data.heartbeats:
-            heartbeats.setdefault(h.camera_id, []).append(h)
+            camera = s.camera(h.camera_id)
+            if camera is None:
+                continue
+            # the box's periods are on its own clock: onto ours, as its detections are
+            shift = camera.clock_offset_s
+            heartbeats.setdefault(h.camera_id, []).append(
+                attrs.evolve(h, period_start=h.period_start - shift, period_end=h.period_end - shift) if shift else h)
         results = []
         for k, coil in enumerate(self.coils):
             has_speed = len(profile) > 0
