@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 from ccl.config import load_config
 from ccl.services.tracking import live_tracking
 from tests.support.database import query
-from tests.support.ingest import post_json, start_service, wait_for
+from tests.support.ingest import pair_parts, post_json, post_parts, start_service, wait_for
 from tests.support.tracking import ENV, Line, true_metre
 
 
@@ -106,3 +106,16 @@ class LivePlacement(TestCase):
         [(coil, metre, uncertainty, *_rest)] = yield wait_for(lambda: list(self.placements().values()), "placed")
         self.assertEqual(coil, "Z")
         self.assertLessEqual(abs(metre - true_metre(-500, 0, -900)), uncertainty)
+
+    @defer.inlineCallbacks
+    def test_an_image_pair_uploaded_to_ccl_images_is_placed(self):
+        images = yield start_service(self, "images", dsn=self.svc.dsn)
+        code, _ = yield post_parts(images.url, pair_parts(coil="A", captured_at=stamp(self.t0 + 150),
+                                                          camera_id="bottom"))
+        self.assertEqual(code, 201)
+        rows = yield wait_for(lambda: len(query(self.svc.dsn, "SELECT 1 FROM tracking_images")) == 2 and query(
+            self.svc.dsn, "SELECT i.kind, t.tracked_coil, t.metre, t.uncertainty_m, t.surface, t.time_source"
+                          " FROM tracking_images t JOIN images i ON i.id = t.image_id ORDER BY i.kind"), "2 images")
+        for kind, coil, metre, uncertainty, surface, source in rows:
+            self.assertEqual((coil, surface, source), ("A", "bottom", "box"), kind)
+            self.assertLessEqual(abs(metre - true_metre(150, 0, 30, camera_m=62)), uncertainty)

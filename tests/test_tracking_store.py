@@ -62,6 +62,7 @@ class Recompute(DatabaseTestCase, TestCase):
         on_b = {d for d, at in self.defects.items() if at >= 440}
         self.assertEqual(done.report["coil"], len(on_b))
         self.assertEqual(done.report["new"] + done.report["metre"], 0)
+        self.assertEqual(done.report["disagreements"], len(on_b))  # counted, the box's number kept
         self.assertEqual({d for d in after if after[d][0] == "B"}, on_b)
         for defect_id, at in self.defects.items():
             if defect_id in on_b:

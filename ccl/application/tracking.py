@@ -100,6 +100,8 @@ def recompute(store: ITrackingStore, settings: TrackingSettings, since: float, u
               and (d.start >= since or d.end is None or d.end >= since)]
     yield store.save_coils(coils, delays, delays_between=(since, until))
     report.update(placements=len(placements), written=len(changed), coils=len(coils), delays=len(delays),
+                  disagreements=sum(p.coil_disagrees for p in placements),
+                  untracked=sum(p.status != "placed" for p in placements),
                   telegrams=len(data.speeds) + len(data.welds) + len(data.cuts))
     kept = {(p.kind, p.id) for p in placements}
     return Recomputed(model, [d for d in detections if (d.kind, d.id) in kept], placements, report)

@@ -41,6 +41,7 @@ def _print(report: dict) -> None:
           f" {report['coils']} coils, {report['delays']} delay log entries ({report['telegrams']} telegrams read)")
     print(f"  new {report['new']}, moved to another coil {report['coil']}, to another metre {report['metre']},"
           f" other details {report['details']}, unchanged {report['unchanged']}; written {report['written']}")
+    print(f"  box coil number disagrees: {report['disagreements']}; not placed on a coil: {report['untracked']}")
     for example in report["examples"]:
         before, after = example["from"] or {}, example["to"]
         print(f"  {example['kind']} {example['id']}: {before.get('tracked_coil')} {before.get('metre')} m"
