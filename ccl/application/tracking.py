@@ -14,6 +14,7 @@ the database was away, late heartbeats and schedules all settle within one sweep
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks
@@ -214,7 +215,8 @@ class LiveTracker:
             self._provisional = {(p.kind, p.id): d for p, d in zip(done.placements, done.detections) if p.provisional}
             if done.report["written"]:
                 log.info("coil tracking from {since}: {written} placements written ({new} new, {coil} to another"
-                         " coil, {metre} to another metre)", since=since, **done.report)
+                         " coil, {metre} to another metre)",
+                         since=datetime.fromtimestamp(since, timezone.utc).isoformat(timespec="seconds"), **done.report)
         elif telegrams.get("tc_4003_speed"):
             yield self._settle()
             yield self._progress()
