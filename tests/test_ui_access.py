@@ -77,6 +77,7 @@ SAMPLES: dict[str, Sample] = {
     "models": S("GET", "/models"),
     "models_data": S("GET", "/api/models"),
     "model_deploy": S("POST", "/api/models/999999/deploy", 404, json={}),
+    "model_register": S("POST", "/models", 303, form={"name": "access-model", "version": "1"}),
     # 통신 진단 (tests/test_ui_diagnostics.py tests their content)
     "diagnostics": S("GET", "/diagnostics", 303),
     "rejected_telegrams": S("GET", "/diagnostics/rejected?tc=4003"),

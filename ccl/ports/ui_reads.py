@@ -17,6 +17,10 @@ class NoSuchModel(LookupError):
     """No AI model has this id."""
 
 
+class ModelExists(Exception):
+    """A model of this name and version is registered already (its id: ``args[0]``)."""
+
+
 class IDatabaseProbe(Interface):
     def ping():
         """Deferred firing when the database answers a trivial query."""
@@ -75,3 +79,11 @@ class IModelRegistry(Interface):
 
     def mark_deployed(model_id: int):
         """Make it the one deployed model: Deferred[int | None] the previous one. Fails with NoSuchModel."""
+
+    def register(registration, registered_by: str):
+        """Add a model (``ccl.domain.ai_models.ModelRegistration``), not deployed: Deferred[int] its
+        id. Fails with ModelExists (nothing changed) when the name and version are taken."""
+
+    def models():
+        """Deferred[list[dict]]: every model (id, name, version, description, deployed, scores,
+        created_at, registered_by), the deployed one first, then the newest."""

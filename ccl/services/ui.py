@@ -28,7 +28,7 @@ from ccl.adapters.web.ui.settings import UISettings
 from ccl.adapters.web.ui.site import site
 from ccl.adapters.web.ui.uses import UseCases
 from ccl.application.accounts import Accounts
-from ccl.application.ai_models import ModelDeployment
+from ccl.application.ai_models import ModelDeployment, ModelRegistration
 from ccl.application.alerts import Alerts
 from ccl.application.inspection import DefectReviews, InspectionRules
 from ccl.application.refusals import DeadLetters, RejectedTelegrams
@@ -134,6 +134,7 @@ def compose_ui(reactor, settings: UISettings, db: Database, clock=None) -> UI:
         rules=rules,
         reviews=DefectReviews(DefectReviewStore(db), rules, audit),
         deployment=ModelDeployment(models, audit),
+        registration=ModelRegistration(models, audit),
         audit=audit,
         probe=DatabaseProbe(db),
         events=EventFeed(db),

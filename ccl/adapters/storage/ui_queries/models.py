@@ -12,8 +12,8 @@ HISTORY_POINTS = 200
 
 def models(db) -> defer.Deferred:
     return rows(db, """
-        SELECT m.id, m.name, m.version, m.deployed, m.accuracy_score, m.precision_score, m.recall_score,
-               m.f1_score, m.created_at, m.updated_at
+        SELECT m.id, m.name, m.version, m.description, m.deployed, m.accuracy_score, m.precision_score,
+               m.recall_score, m.f1_score, m.created_at, m.updated_at, m.registered_by
         FROM ai_models m ORDER BY m.deployed DESC, m.created_at DESC, m.id DESC""")
 
 
@@ -32,6 +32,26 @@ def models_page(db) -> defer.Deferred:
 
 
 UnknownModel = ports.NoSuchModel
+
+
+def register(db, registration, registered_by: str) -> defer.Deferred:
+    """Insert the model (not deployed); fires with its id. ModelExists (with the existing id)
+    when the name and version are taken: the unique key decides, so two at once cannot both win."""
+
+    @defer.inlineCallbacks
+    def interaction(cursor):
+        yield cursor.execute(
+            "INSERT INTO ai_models (name, version, description, registered_by) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (name, version) DO NOTHING RETURNING id",
+            (registration.name, registration.version, registration.description, registered_by))
+        inserted = cursor.fetchall()
+        if inserted:
+            return inserted[0][0]
+        yield cursor.execute("SELECT id FROM ai_models WHERE name = %s AND version = %s",
+                             (registration.name, registration.version))
+        raise ports.ModelExists(cursor.fetchall()[0][0])
+
+    return db.runInteraction(interaction)
 
 
 def mark_deployed(db, model_id: int) -> defer.Deferred:

@@ -104,3 +104,9 @@ class ModelRegistry:
 
     def mark_deployed(self, model_id: int) -> defer.Deferred:
         return models.mark_deployed(self._db, model_id)
+
+    def register(self, registration, registered_by: str) -> defer.Deferred:
+        return models.register(self._db, registration, registered_by)
+
+    def models(self) -> defer.Deferred:
+        return models.models(self._db)

@@ -97,6 +97,7 @@ ACCESS: dict[str, Rule] = {
     "models": Rule(ALL, "page"),
     "models_data": Rule(ALL, "json"),
     "model_deploy": Rule(ADMIN, "json"),
+    "model_register": Rule(ADMIN, "page"),
     # 시스템
     "system": Rule(ALL, "page"),
     "system_services": Rule(ALL, "json"),

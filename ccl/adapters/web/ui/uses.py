@@ -10,7 +10,7 @@ from __future__ import annotations
 import attrs
 
 from ccl.application.accounts import Accounts
-from ccl.application.ai_models import ModelDeployment
+from ccl.application.ai_models import ModelDeployment, ModelRegistration
 from ccl.application.alerts import Alerts
 from ccl.application.inspection import DefectReviews, InspectionRules
 from ccl.application.refusals import DeadLetters, RejectedTelegrams
@@ -25,6 +25,7 @@ class UseCases:
     rules: InspectionRules
     reviews: DefectReviews
     deployment: ModelDeployment
+    registration: ModelRegistration
     audit: IAuditLog
     probe: IDatabaseProbe
     events: IEventFeed

@@ -86,6 +86,8 @@ ENGLISH = {
     "이전 페이지": "Previous page", "다음 페이지": "Next page", "쪽": "page", "개씩": "per page",
     "원본/라벨": "Original/labeled", "이미지 보기": "Image viewer", "통신": "Links",
     "서비스 정보를 가져올 수 없습니다": "Service states unavailable", "BOM": "BOM", "품명": "Product group",
-    "MO 번호": "MO number", "두께": "Thickness", "폭": "Width", "보기": "View", "검색": "Search", "재질": "Material", "통판": "Through plate", "순서": "Order", "m/min": "m/min",
+    "MO 번호": "MO number", "설명": "Description", "모델 등록": "Register a model", "등록": "Register",
+    "모델을 등록했습니다": "Model registered", "이미 등록된 모델입니다": "This model is registered already",
+    "등록한 모델의 ID를 Jetson 박스의 model_id로 설정하세요.": "Set the registered model's ID as the Jetson boxes' model_id.", "두께": "Thickness", "폭": "Width", "보기": "View", "검색": "Search", "재질": "Material", "통판": "Through plate", "순서": "Order", "m/min": "m/min",
 }
 i18n.ENGLISH.update({k: v for k, v in ENGLISH.items() if k not in i18n.ENGLISH})
