@@ -70,6 +70,13 @@ class Recompute(DatabaseTestCase, TestCase):
                 self.assertTrue(after[defect_id][3])  # the box said A
             else:
                 self.assertEqual(after[defect_id], before[defect_id])
+        # A weld stored by mistake, and deleted again: its coil goes with the next rebuild.
+        [(mistake,)] = self.sql("SELECT %s", (self.line.weld(600, "X"),))
+        yield recompute(self.store, SETTINGS, T0, T0 + 1000, T0 + 1000)
+        self.assertIn(("X",), self.sql("SELECT tracked_coil FROM tracking_coils"))
+        self.sql("DELETE FROM tc_4002_wpd WHERE id = %s", (mistake,))
+        yield recompute(self.store, SETTINGS, T0, T0 + 1000, T0 + 1000)
+        self.assertEqual(self.sql("SELECT tracked_coil FROM tracking_coils ORDER BY 1"), [("A",), ("B",)])
         example = done.report["examples"][0]
         self.assertEqual((example["from"]["tracked_coil"], example["to"]["tracked_coil"]), ("A", "B"))
         rows = self.sql("SELECT tracked_coil, wpd_seen, round(length_m::numeric, 3) FROM tracking_coils ORDER BY 1")

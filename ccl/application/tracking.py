@@ -99,7 +99,7 @@ def recompute(store: ITrackingStore, settings: TrackingSettings, since: float, u
     delays = [d for d in model.delays(now)
               if d.start > data_start and (until is None or d.start < until)
               and (d.start >= since or d.end is None or d.end >= since)]
-    yield store.save_coils(coils, delays, delays_between=(since, until))
+    yield store.save_coils(coils, delays, coils_between=(first - 1.0, until), delays_between=(since, until))
     report.update(placements=len(placements), written=len(changed), coils=len(coils), delays=len(delays),
                   disagreements=sum(p.coil_disagrees for p in placements),
                   untracked=sum(p.status != "placed" for p in placements),

@@ -36,9 +36,11 @@ class ITrackingStore(Interface):
         """The running coil's metres inspected so far per camera (every speed sample), with the
         event ``{"table": "tracking_coils", "tracked_coil", "inspected_m"}``."""
 
-    def save_coils(coils: list, delays: list, *, delays_between: tuple[float, float | None] | None):
-        """Replace the results of these coils (their exit coils too) and, when
-        ``delays_between`` (since, until or None) is given, the delay log of then with ``delays``."""
+    def save_coils(coils: list, delays: list, *, coils_between: tuple[float, float | None] | None,
+                   delays_between: tuple[float, float | None] | None):
+        """Replace the results of these coils (their exit coils too), removing the other coils whose
+        head weld lies in ``coils_between`` (since, until or None); and, when ``delays_between``
+        is given, the delay log of then with ``delays``."""
 
     def record_run(kind: str, since: float, until: float, report: dict):
         """Keep what a rebuild changed (tracking_runs)."""

@@ -252,7 +252,7 @@ class TrackingRecords:
             "UPDATE tracking_coils SET inspected_m = %s, computed_at = now() WHERE tracked_coil = %s; "
             + notify_sql(EVENTS), (json.dumps(inspected_m), tracked_coil, event)).addErrback(as_store_unavailable)
 
-    def save_coils(self, coils, delays, *, delays_between=None):
+    def save_coils(self, coils, delays, *, coils_between=None, delays_between=None):
         coil_rows = orjson.dumps([_coil_row(c) for c in coils]).decode()
         exits = orjson.dumps([{"tracked_coil": e.tracked_coil, "piece": e.piece, "coil_number": e.coil_number,
                                "start_m": e.start_m, "end_m": e.end_m, "cut_at": e.cut_at, "cut_mode": e.cut_mode,
@@ -265,6 +265,13 @@ class TrackingRecords:
 
         @defer.inlineCallbacks
         def write(cursor):  # txpostgres: each execute is a Deferred
+            if coils_between is not None:
+                # a coil of the period that is no more (a repeated weld dropped, a re-run renamed)
+                since, until = coils_between
+                yield cursor.execute(
+                    "DELETE FROM tracking_coils WHERE head_wpd_at >= to_timestamp(%s)"
+                    " AND (%s::float8 IS NULL OR head_wpd_at < to_timestamp(%s)) AND NOT tracked_coil = ANY(%s)",
+                    (since, until, until, names))
             if names:
                 yield cursor.execute(_COIL_SQL, {"rows": coil_rows, "version": MODEL_VERSION})
                 yield cursor.execute("DELETE FROM tracking_exit_coils WHERE tracked_coil = ANY(%s)", (names,))
