@@ -93,6 +93,7 @@ class LivePlacement(TestCase):
 
     @defer.inlineCallbacks
     def test_a_defect_older_than_the_live_model_is_placed_from_its_period(self):
+        """A defect older than the live model's window is placed by tracking its period again."""
         # The line also ran in the 1,000 s before t0, coil Z from -900 s: telegrams stored long
         # ago (no event now), before the live model's window (the last 15 minutes). A box that
         # caught up posts a defect of -500 s: its period is tracked again for it.

@@ -85,6 +85,7 @@ class Recompute(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_coverage_from_the_stored_heartbeats(self):
+        """A coil's camera coverage comes from the stored heartbeats; a camera without any is unknown."""
         # A passes the top camera from 60 s to 430 s (B's weld at 400 s); the top box inspected
         # nothing from 200 s to 260 s; the bottom box sent no heartbeat at all.
         self.line.weld(400, "B")
@@ -102,6 +103,7 @@ class Recompute(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_a_stop_begun_before_the_period_is_kept_current(self):
+        """A stop begun before the recomputed period stays open and its duration is kept current."""
         self.line.speeds(903, 1200, mpm=0)  # stopped from 903 s on
         yield recompute(self.store, SETTINGS, T0 + 950, None, T0 + 1000)
         self.assertEqual(self.sql("SELECT kind, extract(epoch FROM started_at) - %s, ended_at, duration_s"
@@ -203,6 +205,7 @@ class RebuildCommand(DatabaseTestCase, TestCase):
         self.assertIn("later than --from", result.stderr)
 
     def test_unreachable_database_is_a_message(self):
+        """tracking rebuild against an unreachable database exits 1 with a message."""
         from ccl.adapters.storage.localdb import free_port
         from tests.test_cli_create_user import run_cli
 

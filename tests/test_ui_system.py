@@ -179,6 +179,7 @@ class HostFiguresTests(TestCase):
 
 class HostViewTests(TestCase):
     def test_sizes_in_binary_units(self):
+        """Sizes are shown in binary units, '-' when unknown."""
         self.assertEqual([size(v) for v in (None, 0, 1023, 1536, 3.5 * 2**30, 2**50)],
                          ["-", "0 B", "1023 B", "1.5 KiB", "3.5 GiB", "1024.0 TiB"])
 
