@@ -110,6 +110,7 @@ class LivePlacement(TestCase):
 
     @defer.inlineCallbacks
     def test_an_image_pair_uploaded_to_ccl_images_is_placed(self):
+        """Both images of a pair uploaded to ccl-images are placed on their coil and metre."""
         images = yield start_service(self, "images", dsn=self.svc.dsn)
         code, _ = yield post_parts(images.url, pair_parts(coil="A", captured_at=stamp(self.t0 + 150),
                                                           camera_id="bottom"))

@@ -319,6 +319,7 @@ class Completeness(SynchronousTestCase):
         self.assertEqual(a.completeness, "partial")
 
     def test_heartbeat_periods_are_corrected_by_the_box_clock(self):
+        """Heartbeat periods are corrected by the box's clock offset before coverage is reckoned."""
         # The bottom box's clock runs 1.5 s ahead: its 62.5-362.5 s is our 61-361 s, the coil's passage.
         beats = [Heartbeat("top", T0, T0 + 600, 10, 10), Heartbeat("bottom", T0 + 62.5, T0 + 362.5, 10, 10)]
         a = LineModel(self.data(beats), SETTINGS).coil_results()[0]
