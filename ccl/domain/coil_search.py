@@ -10,6 +10,8 @@ from typing import Any
 
 import attrs
 
+from ccl.domain.query_values import optional_day
+
 #: Sort keys the client may ask for (the storage adapter maps each to its column).
 SORTABLE = ("received_at", "coil_number", "customer_name", "ccl_bom", "thickness", "width", "length_value")
 PAGE_SIZES = (25, 50, 100, 200)
@@ -22,15 +24,6 @@ MAX_DAYS = 3660
 
 class BadSearch(ValueError):
     """A search parameter that cannot be used (the page answers 400 with this message)."""
-
-
-def _date(text: str | None, name: str) -> datetime.date | None:
-    if not text:
-        return None
-    try:
-        return datetime.date.fromisoformat(text.strip())
-    except ValueError:
-        raise BadSearch(f"{name}: expected a date YYYY-MM-DD, got {text!r}") from None
 
 
 @attrs.frozen
@@ -51,8 +44,8 @@ class Search:
     def from_args(cls, args: dict[str, str], today: datetime.date) -> Search:
         """Build from query arguments (already decoded to str); raise BadSearch on nonsense.
         ``today`` (the plant day of the caller's clock) ends the range when ``to`` is not given."""
-        date_to = _date(args.get("to"), "to") or today
-        date_from = _date(args.get("from"), "from") or date_to - datetime.timedelta(days=DEFAULT_DAYS - 1)
+        date_to = optional_day(args.get("to"), "to", BadSearch) or today
+        date_from = optional_day(args.get("from"), "from", BadSearch) or date_to - datetime.timedelta(days=DEFAULT_DAYS - 1)
         if date_from > date_to:
             raise BadSearch("from: the start date is after the end date")
         if (date_to - date_from).days >= MAX_DAYS:

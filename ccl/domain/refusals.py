@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from ccl.domain.query_values import optional_day
 from ccl.domain.telegrams import PLANT_TZ
 
 #: Page sizes a listing offers; anything else falls back to the default.
@@ -75,8 +76,8 @@ class Period:
 
     @classmethod
     def from_args(cls, args: Mapping[str, str], today: datetime.date) -> "Period":
-        last = _date(args.get("to"), "to") or today
-        first = _date(args.get("from"), "from") or last - datetime.timedelta(days=DEFAULT_DAYS - 1)
+        last = optional_day(args.get("to"), "to", BadFilter) or today
+        first = optional_day(args.get("from"), "from", BadFilter) or last - datetime.timedelta(days=DEFAULT_DAYS - 1)
         if first > last:
             raise BadFilter("from: the start date is after the end date")
         if (last - first).days >= MAX_DAYS:
@@ -164,15 +165,6 @@ class Listing:
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.paging.size))
-
-
-def _date(text: str | None, name: str) -> datetime.date | None:
-    if not text:
-        return None
-    try:
-        return datetime.date.fromisoformat(text.strip())
-    except ValueError:
-        raise BadFilter(f"{name}: expected a date YYYY-MM-DD, got {text!r}") from None
 
 
 def _whole(text: str | None, name: str, low: int, high: int) -> int | None:
