@@ -23,13 +23,13 @@ export PATH="$venv/bin:$PATH"
 settings=$(python - <<'PY'
 import shlex, sys
 from ccl.config import ConfigError, load_config
-from ccl.orchestrator.services import endpoint_address
+from ccl.orchestrator.services import listener, tls_ca_file
 try:
     c = load_config()
-    host, port = endpoint_address(c, "orchestrator", "listen")
+    tls_ca_file(c)  # a CA file that does not load stops here, not in every client later
     values = {"var": c.get_path("paths", "var"), "logs": c.get_path("paths", "logs"),
               "dsn_configured": "yes" if c.get("database", "dsn") else "",
-              "api": f"http://{host}:{port}", "grace": c.get_float("orchestrator", "grace")}
+              "api": listener(c, "orchestrator", "listen").url(), "grace": c.get_float("orchestrator", "grace")}
 except ConfigError as error:
     sys.exit(f"start-services: configuration error: {error}")
 for key, value in values.items():
@@ -86,15 +86,21 @@ fi
 ccl ctl status
 python - <<'PY'
 from ccl.config import load_config
-from ccl.orchestrator.services import SERVICES, endpoint_address
+from ccl.orchestrator.services import listener
 c = load_config()
 wanted = c.get_list("orchestrator", "services")
-host, port = endpoint_address(c, "orchestrator", "listen")
-print(f"orchestrator     http://{host}:{port}/status   (token: [paths] var/orchestrator.token)")
-urls = {"mes-tcp-service": lambda: "MES telegrams   tcp %s:%d" % endpoint_address(c, "mes", "listen"),
-        "image-receiver": lambda: "images          http://%s:%d" % endpoint_address(c, "images", "listen"),
-        "defect-data-receiver": lambda: "defects         http://%s:%d" % endpoint_address(c, "defects", "listen"),
-        "ui-service": lambda: "web UI          http://%s:%d" % endpoint_address(c, "ui", "listen")}
+print(f"orchestrator     {listener(c, 'orchestrator', 'listen').url('/status')}   (token: [paths] var/orchestrator.token)")
+
+
+def mes() -> str:
+    found = listener(c, "mes", "listen")
+    return f"MES telegrams   {'tls' if found.tls else 'tcp'} {found.address()}"
+
+
+urls = {"mes-tcp-service": mes,
+        "image-receiver": lambda: "images          " + listener(c, "images", "listen").url(),
+        "defect-data-receiver": lambda: "defects         " + listener(c, "defects", "listen").url(),
+        "ui-service": lambda: "web UI          " + listener(c, "ui", "listen").url()}
 for name in wanted:
     print(urls[name]())
 PY

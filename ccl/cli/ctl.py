@@ -7,7 +7,8 @@
     ccl ctl wait [--timeout S]     until every wanted service is running and healthy
     ccl ctl alerts                 open alerts
 
-The address comes from ``[orchestrator] listen``, the token from ``[orchestrator] token`` or
+The address comes from ``[orchestrator] listen`` (https, verified with ``[tls] ca_file``, when
+it is an ssl: endpoint), the token from ``[orchestrator] token`` or
 ``[paths] var/orchestrator.token``.
 """
 
@@ -22,7 +23,8 @@ import urllib.request
 
 from ccl.config import load_config
 from ccl.orchestrator.auth import token_path
-from ccl.orchestrator.services import endpoint_address
+from ccl.adapters.tls import ca_file, stdlib_context
+from ccl.orchestrator.services import listener
 
 ACTIONS = ("status", "start", "stop", "restart", "start-all", "stop-all", "logs", "wait", "alerts")
 
@@ -39,9 +41,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 class _Client:
     def __init__(self):
         config = load_config()
-        host, port = endpoint_address(config, "orchestrator", "listen")
-        self.base = f"http://{host}:{port}"
+        self.base = listener(config, "orchestrator", "listen").url()
         self._config = config
+        self.tls = stdlib_context(ca_file(config)) if self.base.startswith("https:") else None
+
+    def open(self, request, timeout: float | None = None):
+        return urllib.request.urlopen(request, timeout=timeout, context=self.tls)
 
     def token(self) -> str:
         configured = self._config.get("orchestrator", "token")
@@ -59,7 +64,7 @@ class _Client:
             headers["Authorization"] = f"Bearer {self.token()}"
         request = urllib.request.Request(self.base + path, method=method, headers=headers, data=b"" if method == "POST" else None)
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with self.open(request, timeout=timeout) as response:
                 return response.status, json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as error:
             body = error.read()
@@ -83,7 +88,7 @@ def _line(status: dict) -> str:
 def _follow(client: _Client, service: str, lines: int) -> int:
     request = urllib.request.Request(f"{client.base}/logs/{service}?follow=1&lines={lines}")
     try:
-        with urllib.request.urlopen(request) as response:
+        with client.open(request) as response:
             for raw in response:
                 if raw.startswith(b"data: "):
                     sys.stdout.write(raw[6:].decode("utf-8", "replace"))

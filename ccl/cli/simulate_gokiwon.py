@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from ccl.adapters.gokiwon.simulator import GokiwonSimulator
     from ccl.config import load_config
     from ccl.domain.telegrams import LayoutError, load_layouts
+    from ccl.orchestrator.services import endpoint_address
 
     config = load_config()
     try:
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         ports[channel] = given if given is not None else config.get_int("gokiwon", f"{channel}_port", 1, 65535)
     ack_to = args.ack_to
     if ack_to is None:
-        ack_to = ("127.0.0.1", int(config.get_endpoint("mes", "ack_listen").split(":")[1]))
+        ack_to = ("127.0.0.1", endpoint_address(config, "mes", "ack_listen")[1])
     record = open(args.record, "a", encoding="utf-8") if args.record else None
     taken = 0
     status = {"code": 0}

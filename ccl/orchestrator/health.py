@@ -9,6 +9,7 @@ from twisted.internet.endpoints import HostnameEndpoint
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
 from twisted.web.http import PotentialDataLoss
 
+from ccl.adapters.tls import https_policy
 from ccl.domain.metrics import parse_text
 from ccl.orchestrator.services import Check
 
@@ -21,9 +22,11 @@ class _Nothing(protocol.Protocol):
     pass
 
 
-def _agent(reactor, timeout: float) -> Agent:
+def _agent(reactor, timeout: float, ca_file: str | None) -> Agent:
     # No persistent connections: a check is a fresh connection, as a client would make.
-    return Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False), connectTimeout=timeout)
+    # An https:// URL is verified against ca_file (the site's CA), never accepted unverified.
+    return Agent(reactor, contextFactory=https_policy(ca_file), pool=HTTPConnectionPool(reactor, persistent=False),
+                 connectTimeout=timeout)
 
 
 class _Body(protocol.Protocol):
@@ -59,9 +62,10 @@ class _Body(protocol.Protocol):
 
 
 @defer.inlineCallbacks
-def http_get(reactor, url: str, timeout: float):
-    """(status code, body bytes) of a GET, failing after ``timeout`` seconds."""
-    request = _agent(reactor, timeout).request(b"GET", url.encode("ascii"))
+def http_get(reactor, url: str, timeout: float, ca_file: str | None = None):
+    """(status code, body bytes) of a GET, failing after ``timeout`` seconds; an https ``url``
+    must show a certificate of ``ca_file``'s CA (None: the system's trust store)."""
+    request = _agent(reactor, timeout, ca_file).request(b"GET", url.encode("ascii"))
     request.addTimeout(timeout, reactor)
     response = yield request
     body = _Body()
@@ -72,9 +76,9 @@ def http_get(reactor, url: str, timeout: float):
 
 
 @defer.inlineCallbacks
-def _http(reactor, url: str, timeout: float):
+def _http(reactor, url: str, timeout: float, ca_file: str | None):
     try:
-        code, body = yield http_get(reactor, url, timeout)
+        code, body = yield http_get(reactor, url, timeout, ca_file)
     except defer.TimeoutError:
         raise CheckFailed(f"GET {url}: no answer within {timeout:g} s") from None
     except Exception as error:
@@ -128,7 +132,7 @@ def run_check(reactor, check: Check, timeout: float) -> defer.Deferred:
     """Fires when healthy (with the service's reported view for HTTP checks, else None), fails
     with CheckFailed otherwise."""
     if check.kind == "http":
-        return _http(reactor, check.target, timeout)
+        return _http(reactor, check.target, timeout, check.ca_file)
     if check.kind == "tcp":
         return _tcp(reactor, check.target, timeout)
     if check.kind == "postgres":
@@ -137,9 +141,9 @@ def run_check(reactor, check: Check, timeout: float) -> defer.Deferred:
 
 
 @defer.inlineCallbacks
-def scrape(reactor, url: str, timeout: float):
+def scrape(reactor, url: str, timeout: float, ca_file: str | None = None):
     """Samples of a child's /metrics: [(name, labels, value)]."""
-    code, body = yield http_get(reactor, url, timeout)
+    code, body = yield http_get(reactor, url, timeout, ca_file)
     if code != 200:
         raise CheckFailed(f"GET {url}: HTTP {code}")
     return parse_text(body.decode("utf-8", "replace"))

@@ -397,7 +397,8 @@ class Orchestrator(service.Service):
     def scrape_metrics(self) -> None:
         for child in self.children.values():
             if child.state == "running" and child.spec.metrics_url:
-                d = self._track(scrape(self._reactor, child.spec.metrics_url, self.settings.health_timeout))
+                d = self._track(scrape(self._reactor, child.spec.metrics_url, self.settings.health_timeout,
+                                          child.spec.ca_file))
                 d.addCallbacks(self._scraped, lambda failure: None, callbackArgs=(child, child.pid))
 
     def _scraped(self, samples, child: Child, pid) -> None:

@@ -8,6 +8,7 @@ one never takes another down. Health checks come from the service's own listen s
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -23,6 +24,8 @@ class Check:
 
     kind: str
     target: str
+    #: For an https:// target: the CA file its certificate is verified against (None: the system's store).
+    ca_file: str | None = None
 
     def describe(self) -> str:
         return f"{self.kind} {self.target}" if self.kind != "postgres" else "postgres connect"
@@ -39,6 +42,8 @@ class ChildSpec:
     stop_signal: str = "TERM"
     checks: tuple[Check, ...] = ()
     metrics_url: str | None = None
+    #: CA file for an https:// metrics_url (None: the system's trust store).
+    ca_file: str | None = None
     #: Started first and waited for (healthy) before the others: the database.
     first: bool = False
     #: Extra things for ``/status`` (ports etc.).
@@ -93,19 +98,61 @@ def child_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def endpoint_address(config: Config, section: str, key: str) -> tuple[str, int]:
-    """Where to reach a service listening on a tcp endpoint string (loopback for 'all')."""
+@attrs.frozen
+class Listener:
+    """Where a client of ours reaches a listen setting, and whether it speaks TLS there."""
+
+    host: str
+    port: int
+    tls: bool
+
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def url(self, path: str = "") -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{path}"
+
+
+#: Endpoint string fields are separated by colons not escaped with a backslash.
+_FIELD = re.compile(r"(?<!\\):")
+
+
+def listener(config: Config, section: str, key: str) -> Listener:
+    """The address a client uses for a ``tcp:``, ``tcp6:`` or ``ssl:`` listen setting (loopback
+    when it listens on every interface). A TLS client verifies the certificate against this
+    host, so the site's certificates name 127.0.0.1 (``ccl tls init`` adds it)."""
     text = config.get_endpoint(section, key)
-    parts = text.split(":")
-    if parts[0] not in ("tcp", "tcp6"):
-        raise ConfigError(f"{config.where(section, key)}: the orchestrator can only check tcp endpoints")
-    port = int(parts[1].removeprefix("port="))
-    host = "127.0.0.1"
-    for option in parts[2:]:
-        name, _, value = option.partition("=")
-        if name == "interface" and value not in ("", "0.0.0.0", "::"):
+    kind, *fields = [field.replace("\\:", ":") for field in _FIELD.split(text)]
+    if kind not in ("tcp", "tcp6", "ssl"):
+        raise ConfigError(f"{config.where(section, key)}: {kind}: endpoints cannot be reached by address"
+                          " (use tcp: or ssl:)")
+    port = None
+    host = "::1" if kind == "tcp6" else "127.0.0.1"
+    for index, field in enumerate(fields):
+        name, equals, value = field.partition("=")
+        if not equals and index == 0:
+            port = int(name)
+        elif name == "port":
+            port = int(value)
+        elif name == "interface" and value not in ("", "0.0.0.0", "::"):
             host = value
-    return host, port
+    if port is None:
+        raise ConfigError(f"{config.where(section, key)}: {text!r} names no port")
+    return Listener(host, port, tls=kind == "ssl")
+
+
+def endpoint_address(config: Config, section: str, key: str) -> tuple[str, int]:
+    """(host, port) where a client reaches a listen setting; see ``listener``."""
+    found = listener(config, section, key)
+    return found.host, found.port
+
+
+def tls_ca_file(config: Config) -> str | None:
+    """``[tls] ca_file``, checked: the CA our clients verify our TLS listeners with."""
+    from ccl.adapters.tls import ca_file
+
+    return ca_file(config)
 
 
 def wrap(argv: list[str], stop_signal: str = "TERM", user: str | None = None) -> list[str]:
@@ -125,19 +172,13 @@ def twistd_argv(plugin: str) -> list[str]:
             "-n", "--pidfile=", "--logfile=-", plugin]
 
 
-def _url(config: Config, section: str, key: str, path: str) -> str:
-    host, port = endpoint_address(config, section, key)
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}{path}"
-
-
 def service_child(config: Config, service: Service, env: dict[str, str]) -> ChildSpec:
-    checks = tuple(Check("http", _url(config, s, k, "/health")) for s, k in service.http_health)
-    checks += tuple(Check("tcp", "%s:%d" % endpoint_address(config, s, k)) for s, k in service.tcp_health)
-    metrics = _url(config, *service.metrics, "/metrics") if service.metrics else None
+    ca = tls_ca_file(config)
+    checks = tuple(Check("http", listener(config, s, k).url("/health"), ca_file=ca) for s, k in service.http_health)
+    checks += tuple(Check("tcp", listener(config, s, k).address()) for s, k in service.tcp_health)
+    metrics = listener(config, *service.metrics).url("/metrics") if service.metrics else None
     return ChildSpec(id=service.id, argv=wrap(twistd_argv(service.plugin)), env=env, cwd=os.getcwd(),
-                     checks=checks, metrics_url=metrics, info={"plugin": service.plugin})
+                     checks=checks, metrics_url=metrics, ca_file=ca, info={"plugin": service.plugin})
 
 
 def postgres_child(config: Config, env: dict[str, str]) -> ChildSpec:

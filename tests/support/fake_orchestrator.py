@@ -16,7 +16,7 @@ from pathlib import Path
 
 import attrs
 from klein import Klein
-from twisted.internet import defer, reactor
+from twisted.internet import defer, endpoints, reactor
 from twisted.web import server
 
 
@@ -108,6 +108,13 @@ class FakeOrchestrator:
         self.port = reactor.listenTCP(0, server.Site(self.resource()), interface="127.0.0.1")
         testcase.addCleanup(self.stop)
         return f"http://127.0.0.1:{self.port.getHost().port}"
+
+    @defer.inlineCallbacks
+    def start_tls(self, testcase, endpoint: str):
+        """Listen on the ``ssl:`` server endpoint string ``endpoint``; fires with the https base URL."""
+        self.port = yield endpoints.serverFromString(reactor, endpoint).listen(server.Site(self.resource()))
+        testcase.addCleanup(self.stop)
+        return f"https://127.0.0.1:{self.port.getHost().port}"
 
     def stop(self):
         for request in list(self.followers):

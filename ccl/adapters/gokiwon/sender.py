@@ -154,12 +154,17 @@ class _ChannelClientService(ClientService):
 
 
 def channel_client(reactor, factory: ChannelFactory, host: str, port: int, *, retry_initial: float,
-                   retry_max: float, connect_timeout: float = 10.0) -> tuple[ClientService, RetryClock]:
+                   retry_max: float, connect_timeout: float = 10.0,
+                   tls=None) -> tuple[ClientService, RetryClock]:
     """A ClientService for one channel, and the clock to cut its retry wait short with.
+    ``tls``: client TLS options (``ccl.adapters.tls.client_options``) to speak TLS over the
+    connection; None: plain TCP, as 고기원 speaks by default.
     ClientService waits initialDelay * factor before its first retry, so initialDelay is
     retry_initial / factor to make the first retry come after retry_initial."""
     factor = 2.0
     endpoint = endpoints.HostnameEndpoint(reactor, host, port, timeout=connect_timeout)
+    if tls is not None:
+        endpoint = endpoints.wrapClientTLS(tls, endpoint)
     # A little jitter so three channels do not knock on 고기원's door in lock-step.
     policy = backoffPolicy(initialDelay=retry_initial / factor, maxDelay=retry_max, factor=factor,
                            jitter=lambda: random.random() * retry_initial * 0.25)

@@ -22,6 +22,7 @@ from ccl.adapters.gokiwon.acks import LISTENER, AckFactory
 from ccl.adapters.gokiwon.sender import ChannelFactory, RetryClock, channel_client
 from ccl.adapters.gokiwon.store import PgOutboxStore
 from ccl.adapters.storage.postgres import Database
+from ccl.adapters.tls import ca_file, client_options
 from ccl.application.forwarding import ChannelForwarder, ForwardingSettings
 from ccl.application.mes_pipeline import MesPipeline
 from ccl.config import Config, ConfigError
@@ -48,6 +49,9 @@ class GokiwonSettings:
     poll_interval: float = 2.0
     line_code: str = "CCL1"
     idle_timeout: float = 60.0
+    #: Connect over TLS, verifying 고기원's certificate for ``host`` against ``ca_file`` (None: system store).
+    tls: bool = False
+    ca_file: str | None = None
 
     @classmethod
     def from_config(cls, config: Config, layouts: Layouts) -> "GokiwonSettings":
@@ -69,7 +73,8 @@ class GokiwonSettings:
             drain_rate=config.get_float(g, "drain_rate", 1, 1_000_000),
             poll_interval=config.get_float(g, "poll_interval", 0.1, 3600),
             line_code=config.get("mes", "line_code"),
-            idle_timeout=config.get_float("mes", "idle_timeout", 1, 3600))
+            idle_timeout=config.get_float("mes", "idle_timeout", 1, 3600),
+            tls=config.get_bool(g, "tls"), ca_file=ca_file(config))
 
 
 class _Listening(service.Service):
@@ -171,7 +176,8 @@ class ForwardingService(service.MultiService):
             self.factories[channel] = factory
             client, self._retry_clocks[channel] = channel_client(
                 reactor, factory, settings.host, port, retry_initial=settings.retry_initial,
-                retry_max=settings.retry_max)
+                retry_max=settings.retry_max,
+                tls=client_options(settings.host, settings.ca_file) if settings.tls else None)
             client.setServiceParent(self)
         self.acks = AckFactory(reactor, layouts, on_ack=self.on_ack, on_alive=self.on_alive, reject=self._reject,
                                changed=self._ack_link_changed, idle_timeout=settings.idle_timeout)

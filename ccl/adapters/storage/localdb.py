@@ -55,6 +55,8 @@ class LocalCluster:
     datadir: Path
     port: int
     bindir: Path = attrs.field(factory=find_bindir)
+    #: Serve TLS with the certificate and key ``install_certificate`` put in the data directory.
+    ssl: bool = False
 
     @property
     def socket_dir(self) -> Path:
@@ -108,6 +110,8 @@ class LocalCluster:
         """The foreground ``postgres`` command, as the orchestrator runs it."""
         argv = [str(self.bindir / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
                 "-k", str(self.socket_dir), "-c", "listen_addresses=127.0.0.1"]
+        if self.ssl:
+            argv += ["-c", "ssl=on"]
         if fast:
             argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         return self._server_command(argv)
@@ -120,6 +124,8 @@ class LocalCluster:
             postgres = pwd.getpwnam("postgres")
             os.chown(self.logfile, postgres.pw_uid, postgres.pw_gid)
         options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1"
+        if self.ssl:
+            options += " -c ssl=on"
         if fast:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", options,
@@ -144,6 +150,30 @@ class LocalCluster:
             shutil.rmtree(self.datadir, ignore_errors=True)
             for leftover in (self.logfile, self.superuser_password_file):
                 leftover.unlink(missing_ok=True)
+
+    def install_certificate(self, cert: Path, key: Path) -> None:
+        """Serve TLS with ``cert``/``key`` (PEM, e.g. from ``ccl tls init``): copied to the data
+        directory's server.crt/server.key (PostgreSQL's defaults; the key 0600 and owned by the
+        server's user, as it demands), and every TCP connection must use TLS (hostssl)."""
+        if not self.exists():
+            raise LocalDatabaseError(f"{self.datadir}: no cluster to install a certificate in")
+        try:
+            pem_cert, pem_key = Path(cert).read_bytes(), Path(key).read_bytes()
+        except OSError as error:
+            raise LocalDatabaseError(f"cannot read the server certificate or key: {error}") from None
+        owner = pwd.getpwnam("postgres") if _as_root() else None
+        for name, data, mode in (("server.crt", pem_cert, 0o644), ("server.key", pem_key, 0o600)):
+            temporary = self.datadir / f"{name}.tmp"
+            temporary.unlink(missing_ok=True)
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(data)
+            if owner is not None:
+                os.chown(temporary, owner.pw_uid, owner.pw_gid)
+            os.replace(temporary, self.datadir / name)
+        hba = self.datadir / "pg_hba.conf"
+        lines = hba.read_text().splitlines(keepends=True)
+        hba.write_text("".join("hostssl" + line[4:] if line.startswith("host ") else line for line in lines))
 
     def superuser_dsn(self, dbname: str = "postgres") -> str:
         parts = [f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"]
@@ -183,7 +213,32 @@ def _has_c_utf8() -> bool:
 
 def local_cluster(config) -> LocalCluster:
     """The cluster ``[paths] var``/pgdata that is used when ``[database] dsn`` is empty."""
-    return LocalCluster(config.get_path("paths", "var") / "pgdata", config.get_int("database", "local_port", 1, 65535))
+    return LocalCluster(config.get_path("paths", "var") / "pgdata", config.get_int("database", "local_port", 1, 65535),
+                        ssl=bool(config.get("database", "local_ssl_cert")))
+
+
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def with_tls(config, dsn: str) -> str:
+    """``dsn`` with ``[database] sslmode`` and ``sslrootcert`` (default ``[tls] ca_file``) set,
+    for key=value and URI DSNs alike; unchanged when sslmode is empty."""
+    from ccl.config import ConfigError
+    from psycopg2.extensions import make_dsn
+
+    mode = config.get("database", "sslmode")
+    if not mode:
+        return dsn
+    if mode not in SSLMODES:
+        raise ConfigError(f"{config.where('database', 'sslmode')}: {mode!r} is not one of {', '.join(SSLMODES)}")
+    extra = {"sslmode": mode}
+    for section, key in (("database", "sslrootcert"), ("tls", "ca_file")):
+        if config.get(section, key):
+            extra["sslrootcert"] = str(config.get_path(section, key))
+            break
+    if mode in ("verify-ca", "verify-full") and "sslrootcert" not in extra:
+        raise ConfigError(f"{config.where('database', 'sslmode')}: {mode} needs [database] sslrootcert or [tls] ca_file")
+    return make_dsn(dsn, **extra)
 
 
 def dsn_file(config) -> Path:
@@ -196,26 +251,30 @@ def resolve_dsn(config) -> str:
 
     dsn = config.get("database", "dsn")
     if dsn:
-        return dsn
+        return with_tls(config, dsn)
     path = dsn_file(config)
     if not path.exists():
         raise ConfigError(
             "[database] dsn is empty and there is no local database yet "
             f"({path} is missing): run scripts/start-services.sh or `ccl localdb setup`"
         )
-    return path.read_text().strip()
+    return with_tls(config, path.read_text().strip())
 
 
 def setup_local_database(config) -> str:
     """Create (once) and start the local cluster and the ``ccl`` database; return its DSN."""
     cluster = local_cluster(config)
     cluster.init()
+    if cluster.ssl:
+        # Each setup installs the configured pair again, so a re-issued certificate takes effect.
+        cluster.install_certificate(config.get_path("database", "local_ssl_cert"),
+                                    config.get_path("database", "local_ssl_key"))
     cluster.start()
     path = dsn_file(config)
     if path.exists():
-        return path.read_text().strip()
+        return with_tls(config, path.read_text().strip())
     dsn = cluster.create_database("ccl", owner_password=secrets.token_urlsafe(24))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_text(dsn + "\n")
-    return dsn
+    return with_tls(config, dsn)

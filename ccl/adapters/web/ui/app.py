@@ -57,7 +57,8 @@ class UI:
         self.uses = uses
         self.web = settings.web_root
         self.sessions = uses.accounts
-        self.orchestrator = OrchestratorClient(reactor, settings.orchestrator_url, settings.orchestrator_token)
+        self.orchestrator = OrchestratorClient(reactor, settings.orchestrator_url, settings.orchestrator_token,
+                                               ca_file=settings.tls_ca_file)
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(self.web / "templates")),
             autoescape=True,

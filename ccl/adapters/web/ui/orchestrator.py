@@ -20,6 +20,8 @@ from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from ccl.adapters.tls import https_policy
+
 log = Logger()
 
 ACTIONS = ("start", "stop", "restart")
@@ -40,14 +42,15 @@ class OrchestratorRefused(Exception):
 
 
 class OrchestratorClient:
-    def __init__(self, reactor, base_url: str, token_path: Path, timeout: float = 5.0):
+    def __init__(self, reactor, base_url: str, token_path: Path, timeout: float = 5.0, ca_file: str | None = None):
+        """An https ``base_url`` is verified against ``ca_file`` (None: the system's trust store)."""
         self._reactor = reactor
         self.base_url = base_url.rstrip("/")
         self._token_path = token_path
         self._timeout = timeout
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 4
-        self._http = treq.client.HTTPClient(Agent(reactor, pool=self._pool))
+        self._http = treq.client.HTTPClient(Agent(reactor, contextFactory=https_policy(ca_file), pool=self._pool))
 
     def close(self) -> defer.Deferred:
         return self._pool.closeCachedConnections()

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import attrs
 
+from ccl.adapters.tls import ca_file
 from ccl.application.accounts import SessionPolicy
 from ccl.config import Config, ConfigError
 from ccl.domain.telegrams import LayoutError, load_layouts
+from ccl.orchestrator.services import listener
 
 
 @attrs.frozen
@@ -31,6 +33,8 @@ class UISettings:
     image_root: Path
     #: The telegram layout file (``[mes] layout``; None: the packaged one), for the byte views of 통신 진단.
     layout_path: str | None = None
+    #: ``[tls] ca_file``: the CA an https orchestrator_url is verified with (None: the system's store).
+    tls_ca_file: str | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> UISettings:
@@ -39,7 +43,7 @@ class UISettings:
         secure_cookie = config.get(u, "secure_cookie").lower()
         if secure_cookie not in ("auto", "always"):
             raise ConfigError(f"{config.where(u, 'secure_cookie')}: must be auto or always")
-        url = config.get(u, "orchestrator_url")
+        url = config.get(u, "orchestrator_url") or listener(config, "orchestrator", "listen").url()
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"{config.where(u, 'orchestrator_url')}: {url!r} is not an http:// or https:// URL")
         root = _web_root(config)
@@ -61,6 +65,7 @@ class UISettings:
             stream_session_check_seconds=config.get_float(u, "stream_session_check_seconds", 0.05, 3600),
             image_root=config.get_path("images", "root"),
             layout_path=_layout_path(config),
+            tls_ca_file=ca_file(config),
         )
 
 
