@@ -17,7 +17,10 @@ Rules (thresholds in ``[orchestrator]``):
   ``nak_rate_min_telegrams`` arrived in that window;
 - postgres.write_failures: a service counted more than ``pg_failures_max`` failed PostgreSQL
   writes (its scraped ``*_pg_writes_total{result="failed"}``) in ``pg_failures_window`` s,
-  or its /health has said its database is not ok for ``pg_unavailable_after`` s (critical).
+  or its /health has said its database is not ok for ``pg_unavailable_after`` s (critical);
+- backup.stale: the last good database backup (``pgbackrest info``, read in a thread by
+  BackupWatch) ended more than ``[backup] max_age_hours`` ago, or there is none, or the
+  repository cannot be read; only once ``ccl backup setup`` was done.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from ccl.orchestrator.counters import CounterWindow, failed_writes
 log = Logger()
 
 RULES = ("service.fatal", "service.down", "service.restart_loop", "disk.watermark", "mes.silent", "gokiwon.backlog",
-         "mes.nak_rate", "postgres.write_failures")
+         "mes.nak_rate", "postgres.write_failures", "backup.stale")
 
 #: A record the database refused after it was ACKed is kept in rejected_telegrams with result
 #: 00: a write failure (postgres.write_failures), not a NAK.
@@ -124,11 +127,12 @@ def disk_usage(path: Path) -> dict | None:
 
 class AlertRules:
     def __init__(self, reactor, monitor, db, settings, volumes: dict[str, Path],
-                 disks: Callable[[], dict[str, dict | None]] | None = None):
+                 disks: Callable[[], dict[str, dict | None]] | None = None, backups=None):
         """``disks``: the volumes' usage as last read elsewhere (the host sampler, in a thread);
-        without it they are read here, on the caller's thread."""
+        without it they are read here, on the caller's thread. ``backups``: a BackupWatch."""
         self._reactor = reactor
         self._disks = disks
+        self._backups = backups
         self._monitor = monitor
         self._db = db
         self._settings = settings
@@ -182,6 +186,17 @@ class AlertRules:
                                        f"{name} volume ({path}) is {usage['percent']:.1f} % full"
                                        f" (watermark {self._settings.disk_watermark:g} %)", usage))
         return found
+
+    def backup_conditions(self) -> list[Condition]:
+        if self._backups is None:
+            return []
+        why = self._backups.stale(self._reactor.seconds())
+        if why is None:
+            return []
+        last = self._backups.info.last_good() if self._backups.info else None
+        return [Condition("backup.stale", "database", "critical", why,
+                          {"last_backup": last.label if last else None,
+                           "last_backup_end": last.stopped.isoformat() if last else None})]
 
     def write_failure_conditions(self) -> list[Condition]:
         """Services whose PostgreSQL writes fail: by their failed-write counter or their /health."""
@@ -271,7 +286,8 @@ class AlertRules:
             return []
         self._running = True
         try:
-            conditions = self.service_conditions() + self.disk_conditions() + self.write_failure_conditions()
+            conditions = (self.service_conditions() + self.disk_conditions() + self.write_failure_conditions()
+                          + self.backup_conditions())
             try:
                 conditions += yield self.database_conditions()
             except UNAVAILABLE:

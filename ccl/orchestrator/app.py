@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from twisted.application import service, strports
@@ -10,12 +11,14 @@ from twisted.logger import ILogObserver, Logger, formatEventAsClassicLogText, gl
 from twisted.web.server import Site
 from zope.interface import implementer
 
+from ccl.adapters.backup.pgbackrest import BackupSettings, PgBackRest
 from ccl.adapters.storage.localdb import local_cluster, resolve_dsn
 from ccl.adapters.storage.postgres import Database
 from ccl.config import Config
 from ccl.orchestrator.alerts import AlertRules
 from ccl.orchestrator.api import ControlAPI
 from ccl.orchestrator.auth import load_or_create_token
+from ccl.orchestrator.backup_watch import BackupWatch
 from ccl.orchestrator.host import HostSampler
 from ccl.orchestrator.logfiles import RotatingLog
 from ccl.orchestrator.monitor import Orchestrator
@@ -49,9 +52,11 @@ class OrchestratorService(service.Service):
     orchestrator's own connections are closed - the database), last the log observer."""
 
     def __init__(self, reactor, *, db: Database, monitor: Orchestrator, rules: AlertRules, api: ControlAPI,
-                 web: service.Service, host: HostSampler, settings: Settings, observer: RotatingLogObserver | None):
+                 web: service.Service, host: HostSampler, settings: Settings, observer: RotatingLogObserver | None,
+                 backups: BackupWatch | None = None):
         self._reactor = reactor
         self.db, self.monitor, self.rules, self.api, self.web, self.host = db, monitor, rules, api, web, host
+        self.backups = backups
         self.settings = settings
         self._observer = observer
         self._loop = task.LoopingCall(self._evaluate)
@@ -68,6 +73,8 @@ class OrchestratorService(service.Service):
         self.db.start()
         self.monitor.startService()
         self.host.start()
+        if self.backups is not None:
+            self.backups.start()
         self._loop.start(self.settings.alert_interval, now=False)
         self.web.startService()
 
@@ -84,6 +91,8 @@ class OrchestratorService(service.Service):
         if self._loop.running:
             self._loop.stop()
         yield self.rules.idle()
+        if self.backups is not None:
+            self.backups.stop()
         yield self.host.stop()
         yield self.monitor.stopService()
         yield self._before_database_stop()
@@ -117,6 +126,16 @@ def host_volumes(config: Config, settings: Settings) -> dict[str, Path]:
     return found
 
 
+def backup_watch(config: Config, reactor) -> BackupWatch:
+    """Readings of the local cluster's backups (the stale rule stays quiet until `ccl backup setup`)."""
+    backup = BackupSettings.from_config(config)
+    backrest = PgBackRest.of(config, local_cluster(config))
+
+    def read():
+        return backrest.info() if backrest.is_set_up() else None
+    return BackupWatch(reactor, read, backup.check_interval, timedelta(hours=backup.max_age_hours))
+
+
 def make_service(config: Config, reactor=None, specs: list[ChildSpec] | None = None,
                  log_file: RotatingLog | None = None, attach_log: bool = True) -> OrchestratorService:
     """The whole orchestrator as one service; ``specs`` replaces the service table (tests).
@@ -136,7 +155,8 @@ def make_service(config: Config, reactor=None, specs: list[ChildSpec] | None = N
     monitor = Orchestrator(reactor, specs, settings)
     watched = volumes(config, settings)
     host = HostSampler(reactor, host_volumes(config, settings), settings.host_interval)
-    rules = AlertRules(reactor, monitor, db, settings, watched, disks=host.disks)
+    backups = backup_watch(config, reactor)
+    rules = AlertRules(reactor, monitor, db, settings, watched, disks=host.disks, backups=backups)
 
     def on_event(event, child):
         if event == "fatal":  # raise the alert now, not at the next evaluation
@@ -150,5 +170,5 @@ def make_service(config: Config, reactor=None, specs: list[ChildSpec] | None = N
     log.info("orchestrator: {count} services, control API on {listen}",
              count=len(specs), listen=settings.listen)
     return OrchestratorService(reactor, db=db, monitor=monitor, rules=rules, api=api, web=web, host=host,
-                               settings=settings,
+                               settings=settings, backups=backups,
                                observer=RotatingLogObserver(log_file) if attach_log else None)

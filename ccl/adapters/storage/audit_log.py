@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import psycopg2
 from twisted.internet import defer
 from zope.interface import implementer
 
@@ -46,3 +48,14 @@ class AuditLog:
                + " ORDER BY at DESC, id DESC LIMIT %s OFFSET %s")
         rows = await self._db.runQuery(sql, (*params, query.limit, query.offset))
         return [AuditEntry(*row) for row in rows]
+
+
+def append_now(dsn: str, actor: str, action: str, target: str | None, result: str, details: dict) -> None:
+    """One audit row from a command-line tool (blocking, its own connection and transaction)."""
+    connection = psycopg2.connect(dsn)
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.execute("INSERT INTO audit_logs (actor, action, target, result, details) VALUES (%s, %s, %s, %s, %s)",
+                           (actor, action, target, result, json.dumps(details, ensure_ascii=False, default=str)))
+    finally:
+        connection.close()

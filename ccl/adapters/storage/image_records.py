@@ -157,3 +157,12 @@ class IngestRecords:
     def stats(self):
         return stats(self._db).addErrback(as_store_unavailable)
 
+
+
+# Backup (blocking: the ccl backup command) ------------------------------------------------
+
+def cataloged_images(connection) -> list[tuple[str, str, str]]:
+    """(kind, filename, sha256) of every kept image, oldest first: what the image backup copies."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT kind, filename, sha256 FROM images WHERE purged_at IS NULL ORDER BY id")
+        return cursor.fetchall()

@@ -70,13 +70,14 @@ class LocalCluster:
     def superuser_password_file(self) -> Path:
         return self.datadir.parent / f"{self.datadir.name}.superuser"
 
-    def _server_command(self, argv: list[str]) -> list[str]:
+    def owner_command(self, argv: list[str]) -> list[str]:
+        """``argv`` as the cluster's owner: the ``postgres`` user when we are root (pgBackRest too)."""
         if _as_root():
             return ["runuser", "-u", "postgres", "--", *argv]
         return argv
 
     def _run(self, argv: list[str]) -> str:
-        result = subprocess.run(self._server_command(argv), capture_output=True, text=True)
+        result = subprocess.run(self.owner_command(argv), capture_output=True, text=True)
         if result.returncode != 0:
             raise LocalDatabaseError(f"{Path(argv[0]).name} failed: {result.stderr.strip() or result.stdout.strip()}")
         return result.stdout
@@ -114,7 +115,7 @@ class LocalCluster:
             argv += ["-c", "ssl=on"]
         if fast:
             argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
-        return self._server_command(argv)
+        return self.owner_command(argv)
 
     def start(self, *, fast: bool = False) -> None:
         if self.is_running():
@@ -139,7 +140,7 @@ class LocalCluster:
     def is_running(self) -> bool:
         if not self.exists():
             return False
-        result = subprocess.run(self._server_command([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "status"]),
+        result = subprocess.run(self.owner_command([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "status"]),
                                 capture_output=True, text=True)
         return result.returncode == 0
 

@@ -1,0 +1,1 @@
+"""Backups: pgBackRest for the database, an incremental verified copy of the image store."""
