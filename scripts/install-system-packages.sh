@@ -4,6 +4,8 @@ set -euo pipefail
 needed=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || needed+=(postgresql)
 command -v runuser >/dev/null || needed+=(util-linux)
+# Backup and point-in-time recovery of the database (ccl backup, docs/operations.md).
+command -v pgbackrest >/dev/null || needed+=(pgbackrest)
 # The web UI's browser test (tests/test_ui_browser.py): Debian's Chromium and its driver,
 # and a Korean font so that the screenshots show the labels.
 [ -x /usr/bin/chromium ] || needed+=(chromium)

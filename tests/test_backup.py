@@ -13,7 +13,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg2
@@ -27,6 +28,16 @@ from ccl.adapters.storage.localdb import free_port, local_cluster, setup_local_d
 from ccl.adapters.storage.migrations import migrate
 from ccl.adapters.storage.postgres import Database
 from ccl.config import load_config
+from ccl.domain.backup import (
+    BackupError,
+    StanzaInfo,
+    check_target,
+    choose_type,
+    parse_info,
+    parse_target,
+    pgbackrest_time,
+    staleness,
+)
 from ccl.orchestrator.alerts import AlertRules
 from ccl.orchestrator.backup_watch import BackupWatch
 from ccl.orchestrator.monitor import Orchestrator
@@ -88,6 +99,10 @@ class PointInTimeRestoreTests(TestCase):
         self.assertEqual(code, 0, out)
         self.assertIn("images: 0 copied", out)
 
+        # A time can be restored from the whole second after the backup's end on.
+        restorable = system.backrest.info().earliest_restorable()
+        while system.sql("SELECT clock_timestamp()")[0][0] < restorable:
+            time.sleep(0.1)
         system.speeds(4, 3)
         target = system.sql("SELECT clock_timestamp()")[0][0]
         system.speeds(7, 3)
@@ -98,10 +113,15 @@ class PointInTimeRestoreTests(TestCase):
         self.assertIn("full", out)
         self.assertIn("restorable: from", out)
 
+        # The machine is lost: data directory and pgBackRest configuration; the backup path survives.
         system.cluster.stop("immediate")
         shutil.rmtree(system.cluster.datadir)
+        shutil.rmtree(system.backrest.state_dir)
+        code, out = system.ccl("backup", "restore", "--to", target.isoformat())
+        self.assertEqual(code, 1)
+        self.assertIn("`ccl backup restore --repo PATH`", out)
 
-        code, out = system.ccl("backup", "restore", "--to", "yesterday at noon")
+        code, out = system.ccl("backup", "restore", "--to", "yesterday at noon", "--repo", str(system.repo))
         self.assertEqual(code, 1)
         self.assertIn("cannot read the time 'yesterday at noon'", out)
         code, out = system.ccl("backup", "restore", "--to", before_first_backup.isoformat())
@@ -109,7 +129,7 @@ class PointInTimeRestoreTests(TestCase):
         self.assertIn("is before the first backup", out)
         self.assertFalse(system.cluster.exists())
 
-        code, out = system.ccl("backup", "restore", "--to", target.isoformat())
+        code, out = system.ccl("backup", "restore", "--to", target.isoformat(), "--repo", str(system.repo))
         self.assertEqual(code, 0, out)
         self.assertIn("database restored and running", out)
         self.assertEqual(system.stored_speeds(), [1, 2, 3, 4, 5, 6])
@@ -285,3 +305,55 @@ class ImageCopyTests(DatabaseTestCase, TestCase):
             name = f"o{n}.png"
             self.assertEqual((self.target / "original" / name).read_bytes(), (self.source / "original" / name).read_bytes())
         self.assertEqual(len(ImageCopy(self.source, self.target).copied()), 10)
+
+
+class BackupDecisionTests(TestCase):
+    """The pure decisions over `pgbackrest info`, on fixed times."""
+
+    def info(self, *backups: tuple[str, str, bool]) -> StanzaInfo:
+        document = [{"name": "ccl", "status": {"message": "ok"}, "archive": [{"min": "A", "max": "B"}],
+                     "backup": [{"label": label, "type": kind, "error": not good,
+                                 "timestamp": {"start": int(datetime.fromisoformat(stop).timestamp()) - 60,
+                                               "stop": int(datetime.fromisoformat(stop).timestamp())},
+                                 "info": {"size": 10, "repository": {"size": 5}}}
+                                for label, kind, good, stop in backups]}]
+        return parse_info(document)
+
+    def test_full_when_due_or_missing_else_differential(self):
+        week = timedelta(days=7)
+        now = datetime(2026, 12, 10, 2, 30, tzinfo=timezone.utc)
+        self.assertEqual(choose_type(self.info(), now, week), "full")
+        recent = self.info(("F1", "full", True, "2026-12-05T02:30:00+00:00"))
+        self.assertEqual(choose_type(recent, now, week), "diff")
+        old = self.info(("F1", "full", True, "2026-12-03T02:30:00+00:00"), ("D1", "diff", True, "2026-12-09T02:30:00+00:00"))
+        self.assertEqual(choose_type(old, now, week), "full")
+        failed = self.info(("F1", "full", False, "2026-12-09T02:30:00+00:00"))
+        self.assertEqual(choose_type(failed, now, week), "full")
+
+    def test_targets(self):
+        seoul = timezone(timedelta(hours=9))
+        self.assertEqual(parse_target("2026-12-04 18:30:00", seoul), datetime(2026, 12, 4, 9, 30, tzinfo=timezone.utc))
+        self.assertEqual(parse_target("2026-12-04T09:30:00+00:00", seoul), datetime(2026, 12, 4, 9, 30, tzinfo=timezone.utc))
+        with self.assertRaisesRegex(BackupError, "cannot read the time '4.12.2026'"):
+            parse_target("4.12.2026", seoul)
+        info = self.info(("F2", "full", True, "2026-12-04T10:00:00+00:00"), ("F1", "full", True, "2026-12-01T10:00:00+00:00"),
+                         ("F0", "full", False, "2026-11-30T10:00:00+00:00"))
+        now = datetime(2026, 12, 5, tzinfo=timezone.utc)
+        check_target(datetime(2026, 12, 1, 10, 0, 1, tzinfo=timezone.utc), info, now)
+        with self.assertRaisesRegex(BackupError, "earliest time that can be restored is 2026-12-01T10:00:01.*F1"):
+            check_target(datetime(2026, 12, 1, 10, 0, 0, 500000, tzinfo=timezone.utc), info, now)
+        with self.assertRaisesRegex(BackupError, "in the future"):
+            check_target(datetime(2026, 12, 5, 0, 0, 1, tzinfo=timezone.utc), info, now)
+        with self.assertRaisesRegex(BackupError, "no good backup"):
+            check_target(now, self.info(("F0", "full", False, "2026-11-30T10:00:00+00:00")), now)
+        self.assertEqual(pgbackrest_time(datetime(2026, 12, 4, 18, 30, tzinfo=seoul)), "2026-12-04 09:30:00.000000+00")
+
+    def test_staleness(self):
+        info = self.info(("F1", "full", True, "2026-12-04T00:00:00+00:00"), ("D1", "diff", False, "2026-12-05T00:00:00+00:00"))
+        day = timedelta(hours=24)
+        self.assertIsNone(staleness(info, datetime(2026, 12, 5, tzinfo=timezone.utc), day))
+        self.assertEqual(staleness(info, datetime(2026, 12, 5, 1, tzinfo=timezone.utc), day),
+                         "the last good backup (F1) is 25.0 h old (limit 24 h)")
+        self.assertEqual(staleness(self.info(), datetime(2026, 12, 5, tzinfo=timezone.utc), day),
+                         "there is no good backup of the database yet")
+        self.assertIsNone(staleness(None, datetime(2026, 12, 5, tzinfo=timezone.utc), day))

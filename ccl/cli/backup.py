@@ -43,7 +43,8 @@ from ccl.domain.telegrams import PLANT_TZ
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["setup", "run", "images", "list", "restore"])
-    parser.add_argument("--repo", type=Path, help="setup: the backup path (a second disk or a mounted share)")
+    parser.add_argument("--repo", type=Path, help="setup: the backup path (a second disk or a mounted share);"
+                        " restore on a new machine: the backup path to restore from")
     parser.add_argument("--type", choices=TYPES, help="run: backup type (default: full when due, else diff)")
     parser.add_argument("--no-images", action="store_true", help="run: the database only")
     parser.add_argument("--max-files", type=int, help="images: copy at most this many files in this run")
@@ -92,7 +93,8 @@ class _Backup:
     def require_setup(self) -> None:
         if not self.backrest.is_set_up():
             raise _Refused(f"backups are not set up yet ({self.backrest.config_path} is missing):"
-                           " run `ccl backup setup --repo PATH` first")
+                           " run `ccl backup setup --repo PATH` first (a new machine restoring from a backup"
+                           " path: `ccl backup restore --repo PATH`)")
 
     def require_running(self, doing: str) -> None:
         if not self.cluster.is_running():
@@ -231,7 +233,12 @@ class _Backup:
 
     # restore -------------------------------------------------------------------------------
 
-    def restore(self, to: str | None) -> int:
+    def restore(self, to: str | None, repo: Path | None) -> int:
+        if repo is not None:
+            # A new machine: the configuration as setup wrote it, pointing at the existing repository.
+            if not (repo.absolute() / "pgbackrest").is_dir():
+                raise _Refused(f"{repo} holds no pgBackRest repository (no pgbackrest/ folder)")
+            self.backrest.write_config(repo.absolute(), self.settings)
         self.require_setup()
         target = None
         info = self.backrest.info()
@@ -323,7 +330,7 @@ def run(args: argparse.Namespace) -> int:
             return backup.copy_images(args.max_files)
         if args.action == "list":
             return backup.list()
-        return backup.restore(args.to)
+        return backup.restore(args.to, args.repo)
     except (_Refused, BackupError, LocalDatabaseError) as error:
         sys.stderr.write(f"ccl backup {args.action}: {error}\n")
         return 1

@@ -48,8 +48,9 @@ class StanzaInfo:
         return max((b for b in self.good if b.type == "full"), key=lambda b: b.stopped, default=None)
 
     def earliest_restorable(self) -> datetime | None:
-        """A point in time can be restored from the end of the oldest good backup on."""
-        return min((b.stopped for b in self.good), default=None)
+        """A point in time can be restored from the end of the oldest good backup on: from the
+        second after it, as pgBackRest picks a backup that stopped before the target's whole second."""
+        return min((b.stopped + timedelta(seconds=1) for b in self.good), default=None)
 
 
 def _utc(epoch: int) -> datetime:
@@ -102,8 +103,9 @@ def check_target(target: datetime, info: StanzaInfo, now: datetime) -> None:
     if earliest is None:
         raise BackupError("there is no good backup to restore from: run `ccl backup run` first")
     if target < earliest:
+        first = min(info.good, key=lambda b: b.stopped)
         raise BackupError(f"{target.isoformat()} is before the first backup: the earliest time that can be"
-                          f" restored is {earliest.isoformat()} (the end of backup {info.good[0].label})")
+                          f" restored is {earliest.isoformat()} (just after the end of backup {first.label})")
     if target > now:
         raise BackupError(f"{target.isoformat()} is in the future (now {now.isoformat()})")
 

@@ -194,7 +194,7 @@ class AlertRules:
         if why is None:
             return []
         last = self._backups.info.last_good() if self._backups.info else None
-        return [Condition("backup.stale", "database", "critical", why,
+        return [Condition("backup.stale", "database", "warning", why,
                           {"last_backup": last.label if last else None,
                            "last_backup_end": last.stopped.isoformat() if last else None})]
 
