@@ -72,6 +72,8 @@ SAMPLES: dict[str, Sample] = {
     "image_file": S("GET", "/images/999999", 404),
     "image_thumb": S("GET", "/images/999999/thumb", 404),
     "image_info": S("GET", "/api/images/999999", 404),
+    "tracking": S("GET", "/tracking"),
+    "tracking_data": S("GET", "/api/tracking?from=2026-03-01&to=2026-03-02"),
     "statistics": S("GET", "/statistics"),
     "statistics_data": S("GET", "/api/statistics"),
     "models": S("GET", "/models"),

@@ -21,6 +21,7 @@ from ccl.adapters.storage.inspection_store import DefectReviewStore, SettingsSto
 from ccl.adapters.storage.localdb import resolve_dsn
 from ccl.adapters.storage.postgres import UNAVAILABLE, Database, DatabaseProbe, EventFeed
 from ccl.adapters.storage.refusals import PgDeadLetters, PgRejectedTelegrams
+from ccl.adapters.storage.tracking_store import TrackingReads
 from ccl.adapters.storage.ui_queries import rollup
 from ccl.adapters.storage.ui_queries.reads import CoilHistory, CoilReads, DashboardReads, ModelRegistry, Statistics
 from ccl.adapters.web.ui.app import UI
@@ -145,6 +146,7 @@ def compose_ui(reactor, settings: UISettings, db: Database, clock=None) -> UI:
         models=models,
         rejected_telegrams=RejectedTelegrams(PgRejectedTelegrams(db), layouts, clock or reactor),
         dead_letters=DeadLetters(PgDeadLetters(db), layouts, clock or reactor),
+        tracking=TrackingReads(db),
     )
     return UI(reactor, settings, uses, clock)
 

@@ -20,7 +20,8 @@
     row.scrollIntoView({block: "center"});
     row.classList.remove("fresh"); void row.offsetWidth; row.classList.add("fresh");
   }
-  cclCoil.map(document.getElementById("coil-map"), state.schedule, state.defects, highlight);
+  cclCoil.map(document.getElementById("coil-map"), {coil: state.schedule, coilNumber: state.coil, tracking: state.tracking,
+                                                     defects: state.defects, weldZone: state.weld_zone_m}, highlight);
   cclCoil.legend(document.getElementById("map-legend"), state.defects);
   cclTables.sortable(document.getElementById("defects"));
 

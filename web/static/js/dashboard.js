@@ -4,7 +4,14 @@
   "use strict";
   var F = cclFormat, t = ccl.t;
   var state = JSON.parse(document.getElementById("dashboard-state").textContent);
+  var settings = JSON.parse(document.getElementById("dashboard-settings").textContent);
   var FEED_ROWS = 30, SPEED_WINDOW = 30 * 60;
+  // The newest speed is held this long past its sample when the inspected metre is carried
+  // forward (the MES sends one every 3 s; beyond this the line's motion is unknown).
+  var HOLD_SPEED_S = 6;
+  var COMPLETENESS = {complete: ["완전", "Complete"], partial: ["일부 누락", "Partial"], unknown: ["검사율 미상", "Coverage unknown"],
+                      running: ["진행 중", "Running"], none: ["추적 데이터 없음", "No tracking data"]};
+  var SURFACE = {top: ["상면", "Top"], bottom: ["하면", "Bottom"]};
   var speedPlot = null, lastDefectId = 0, grey = false;
 
   function $(id) { return document.getElementById(id); }
@@ -19,6 +26,59 @@
     text("coil-length", coil && coil.length_value !== null ? F.num(coil.length_value) + " m" : "");
     text("coil-wpd", coil ? F.when(coil.wpd_at) : "");
     if (coil) { $("coil-number").setAttribute("data-coil", coil.coil_number); }
+    var tracking = coil && coil.tracking, key = tracking ? tracking.completeness : "none";
+    var badge = $("coil-completeness");
+    badge.textContent = "";
+    if (coil) {
+      badge.appendChild(ccl.el("span", {className: "comp comp-" + key, "data-completeness": key,
+                                         text: t(COMPLETENESS[key][0], COMPLETENESS[key][1])}));
+    }
+    paintInspected();
+  }
+
+  /* Metres the strip moved between two moments, from the speed points (m/min): linear
+     between points (as tracking integrates), the newest held for HOLD_SPEED_S at most. */
+  function travelled(from, to) {
+    var points = state.speed.map(function (p) { return [Date.parse(p.t) / 1000, p.v]; });
+    var metres = 0;
+    for (var i = 0; i < points.length; i++) {
+      var a = points[i], b = points[i + 1] || [Math.min(to, a[0] + HOLD_SPEED_S), a[1]];
+      var lo = Math.max(from, a[0]), hi = Math.min(to, b[0]);
+      if (hi <= lo) { continue; }
+      var slope = b[0] > a[0] ? (b[1] - a[1]) / (b[0] - a[0]) : 0;
+      var vlo = a[1] + slope * (lo - a[0]), vhi = a[1] + slope * (hi - a[0]);
+      metres += (vlo + vhi) / 2 / 60 * (hi - lo);
+    }
+    return metres;
+  }
+
+  /* The current coil's inspected metre per camera: what tracking computed, carried forward
+     with the live speed since, never past the coil's tracked length. */
+  function inspectedNow() {
+    var tracking = state.coil && state.coil.tracking;
+    if (!tracking || !tracking.inspected_m) { return null; }
+    var moved = travelled(Date.parse(tracking.computed_at) / 1000, Date.now() / 1000);
+    var found = {};
+    Object.keys(tracking.inspected_m).sort().forEach(function (camera) {
+      var m = Number(tracking.inspected_m[camera]);
+      var reached = tracking.head_at_camera && tracking.head_at_camera[camera];
+      var value = reached || m > 0 ? m + moved : m;
+      found[camera] = tracking.length_m ? Math.min(value, Number(tracking.length_m)) : value;
+    });
+    return found;
+  }
+
+  function paintInspected() {
+    var el = $("coil-inspected"), found = inspectedNow();
+    if (!found) { el.textContent = state.coil ? "—" : ""; el.removeAttribute("data-metre"); return null; }
+    var cameras = Object.keys(found);
+    el.textContent = cameras.map(function (c) {
+      var s = SURFACE[c];
+      return (s ? t(s[0], s[1]) : c) + " " + F.num(found[c], 1) + " m";
+    }).join(" · ");
+    var most = Math.max.apply(null, cameras.map(function (c) { return found[c]; }));
+    el.setAttribute("data-metre", most.toFixed(1));
+    return most;
   }
 
   function paintSpeed(points) {
@@ -64,11 +124,28 @@
     var tr = ccl.el("tr", {className: fresh ? "fresh sev-" + d.severity : "sev-" + d.severity, "data-defect": d.id}, [
       ccl.el("td", {text: F.when(d.detection_time)}),
       ccl.el("td", {}, [ccl.el("a", {href: "/coils/" + encodeURIComponent(d.coil_number), text: d.coil_number})]),
+      ccl.el("td", {text: SURFACE[d.surface] ? t(SURFACE[d.surface][0], SURFACE[d.surface][1]) : (d.surface || "")}),
       ccl.el("td", {}, [ccl.el("span", {className: "swatch", style: "background:" + F.typeColour(d.defect_type)}), d.defect_type]),
       ccl.el("td", {}, [ccl.el("span", {className: "sev sev-" + d.severity, text: F.severity(d.severity)})]),
       ccl.el("td", {className: "num", text: F.num(d.confidence_score * 100, 1) + "%"}),
-      ccl.el("td", {className: "num", text: F.num(d.defect_position_meter, 1)})]);
+      ccl.el("td", {className: "num metre-cell"}, position(d))]);
     return tr;
+  }
+
+  /* The tracked metre with its band and marks, or the box's metre (muted) before tracking. */
+  function position(d) {
+    if (d.tracking_status === "placed") {
+      var parts = [ccl.el("span", {className: "metre", text: F.num(d.tracked_metre, 1)}),
+                   ccl.el("span", {className: "pm muted", text: " ± " + F.num(d.uncertainty_m, 1)})];
+      if (d.tracked_coil && d.tracked_coil !== d.coil_number) {
+        parts.push(ccl.el("span", {className: "tag tag-elsewhere", text: d.tracked_coil}));
+      }
+      if (d.in_weld_zone) { parts.push(ccl.el("span", {className: "tag tag-weld", text: t("용접부", "Weld zone")})); }
+      if (d.coil_disagrees) { parts.push(ccl.el("span", {className: "tag tag-disagree", text: t("코일 번호 불일치", "Coil number disagrees")})); }
+      return parts;
+    }
+    return [ccl.el("span", {className: "muted", title: t("추적 전: 박스가 보낸 위치", "Not tracked yet: the position the box sent"),
+                            text: F.num(d.defect_position_meter, 1)})];
   }
 
   function paintFeed(defects, fresh) {
@@ -140,7 +217,8 @@
 
   function paintBar(coil, defects) {
     state.coil_defects = defects;
-    cclCoil.bar($("coil-bar"), coil, defects);
+    cclCoil.bar($("coil-bar"), {coil: coil, coilNumber: coil && coil.coil_number, tracking: coil && coil.tracking,
+                                defects: defects, weldZone: settings.weld_zone_m, inspected: paintInspected()});
     cclCoil.legend($("bar-legend"), defects);
     text("bar-caption", coil ? coil.coil_number + " · " + defects.length + " " + t("건", "defects") : "");
   }
@@ -164,6 +242,16 @@
         if (defects.some(function (d) { return d.coil_number === current; })) { refresh.coil(); }
       });
     }),
+    // The newest defects again, with where tracking placed them since they were first shown.
+    feed: cclLive.coalesce(function () {
+      return part("defects").then(function (defects) {
+        var body = document.querySelector("#feed tbody");
+        defects.forEach(function (d) {
+          var row = body.querySelector('tr[data-defect="' + d.id + '"]');
+          if (row) { row.parentNode.replaceChild(defectRow(d, false), row); }
+        });
+      });
+    }),
     today: cclLive.coalesce(function () { return part("today").then(paintToday); }),
     images: cclLive.coalesce(function () { return part("images").then(paintImages); }),
     links: cclLive.coalesce(function () { return part("links").then(paintLinks); }),
@@ -171,8 +259,31 @@
     services: cclLive.coalesce(function () { return part("services").then(paintServices); })
   };
 
-  function onEvent(name) {
-    if (name === "speed") { refresh.speed(); }
+  // Tracking writes its coil results as it goes (no event of its own): follow them with the speed.
+  var lastCoilRefresh = 0;
+  /* Tracking's events: the running coil's inspected metres (with each speed sample), or
+     placements written for some coils (the bar and the feed show them). */
+  function onTracking(data) {
+    var tracking = state.coil && state.coil.tracking;
+    if (data && data.table === "tracking_coils" && tracking && data.tracked_coil === tracking.tracked_coil && data.inspected_m) {
+      tracking.inspected_m = data.inspected_m;
+      tracking.computed_at = new Date().toISOString();
+      var bar = $("coil-bar"), most = paintInspected();
+      if (bar.cclInspected) { bar.cclInspected(most); }
+      return;
+    }
+    if (data && data.table === "tracking_coils") { refresh.coil(); return; }  // another coil runs now
+    var coils = (data && data.tracked_coils) || [];
+    if (!tracking || !coils.length || coils.indexOf(tracking.tracked_coil) >= 0) { refresh.coil(); }
+    refresh.feed();
+  }
+
+  function onEvent(name, data) {
+    if (name === "tracking") { onTracking(data); return; }
+    if (name === "speed") {
+      refresh.speed();
+      if (Date.now() - lastCoilRefresh > 10000) { lastCoilRefresh = Date.now(); refresh.coil(); }
+    }
     else if (name === "coil") { refresh.coil(); }
     else if (name === "defect") { refresh.defects(); refresh.today(); }
     else if (name === "review") { refresh.today(); refresh.coil(); }
@@ -209,5 +320,10 @@
   window.setInterval(refresh.services, 10000);
   // Points age out of the 30-minute window even when the line stops sending.
   window.setInterval(function () { addSpeed([]); }, 15000);
+  // The current coil's inspected metre advances with the line between two coil results.
+  window.setInterval(function () {
+    var most = paintInspected(), bar = $("coil-bar");
+    if (bar.cclInspected) { bar.cclInspected(most); }
+  }, 1000);
   cclLive.connect({onEvent: onEvent, onState: onState});
 })();

@@ -5,7 +5,7 @@
    a growing pause, and a 401 from the JSON calls sends the user to the login page. */
 (function () {
   "use strict";
-  var TOPICS = ["hello", "speed", "coil", "defect", "review", "image", "link", "alert", "model", "event"];
+  var TOPICS = ["hello", "speed", "coil", "defect", "review", "image", "link", "alert", "model", "tracking", "event"];
 
   function connect(options) {
     var source = null, closed = false, pause = 1000, timer = null;

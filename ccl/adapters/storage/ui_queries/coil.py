@@ -7,7 +7,7 @@ import datetime
 from twisted.internet import defer
 
 from ccl.adapters.storage.ui_queries._sql import gather, one, rows
-from ccl.adapters.storage.ui_queries.dashboard import coil_defects
+from ccl.adapters.storage.ui_queries.dashboard import coil_defects, newest_tracked_coil
 
 #: A coil with no CUT yet: its speed series runs this long after the WPD pass at most.
 OPEN_COIL_WINDOW = "6 hours"
@@ -63,11 +63,17 @@ def images(db, coil_number: str, limit: int = 300) -> defer.Deferred:
         (coil_number, limit))
 
 
+def tracked_coil(db, coil_number: str) -> defer.Deferred:
+    """What coil tracking knows of the coil's newest pass (tracking_coils with its exit coils), or None."""
+    return one(db, f"SELECT {newest_tracked_coil('%s')} AS tracking", (coil_number,)).addCallback(
+        lambda found: found["tracking"] if found else None)
+
+
 def coil_detail(db, coil_number: str, now: datetime.datetime) -> defer.Deferred:
     """Everything the coil page shows at ``now``; ``schedules`` is empty for an unknown coil."""
     return gather(schedules=schedules(db, coil_number), events=events(db, coil_number),
                   speed=speed_series(db, coil_number, now), defects=coil_defects(db, coil_number),
-                  images=images(db, coil_number))
+                  images=images(db, coil_number), tracking=tracked_coil(db, coil_number))
 
 
 def image_record(db, image_id: int) -> defer.Deferred:

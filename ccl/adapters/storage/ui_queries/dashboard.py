@@ -19,10 +19,27 @@ _LATEST_SCHEDULE = f"""LEFT JOIN LATERAL (
 ) s ON true"""
 
 
+#: What coil tracking (schema/094) knows of a coil, as the pages show it: its newest tracked
+#: pass (a coil number run again is another tracked coil, "H1#2").
+TRACKED_COIL_COLUMNS = """tracked_coil, coil_number, head_wpd_at, tail_wpd_at, head_at_camera, tail_at_camera,
+    head_at_shear, tail_at_shear, length_m, length_uncertainty_m, inspected_m, mes_length_m, length_disagrees,
+    schedule_present, wpd_seen, speed_gap_free, cut_seen, coverage, completeness, head_crop_m, tail_crop_m,
+    computed_at"""
+
+
+def newest_tracked_coil(coil: str) -> str:
+    """SQL: the row_to_json of the newest tracked pass of the coil named by the SQL ``coil``, with its exit coils."""
+    return f"""(SELECT row_to_json(t) FROM (
+        SELECT {TRACKED_COIL_COLUMNS}, coalesce((SELECT json_agg(e ORDER BY e.piece) FROM tracking_exit_coils e
+                                                 WHERE e.tracked_coil = c.tracked_coil), '[]') AS exit_coils
+        FROM tracking_coils c WHERE c.coil_number = {coil} ORDER BY c.head_wpd_at DESC LIMIT 1) t)"""
+
+
 def current_coil(db) -> defer.Deferred:
-    """The coil whose WPD pass (TC 4002) came last, with its latest schedule; None before any."""
+    """The coil whose WPD pass (TC 4002) came last, with its latest schedule and what tracking
+    knows of it (``tracking``, None when nothing); None before any."""
     return one(db, f"""
-        SELECT w.coil_number, w.received_at AS wpd_at, s.*
+        SELECT w.coil_number, w.received_at AS wpd_at, s.*, {newest_tracked_coil("w.coil_number")} AS tracking
         FROM (SELECT coil_number, received_at FROM tc_4002_wpd ORDER BY received_at DESC, id DESC LIMIT 1) w
         {_LATEST_SCHEDULE}""")
 
@@ -61,24 +78,42 @@ DEFECT_COLUMNS = """d.id, d.coil_number, d.defect_type, d.confidence_score, d.se
     d.original_defect_type"""
 
 
+#: Where coil tracking placed a defect (``t``: tracking_defects, NULL columns before it did).
+#: ``surface``: the tracked surface, else the camera id (the cameras are named after theirs).
+TRACKING_COLUMNS = """t.status AS tracking_status, t.tracked_coil, t.metre AS tracked_metre, t.uncertainty_m,
+    coalesce(t.in_weld_zone, false) AS in_weld_zone, coalesce(t.surface, d.camera_id) AS surface,
+    coalesce(t.coil_disagrees, false) AS coil_disagrees, t.exit_coil, t.exit_piece, t.exit_metre,
+    coalesce(t.provisional, false) AS provisional"""
+
+
 def recent_defects(db, limit: int = 30, after_id: int | None = None) -> defer.Deferred:
-    """The newest defects (newest first); with ``after_id`` only those stored after that id."""
-    if after_id is None:
-        return rows(db, f"SELECT {DEFECT_COLUMNS} FROM defect_detections d ORDER BY d.id DESC LIMIT %s", (limit,))
-    return rows(db, f"""SELECT {DEFECT_COLUMNS} FROM defect_detections d WHERE d.id > %s
-                        ORDER BY d.id DESC LIMIT %s""", (after_id, limit))
+    """The newest defects (newest first), with their tracked place; with ``after_id`` only
+    those stored after that id."""
+    return rows(db, f"""SELECT {DEFECT_COLUMNS}, {TRACKING_COLUMNS}
+                        FROM (SELECT * FROM defect_detections WHERE id > %s ORDER BY id DESC LIMIT %s) d
+                        LEFT JOIN tracking_defects t ON t.defect_id = d.id ORDER BY d.id DESC""",
+                (after_id or 0, limit))
 
 
 def coil_defects(db, coil_number: str, limit: int = 5000) -> defer.Deferred:
-    """Defects of one coil in detection order, with their metre position and the place across
-    the strip (0..1 of the image width, when the defect's original image is known)."""
+    """Defects of one coil in detection order: those the box sent with this coil number and
+    those tracking placed on the coil's newest tracked pass (``on_coil``), with their tracked
+    place, the box's metre and the place across the strip (0..1 of the image width, when the
+    defect's original image is known)."""
     return rows(db, f"""
-        SELECT {DEFECT_COLUMNS},
+        WITH tracked AS (SELECT tracked_coil FROM tracking_coils WHERE coil_number = %(c)s
+                         ORDER BY head_wpd_at DESC LIMIT 1)
+        SELECT {DEFECT_COLUMNS}, {TRACKING_COLUMNS},
+               coalesce(t.tracked_coil = (SELECT tracked_coil FROM tracked), false) AS on_coil,
                CASE WHEN i.width > 0 AND d.defect_position_x IS NOT NULL
                     THEN least(1.0, (d.defect_position_x + coalesce(d.defect_size_width, 0) / 2.0) / i.width)
                END AS across
         FROM defect_detections d LEFT JOIN images i ON i.id = d.original_image_id
-        WHERE d.coil_number = %s ORDER BY d.detection_time, d.id LIMIT %s""", (coil_number, limit))
+             LEFT JOIN tracking_defects t ON t.defect_id = d.id
+        WHERE d.id IN (SELECT id FROM defect_detections WHERE coil_number = %(c)s
+                       UNION ALL
+                       SELECT defect_id FROM tracking_defects WHERE tracked_coil = (SELECT tracked_coil FROM tracked))
+        ORDER BY d.detection_time, d.id LIMIT %(limit)s""", {"c": coil_number, "limit": limit})
 
 
 def today_counts(db, now: datetime.datetime) -> defer.Deferred:

@@ -81,9 +81,14 @@ def search(db, query: Search) -> defer.Deferred:
     page, counted = yield defer.gatherResults([
         rows(db, f"""
             SELECT p.*, (SELECT count(*) FROM defect_detections d WHERE d.coil_number = p.coil_number) AS defects,
-                   (SELECT max(w.received_at) FROM tc_4002_wpd w WHERE w.coil_number = p.coil_number) AS wpd_at
-            FROM (SELECT {_LIST_COLUMNS} FROM {_COILS} WHERE {where}
-                  ORDER BY {order_clause(query)} LIMIT %(limit)s OFFSET %(offset)s) p""", params),
+                   (SELECT max(w.received_at) FROM tc_4002_wpd w WHERE w.coil_number = p.coil_number) AS wpd_at,
+                   tc.completeness, tc.tracked_coil
+            FROM (SELECT {_LIST_COLUMNS}, row_number() OVER (ORDER BY {order_clause(query)}) AS row_order
+                  FROM {_COILS} WHERE {where}
+                  ORDER BY {order_clause(query)} LIMIT %(limit)s OFFSET %(offset)s) p
+            LEFT JOIN LATERAL (SELECT completeness, tracked_coil FROM tracking_coils c
+                               WHERE c.coil_number = p.coil_number ORDER BY c.head_wpd_at DESC LIMIT 1) tc ON true
+            ORDER BY p.row_order""", params),
         one(db, f"SELECT count(*) AS n FROM (SELECT 1 FROM ui_coil_latest l WHERE {where} LIMIT %(cap)s) c", params),
     ], consumeErrors=True)
     total = counted["n"]

@@ -90,6 +90,9 @@ ACCESS: dict[str, Rule] = {
     "image_file": Rule(ALL, "file"),
     "image_thumb": Rule(ALL, "file"),
     "image_info": Rule(ALL, "json"),
+    # 라인 추적 (coil tracking: delay log, coil-number disagreements)
+    "tracking": Rule(ALL, "page"),
+    "tracking_data": Rule(ALL, "json"),
     # 통계
     "statistics": Rule(ALL, "page"),
     "statistics_data": Rule(ALL, "json"),
@@ -139,6 +142,7 @@ class NavItem:
 NAV: tuple[NavItem, ...] = (
     NavItem("dashboard", "/", "실시간 모니터링"),
     NavItem("coils", "/coils", "코일 이력"),
+    NavItem("tracking", "/tracking", "라인 추적"),
     NavItem("statistics", "/statistics", "통계"),
     NavItem("models", "/models", "AI 모델"),
     NavItem("system", "/system", "시스템"),

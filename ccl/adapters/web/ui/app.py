@@ -29,6 +29,7 @@ PAGE_MODULES = (
     "ccl.adapters.web.ui.pages.framework",
     "ccl.adapters.web.ui.pages.dashboard",
     "ccl.adapters.web.ui.pages.coils",
+    "ccl.adapters.web.ui.pages.tracking",
     "ccl.adapters.web.ui.pages.images",
     "ccl.adapters.web.ui.pages.statistics",
     "ccl.adapters.web.ui.pages.models",

@@ -37,6 +37,9 @@ _TOPICS = {
     "link_status": "link", "link": "link",
     "alerts": "alert", "alert": "alert",
     "ai_models": "model", "ai_model_metrics": "model",
+    # coil tracking: placements written (with the tracked coils they changed), the running
+    # coil's inspected metres (with each speed sample)
+    "tracking_defects": "tracking", "tracking_images": "tracking", "tracking_coils": "tracking",
 }
 
 

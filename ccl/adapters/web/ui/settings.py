@@ -35,6 +35,8 @@ class UISettings:
     layout_path: str | None = None
     #: ``[tls] ca_file``: the CA an https orchestrator_url is verified with (None: the system's store).
     tls_ca_file: str | None = None
+    #: Coil tracking's weld zone (``[tracking] weld_zone_m``), shaded on the coil map and bar.
+    weld_zone_m: float = 0.0
 
     @classmethod
     def from_config(cls, config: Config) -> UISettings:
@@ -66,6 +68,7 @@ class UISettings:
             image_root=config.get_path("images", "root"),
             layout_path=_layout_path(config),
             tls_ca_file=ca_file(config),
+            weld_zone_m=config.get_float("tracking", "weld_zone_m", 0, 10_000),
         )
 
 

@@ -14,6 +14,7 @@ from ccl.application.ai_models import ModelDeployment, ModelRegistration
 from ccl.application.alerts import Alerts
 from ccl.application.inspection import DefectReviews, InspectionRules
 from ccl.application.refusals import DeadLetters, RejectedTelegrams
+from ccl.ports.tracking import ITrackingReads
 from ccl.ports import (ICoilHistory, ICoilReads, IDashboardReads, IDatabaseProbe, IEventFeed, IModelRegistry,
                        IStatistics, IAuditLog)
 
@@ -36,3 +37,4 @@ class UseCases:
     models: IModelRegistry
     rejected_telegrams: RejectedTelegrams
     dead_letters: DeadLetters
+    tracking: ITrackingReads

@@ -55,6 +55,22 @@ def parse_date(text: str | None, name: str) -> datetime.date | None:
 FORMAT = {"when": when, "num": num}
 
 SEVERITY_LABEL = {"low": "낮음", "medium": "보통", "high": "높음", "critical": "치명"}
+
+#: Coil tracking's words (docs/tracking.md), for the templates: ``**TRACKING_LABELS``.
+TRACKING_LABELS = {
+    "completeness_label": {"complete": "완전", "partial": "일부 누락", "unknown": "검사율 미상", "running": "진행 중",
+                           "none": "추적 데이터 없음"},
+    "completeness_help": {
+        "complete": "스케줄, 앞·뒤 용접점, 연속된 속도, 절단이 모두 있고 모든 카메라가 코일 전체를 검사했습니다.",
+        "partial": "스케줄, 용접점, 속도 또는 절단 중 빠진 것이 있거나 어떤 카메라가 코일 일부를 검사하지 못했습니다.",
+        "unknown": "하트비트가 없는 카메라가 있어 검사한 비율을 알 수 없습니다. 결함 없음과 다릅니다.",
+        "running": "코일이 아직 라인 위에 있습니다 (출측 절단기를 지나지 않았습니다).",
+        "none": "이 코일의 추적 데이터가 없습니다. 결함이 없다는 뜻이 아닙니다."},
+    "tracking_status_label": {"placed": "추적됨", "no_coil": "코일 없음", "no_speed": "속도 없음",
+                              "unknown_camera": "알 수 없는 카메라"},
+    "surface_label": {"top": "상면", "bottom": "하면"},
+    "delay_label": {"stop": "라인 정지", "speed_gap": "속도 데이터 누락"},
+}
 REVIEW_LABEL = {"new": "미검토", "confirmed": "확인", "false_positive": "오검출", "reclassified": "재분류"}
 
 ENGLISH = {
@@ -89,5 +105,34 @@ ENGLISH = {
     "MO 번호": "MO number", "설명": "Description", "모델 등록": "Register a model", "등록": "Register",
     "모델을 등록했습니다": "Model registered", "이미 등록된 모델입니다": "This model is registered already",
     "등록한 모델의 ID를 Jetson 박스의 model_id로 설정하세요.": "Set the registered model's ID as the Jetson boxes' model_id.", "두께": "Thickness", "폭": "Width", "보기": "View", "검색": "Search", "재질": "Material", "통판": "Through plate", "순서": "Order", "m/min": "m/min",
+    # coil tracking
+    "완전": "Complete", "일부 누락": "Partial", "검사율 미상": "Coverage unknown", "진행 중": "Running",
+    "추적 데이터 없음": "No tracking data",
+    "스케줄, 앞·뒤 용접점, 연속된 속도, 절단이 모두 있고 모든 카메라가 코일 전체를 검사했습니다.":
+        "Schedule, both welds, gap-free speed and the cut are all there, and every camera inspected the whole coil.",
+    "스케줄, 용접점, 속도 또는 절단 중 빠진 것이 있거나 어떤 카메라가 코일 일부를 검사하지 못했습니다.":
+        "The schedule, a weld, speed data or the cut is missing, or a camera missed part of the coil.",
+    "하트비트가 없는 카메라가 있어 검사한 비율을 알 수 없습니다. 결함 없음과 다릅니다.":
+        "A camera sent no heartbeats: how much of the coil it inspected is unknown. This is not the same as no defects.",
+    "코일이 아직 라인 위에 있습니다 (출측 절단기를 지나지 않았습니다).":
+        "The coil is still on the line (it has not passed the exit shear).",
+    "이 코일의 추적 데이터가 없습니다. 결함이 없다는 뜻이 아닙니다.":
+        "There is no tracking data for this coil. That does not mean it has no defects.",
+    "추적됨": "Tracked", "코일 없음": "No coil", "속도 없음": "No speed data", "알 수 없는 카메라": "Unknown camera",
+    "상면": "Top", "하면": "Bottom", "면": "Surface", "라인 정지": "Line stop", "속도 데이터 누락": "Speed data gap",
+    "코일 추적": "Coil tracking", "완전성": "Completeness", "추적 코일": "Tracked coil",
+    "용접점 통과 (WPD)": "Welds at the WPD", "적분 길이": "Integrated length", "길이 불일치": "Length disagrees",
+    "헤드 / 테일 크롭": "Head / tail crop", "스케줄": "Schedule", "앞·뒤 용접점": "Head and tail welds",
+    "속도 데이터 연속": "Speed data gap-free", "출측 절단": "Exit cut", "검사율": "Inspected",
+    "알 수 없음 (하트비트 없음)": "unknown (no heartbeats)", "출측 코일": "Exit coils", "조각": "Piece",
+    "시작 (m)": "Start (m)", "끝 (m)": "End (m)", "절단 시각": "Cut at", "크롭": "Crop",
+    "용접점부터 길이 방향 (m)": "Along the coil from its weld (m)", "추적 위치 (m)": "Tracked position (m)",
+    "용접부": "Weld zone", "잠정": "Provisional", "다른 코일로 추적": "Tracked onto another coil",
+    "추적 전: 박스가 보낸 위치": "Not tracked yet: the position the box sent", "박스가 보낸 코일 번호": "Coil number the box sent",
+    "코일 번호 불일치": "Coil number disagrees", "박스": "box", "추적": "Tracking", "검사 길이": "Inspected length",
+    "라인 추적": "Line tracking", "지연 기록": "Delay log", "시작": "Start", "끝": "End", "지속 시간": "Duration",
+    "첫 카메라 아래 코일": "Coil under the first camera", "박스 코일 번호": "Box's coil number",
+    "추적된 코일": "Tracked coil", "카메라": "Camera", "결함": "Defect", "계속 중": "ongoing",
+    "지연이 없습니다.": "No delays.", "불일치가 없습니다.": "No disagreements.", "초": "s",
 }
 i18n.ENGLISH.update({k: v for k, v in ENGLISH.items() if k not in i18n.ENGLISH})

@@ -7,7 +7,7 @@ import io
 
 from twisted.logger import Logger
 
-from ccl.adapters.web.ui.pages._data import FORMAT, REVIEW_LABEL, SEVERITY_LABEL, check_coil
+from ccl.adapters.web.ui.pages._data import FORMAT, REVIEW_LABEL, SEVERITY_LABEL, TRACKING_LABELS, check_coil
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
 from ccl.domain import coil_search
@@ -35,7 +35,7 @@ async def coils(ctx):
     query = _search(ctx)
     found = await ctx.uses.history.search(query)
     return ctx.render("coils.html", query=query, found=found, fmt=FORMAT, defect_types=await _defect_types(ctx),
-                      sortable=coil_search.SORTABLE, page_sizes=coil_search.PAGE_SIZES)
+                      sortable=coil_search.SORTABLE, page_sizes=coil_search.PAGE_SIZES, **TRACKING_LABELS)
 
 
 @route("coils_data", "/api/coils")
@@ -114,7 +114,8 @@ async def coil_detail(ctx, coil):
     can_review = ctx.user.role in ("admin", "operator")
     return ctx.render("coil.html", coil=coil, detail=detail, fmt=FORMAT, severity_label=SEVERITY_LABEL,
                       review_label=REVIEW_LABEL, can_review=can_review,
-                      defect_types=await _defect_types(ctx) if can_review else [])
+                      defect_types=await _defect_types(ctx) if can_review else [],
+                      weld_zone_m=ctx.settings.weld_zone_m, **TRACKING_LABELS)
 
 
 @route("coil_data", "/api/coils/<coil>")

@@ -42,7 +42,8 @@ async def dashboard(ctx):
     # Service states come from the orchestrator (up to seconds when it hangs): the page
     # fetches them after it is painted (part=services), so they never slow it down.
     state = await ctx.uses.dashboard.dashboard(plant_now(ctx.ui.clock))
-    return ctx.render("dashboard.html", state=state, fmt=FORMAT, severity_label=SEVERITY_LABEL)
+    return ctx.render("dashboard.html", state=state, fmt=FORMAT, severity_label=SEVERITY_LABEL,
+                      weld_zone_m=ctx.settings.weld_zone_m)
 
 
 @route("dashboard_data", "/api/dashboard")
