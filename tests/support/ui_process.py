@@ -18,11 +18,13 @@ LISTEN = {"ccl-ui": "CCL_UI_LISTEN", "ccl-defects": "CCL_DEFECTS_LISTEN", "ccl-i
           "ccl-mes": "CCL_MES_LISTEN"}
 
 
-def start_process(testcase, plugin: str, dsn: str, var: Path, image_root: Path) -> str:
+def start_process(testcase, plugin: str, dsn: str, var: Path, image_root: Path, env: dict | None = None) -> str:
     """Start ``plugin``, stopped at clean-up; return its base URL (``http://127.0.0.1:PORT``)
-    once it accepts connections."""
+    once it accepts connections. ``env``: settings of its own (``CCL_*``)."""
     port = free_port()
+    given = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCL_") or k == "CCL_VENV"}
+    env.update(given)
     env.update(PYTHONPATH=str(ROOT), CCL_DATABASE_DSN=dsn, CCL_PATHS_VAR=str(var), CCL_IMAGES_ROOT=str(image_root),
                CCL_UI_ORCHESTRATOR_URL="http://127.0.0.1:9", CCL_INGEST_ALLOW="127.0.0.1",
                CCL_DATABASE_POOL_SIZE="2", CCL_PATHS_LOGS=str(var / "logs"),

@@ -39,9 +39,10 @@
       if (p && p.m + (p.u || 0) > max) { max = p.m + (p.u || 0); }
     });
     var tracking = view.tracking, coil = view.coil;
-    var known = tracking && tracking.length_m ? Number(tracking.length_m) : 0;
+    // A coil whose tail weld has passed has its tracked length: the map ends there (bands clipped).
+    if (tracking && tracking.length_m) { return Math.max(Number(tracking.length_m), 1); }
     var scheduled = coil && coil.length_value ? Number(coil.length_value) : 0;
-    return Math.max(known || scheduled, max, view.inspected || 0, 1);
+    return Math.max(scheduled, max, view.inspected || 0, 1);
   }
 
   function ticks(g, length, x0, x1, y, step) {

@@ -59,7 +59,11 @@
     if (!tracking || !tracking.inspected_m) { return null; }
     var moved = travelled(Date.parse(tracking.computed_at) / 1000, Date.now() / 1000);
     var found = {};
-    Object.keys(tracking.inspected_m).sort().forEach(function (camera) {
+    var order = ["top", "bottom"];  // the surfaces first, in this order, then any other camera
+    Object.keys(tracking.inspected_m).sort(function (a, b) {
+      var i = order.indexOf(a) < 0 ? 9 : order.indexOf(a), j = order.indexOf(b) < 0 ? 9 : order.indexOf(b);
+      return i - j || (a < b ? -1 : a > b ? 1 : 0);
+    }).forEach(function (camera) {
       var m = Number(tracking.inspected_m[camera]);
       var reached = tracking.head_at_camera && tracking.head_at_camera[camera];
       var value = reached || m > 0 ? m + moved : m;
@@ -144,8 +148,9 @@
       if (d.coil_disagrees) { parts.push(ccl.el("span", {className: "tag tag-disagree", text: t("코일 번호 불일치", "Coil number disagrees")})); }
       return parts;
     }
+    var boxMetre = d.defect_position_meter === null || d.defect_position_meter === undefined ? "—" : F.num(d.defect_position_meter, 1);
     return [ccl.el("span", {className: "muted", title: t("추적 전: 박스가 보낸 위치", "Not tracked yet: the position the box sent"),
-                            text: F.num(d.defect_position_meter, 1)})];
+                            text: boxMetre})];
   }
 
   function paintFeed(defects, fresh) {
