@@ -88,6 +88,12 @@ def seed(sql) -> dict:
     return ids
 
 
+def row_of(page: str, marker: str) -> str:
+    """The table row of ``page`` that starts with ``marker``."""
+    row = page[page.index(marker):]
+    return row[:row.index("</tr>")]
+
+
 async def plant(testcase):
     ui = await start_ui(testcase, now=NOW, env={"CCL_TRACKING_WELD_ZONE_M": "2.5"})
     ids = seed(ui.sql)
@@ -122,17 +128,14 @@ class CoilPageTests(TestCase):
         self.assertEqual((weld["in_weld_zone"], weld["surface"], weld["on_coil"]), (True, "bottom", True))
         gone = defects[ids["b_sent_as_a"]]
         self.assertEqual((gone["tracked_coil"], gone["on_coil"], gone["coil_disagrees"]), ("B", False, True))
-        row = page[page.index(f'data-defect="{ids["a_top"]}"'):]
-        row = row[:row.index("</tr>")]
+        row = row_of(page, f'data-defect="{ids["a_top"]}"')
         self.assertIn("250.5", row)
         self.assertIn("± 0.4", row)
         self.assertIn("상면", row)
-        row = page[page.index(f'data-defect="{ids["a_bottom_weld"]}"'):]
-        row = row[:row.index("</tr>")]
+        row = row_of(page, f'data-defect="{ids["a_bottom_weld"]}"')
         self.assertIn("용접부", row)
         self.assertIn("하면", row)
-        row = page[page.index(f'data-defect="{ids["b_sent_as_a"]}"'):]
-        row = row[:row.index("</tr>")]
+        row = row_of(page, f'data-defect="{ids["b_sent_as_a"]}"')
         self.assertIn("다른 코일로 추적", row)
         self.assertIn('href="/coils/B"', row)
         self.assertIn("코일 번호 불일치", row)
@@ -180,8 +183,7 @@ class HistoryTests(TestCase):
         self.assertEqual(response.code, 200)
         page = body.decode()
         for coil, badge in (("A", "complete"), ("B", "running"), ("C", "none")):
-            row = page[page.index(f'<tr data-coil="{coil}">'):]
-            row = row[:row.index("</tr>")]
+            row = row_of(page, f'<tr data-coil="{coil}">')
             self.assertIn(f'data-completeness="{badge}"', row, coil)
         response, body = await ui.get("/api/coils?from=2026-11-27&to=2026-11-27&sort=coil_number&order=asc", viewer)
         rows = json_of(body)["rows"]
