@@ -37,3 +37,11 @@ def make_foreign_ca(testcase) -> Path:
     """A second CA that signed nothing of ours (what a client trusting the wrong CA holds)."""
     directory = Path(testcase.mktemp()).absolute()
     return make_ca(directory, now=_present(), common_name="Some other CA")
+
+
+def server_options(site: Site):
+    """Twisted server TLS options with the site's server certificate (for listeners made in tests)."""
+    from twisted.internet import ssl
+
+    pem = site.server.key.read_bytes() + site.server.cert.read_bytes()
+    return ssl.PrivateCertificate.loadPEM(pem).options()

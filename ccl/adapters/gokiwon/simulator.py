@@ -119,11 +119,15 @@ class GokiwonSimulator:
     # Listening ---------------------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def listen(self, ports: dict[str, int], host: str = "127.0.0.1"):
-        """Listen on {channel: port} (0: any free port; the same number again after a restart)."""
+    def listen(self, ports: dict[str, int], host: str = "127.0.0.1", tls=None):
+        """Listen on {channel: port} (0: any free port; the same number again after a restart).
+        ``tls``: server TLS options (a Twisted ``CertificateOptions``) to play a 고기원 speaking TLS."""
         for channel, port in ports.items():
             number = self._port_numbers.get(channel, port)
-            endpoint = endpoints.TCP4ServerEndpoint(self.reactor, number, interface=host)
+            if tls is None:
+                endpoint = endpoints.TCP4ServerEndpoint(self.reactor, number, interface=host)
+            else:
+                endpoint = endpoints.SSL4ServerEndpoint(self.reactor, number, tls, interface=host)
             factory = protocol.Factory()
             factory.protocol = lambda channel=channel: _ChannelServer(self, channel)
             listening = yield endpoint.listen(factory)
