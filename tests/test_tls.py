@@ -10,11 +10,15 @@ from __future__ import annotations
 import configparser
 import contextlib
 import io
+import json
 import os
 import stat
 import sys
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 
+import attrs
+import treq
 from cryptography import x509
 from OpenSSL import SSL
 from service_identity import VerificationError
@@ -24,6 +28,7 @@ from twisted.web.client import Agent, HTTPConnectionPool, ResponseNeverReceived,
 
 from ccl.adapters.tls import https_policy
 from ccl.adapters.web.ui.orchestrator import OrchestratorClient, OrchestratorUnavailable
+from ccl.adapters.web.ui.site import site as ui_site
 from ccl.cli import main as ccl_main
 from ccl.config import ConfigError, load_config
 from ccl.orchestrator.health import CheckFailed, http_get, run_check
@@ -31,6 +36,8 @@ from ccl.orchestrator.services import SERVICES, Check, Listener, listener, servi
 from tests.support.fake_orchestrator import FakeOrchestrator
 from tests.support.ingest import start_service
 from tests.support.tls import make_foreign_ca, make_site
+from tests.support.ui import set_cookies, start_ui
+from tests.test_ui_framework import submit_login
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -285,3 +292,29 @@ class OrchestratorApiOverTlsTests(TestCase):
         self.assertEqual(code, 3, out)
         self.assertIn(b"CERTIFICATE_VERIFY_FAILED", err)
         self.assertIn(f"https://127.0.0.1:{port}".encode(), err)
+
+
+class UiOverTlsTests(TestCase):
+    """The web UI on an ssl: endpoint: served to a browser trusting our CA, with a Secure session cookie."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_login_over_https_sets_a_secure_cookie(self):
+        """secure_cookie = auto: a login over TLS gets a Secure cookie; the pages answer over https."""
+        site = make_site(self)
+        ui = yield defer.Deferred.fromCoroutine(start_ui(self))
+        port = yield endpoints.serverFromString(reactor, site.endpoint()).listen(ui_site(ui.ui))
+        self.addCleanup(port.stopListening)
+        browser = treq.client.HTTPClient(Agent(reactor, contextFactory=https_policy(str(site.ca)),
+                                               pool=HTTPConnectionPool(reactor, persistent=False)),
+                                         cookiejar=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
+        secure = attrs.evolve(ui, base=f"https://127.0.0.1:{port.getHost().port}", http=browser)
+        user = secure.add_user("kim", "viewer", session=False)
+        response, _ = yield defer.Deferred.fromCoroutine(submit_login(secure, "kim", user.password))
+        self.assertEqual(response.code, 303)
+        cookie = set_cookies(response)["ccl_session"]
+        self.assertTrue(cookie["secure"])
+        response, body = yield defer.Deferred.fromCoroutine(
+            secure.get("/api/whoami", cookies={"ccl_session": cookie["value"]}))
+        self.assertEqual((response.code, json.loads(body)["username"]), (200, "kim"))

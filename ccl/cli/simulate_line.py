@@ -90,10 +90,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layout", help="telegram layout file (default: [mes] layout)")
 
 
-def _endpoint_port(config, section: str) -> int:
-    return int(config.get_endpoint(section, "listen").split(":")[1].removeprefix("port="))
-
-
 def build_plan(args: argparse.Namespace, config):
     """The run to play: the line as the server's ``[tracking]`` settings describe it (cameras,
     distances, camera offsets), overridden by the options."""
@@ -126,9 +122,11 @@ def run(args: argparse.Namespace) -> int:
     from ccl.adapters.line_simulator import HttpTally, Targets, play, report
     from ccl.adapters.mes.simulate_mes import Tally
     from ccl.adapters.mes.simulate_mes import report as mes_report
+    from ccl.adapters.tls import ca_file
     from ccl.config import ConfigError, load_config
     from ccl.domain.line_simulation import plan_run
     from ccl.domain.telegrams import LayoutError, load_layouts
+    from ccl.orchestrator.services import listener
 
     config = load_config()
     try:
@@ -153,10 +151,10 @@ def run(args: argparse.Namespace) -> int:
           f" shear {g.camera_to_shear_m:g} m after them", flush=True)
     if args.plan_only:
         return 0
-    targets = Targets(args.mes or ("127.0.0.1", _endpoint_port(config, "mes")),
-                      (args.images or f"http://127.0.0.1:{_endpoint_port(config, 'images')}").rstrip("/"),
-                      (args.defects or f"http://127.0.0.1:{_endpoint_port(config, 'defects')}").rstrip("/"),
-                      token=token, heartbeats=not args.no_heartbeats)
+    targets = Targets(args.mes or ("127.0.0.1", listener(config, "mes", "listen").port),
+                      (args.images or listener(config, "images", "listen").url()).rstrip("/"),
+                      (args.defects or listener(config, "defects", "listen").url()).rstrip("/"),
+                      token=token, heartbeats=not args.no_heartbeats, ca_file=ca_file(config))
     result = {"code": 1}
     mes_tally, http_tally = Tally(), HttpTally()
 

@@ -24,6 +24,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from ccl.adapters.line_simulator.images import image_pair
 from ccl.adapters.mes.simulate_mes import Sender, Tally, connect
+from ccl.adapters.tls import https_policy
 from ccl.domain.line_simulation import Event, Run
 from ccl.domain.telegrams import PLANT_TZ, Layouts
 
@@ -37,6 +38,8 @@ class Targets:
     defects_url: str  # e.g. http://127.0.0.1:8082
     token: str | None = None
     heartbeats: bool = True
+    #: CA file https URLs are verified with (``[tls] ca_file``; None: the system's trust store).
+    ca_file: str | None = None
 
 
 @attrs.define
@@ -138,7 +141,7 @@ def play(reactor, run: Run, layouts: Layouts, targets: Targets, *, speedup: floa
     sender = Sender(reactor, client, layouts, mes_tally, line_code)
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = 4
-    http = treq.client.HTTPClient(Agent(reactor, pool=pool))
+    http = treq.client.HTTPClient(Agent(reactor, contextFactory=https_policy(targets.ca_file), pool=pool))
     boxes = {camera: Box(camera, http, targets, http_tally) for camera in run.plan.cameras}
     out(f"playing {len(run.coils)} coils, {len(run.defects)} defects, {run.duration_s:.0f} s of line"
         f" at {speedup:g}x: MES {host}:{port}, images {targets.images_url}, defects {targets.defects_url}")
