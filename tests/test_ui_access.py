@@ -58,6 +58,15 @@ SAMPLES: dict[str, Sample] = {
     "admin_settings": S("GET", "/admin/settings"),
     "admin_settings_save": S("POST", "/admin/settings", 303, form={
         "defect_types": "scratch\ndent", "critical": "0.95", "high": "0.85", "medium": "0.6", "review": "0.5"}),
+    "admin_quality": S("GET", "/admin/quality"),
+    "rule_book_preview": S("POST", "/api/admin/rule-book/preview", json={"document": '{"grades": ["A"], "rules": []}'}),
+    "rule_book_save": S("POST", "/api/admin/rule-book", json={"document": '{"grades": ["A"], "rules": []}'}),
+    "rule_books": S("GET", "/api/admin/rule-books"),
+    "roll_save": S("POST", "/admin/quality/rolls", 303, form={"name": "R1", "diameter_mm": "600"}),
+    "roll_delete": S("POST", "/admin/quality/rolls/999999/delete", 404),
+    "alarm_rules_save": S("POST", "/admin/quality/alarms", 303, form={"rules": "[]"}),
+    "coil_grade_override": S("POST", "/api/coils/C1/grade", 404, json={
+        "grade": "B", "disposition": "hold", "reason": "고객 요청"}),
     "defect_review": S("POST", "/api/defects/{defect}/review", json={"action": "confirm", "comment": "봤음"}),
     "defect_reviews": S("GET", "/api/defects/{defect}/reviews"),
     "defect_types": S("GET", "/api/defect-types"),

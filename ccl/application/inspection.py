@@ -35,10 +35,13 @@ class InspectionRules:
 
 
 class DefectReviews:
-    def __init__(self, store: IDefectReviewStore, rules: InspectionRules, audit: IAuditLog):
+    def __init__(self, store: IDefectReviewStore, rules: InspectionRules, audit: IAuditLog, grading=None):
+        """``grading``: a ccl.application.quality.Grading; a review changes its coil's facts,
+        so a coil already graded is graded again."""
         self._store = store
         self._rules = rules
         self._audit = audit
+        self._grading = grading
 
     async def review(self, defect_id: int, action: str, comment: str, new_type: str | None,
                      actor: Actor) -> tuple[ReviewedDefect, ReviewEntry]:
@@ -55,6 +58,8 @@ class DefectReviews:
         await self._audit.append(actor, "defect.review", str(defect_id), "ok",
                                  {"action": action, "from_type": entry.from_type, "to_type": entry.to_type,
                                   "previous_status": entry.previous_status, "comment": comment})
+        if self._grading is not None:
+            await self._grading.reviewed(defect_id)
         return defect, entry
 
     async def history(self, defect_id: int) -> tuple[ReviewedDefect, list[ReviewEntry]]:

@@ -26,7 +26,7 @@ from ccl.domain.tracking.model import LineModel, moved
 from ccl.domain.tracking.records import Detection, Placement
 from ccl.domain.tracking.settings import TrackingSettings
 from ccl.domain.tracking.times import event_time
-from ccl.ports.tracking import ITrackingStore
+from ccl.ports.tracking import IPlacementConsumer, ITrackingStore
 
 log = Logger()
 EXAMPLES = 10
@@ -43,6 +43,9 @@ class Recomputed:
     detections: list[Detection]
     placements: list[Placement]
     report: dict
+    #: the placements written (new or moved) and the coils' results written
+    changed: list[Placement] = attrs.field(factory=list)
+    coils: list = attrs.field(factory=list)
 
 
 def _where(p: Placement | None) -> dict | None:
@@ -105,7 +108,7 @@ def recompute(store: ITrackingStore, settings: TrackingSettings, since: float, u
                   untracked=sum(p.status != "placed" for p in placements),
                   telegrams=len(data.speeds) + len(data.welds) + len(data.cuts))
     kept = {(p.kind, p.id) for p in placements}
-    return Recomputed(model, [d for d in detections if (d.kind, d.id) in kept], placements, report)
+    return Recomputed(model, [d for d in detections if (d.kind, d.id) in kept], placements, report, changed, coils)
 
 
 class LiveTracker:
@@ -116,8 +119,11 @@ class LiveTracker:
     _KINDS = {"tc_4003_speed": "speed", "tc_4002_wpd": "weld", "tc_4001_cut": "cut"}
 
     def __init__(self, store: ITrackingStore, settings: TrackingSettings, clock, *,
-                 sweep_seconds: float = 60.0, sweep_window_s: float = 900.0):
+                 sweep_seconds: float = 60.0, sweep_window_s: float = 900.0,
+                 consumer: IPlacementConsumer | None = None):
         self.store = store
+        #: told of every placement written and every coil result (the quality watch)
+        self.consumer = consumer
         self.settings = settings
         self.clock = clock
         self.sweep_seconds = sweep_seconds
@@ -212,6 +218,9 @@ class LiveTracker:
             since, self._wanted = self._wanted, None
             done = yield recompute(self.store, self.settings, since, None, self.clock.seconds())
             self.model, self._covered = done.model, since
+            if self.consumer is not None:
+                self.consumer.placed(done.changed)
+                self.consumer.coils(done.coils)
             self._provisional = {(p.kind, p.id): d for p, d in zip(done.placements, done.detections) if p.provisional}
             if done.report["written"]:
                 log.info("coil tracking from {since}: {written} placements written ({new} new, {coil} to another"
@@ -261,6 +270,8 @@ class LiveTracker:
             yield self.store.save_placements(settled)
             for p in settled:
                 self._provisional.pop((p.kind, p.id), None)
+            if self.consumer is not None:
+                self.consumer.placed(settled)
 
     def _progress(self):
         """The running coil's inspected metres advance with each speed sample (live dashboard)."""
@@ -287,5 +298,7 @@ class LiveTracker:
         if placements:
             yield self.store.save_placements(placements)
             self.placed += len(placements)
+            if self.consumer is not None:
+                self.consumer.placed(placements)
         if older:  # a defect older than the model (a box that caught up): its period again
             self._want(min(older) - 1.0)

@@ -63,3 +63,15 @@ class ITrackingReads(Interface):
 
     def disagreements(since: float, until: float):
         """Deferred[list[dict]]: placements of [since, until) whose box coil number disagrees."""
+
+
+class IPlacementConsumer(Interface):
+    """Told by the live tracker what it wrote, after it is committed (the quality watch of
+    ccl-defects: roll marks, alarms, grading). Each call returns at once; the consumer queues
+    its own work (a fault there never stalls tracking)."""
+
+    def placed(placements: list):
+        """Placements written (new, moved or settled), any kind and status."""
+
+    def coils(coils: list):
+        """Coil results (domain CoilResult) a recompute wrote."""

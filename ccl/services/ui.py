@@ -20,6 +20,7 @@ from ccl.adapters.storage.audit_log import AuditLog
 from ccl.adapters.storage.inspection_store import DefectReviewStore, SettingsStore
 from ccl.adapters.storage.localdb import resolve_dsn
 from ccl.adapters.storage.postgres import UNAVAILABLE, Database, DatabaseProbe, EventFeed
+from ccl.adapters.storage.quality_store import GradingRecords, QualityAdminRecords
 from ccl.adapters.storage.refusals import PgDeadLetters, PgRejectedTelegrams
 from ccl.adapters.storage.tracking_store import TrackingReads
 from ccl.adapters.storage.ui_queries import rollup
@@ -32,6 +33,7 @@ from ccl.application.accounts import Accounts
 from ccl.application.ai_models import ModelDeployment, ModelRegistration
 from ccl.application.alerts import Alerts
 from ccl.application.inspection import DefectReviews, InspectionRules
+from ccl.application.quality import Grading, QualityAdmin
 from ccl.application.refusals import DeadLetters, RejectedTelegrams
 from ccl.config import ConfigError, load_config
 from ccl.domain.telegrams import load_layouts
@@ -127,13 +129,14 @@ def compose_ui(reactor, settings: UISettings, db: Database, clock=None) -> UI:
     the pages' present (default: the reactor)."""
     audit = AuditLog(db)
     rules = InspectionRules(SettingsStore(db), audit)
+    grading = Grading(GradingRecords(db), settings.quality, audit)
     models = ModelRegistry(db)
     layouts = load_layouts(settings.layout_path)
     uses = UseCases(
         accounts=Accounts(AccountStore(db), SessionStore(db), audit, settings.policy, threads.deferToThread),
         alerts=Alerts(AlertStore(db), audit),
         rules=rules,
-        reviews=DefectReviews(DefectReviewStore(db), rules, audit),
+        reviews=DefectReviews(DefectReviewStore(db), rules, audit, grading),
         deployment=ModelDeployment(models, audit),
         registration=ModelRegistration(models, audit),
         audit=audit,
@@ -147,6 +150,8 @@ def compose_ui(reactor, settings: UISettings, db: Database, clock=None) -> UI:
         rejected_telegrams=RejectedTelegrams(PgRejectedTelegrams(db), layouts, clock or reactor),
         dead_letters=DeadLetters(PgDeadLetters(db), layouts, clock or reactor),
         tracking=TrackingReads(db),
+        grading=grading,
+        quality=QualityAdmin(QualityAdminRecords(db), audit),
     )
     return UI(reactor, settings, uses, clock)
 

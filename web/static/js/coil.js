@@ -22,7 +22,20 @@
   }
   cclCoil.map(document.getElementById("coil-map"), {coil: state.schedule, coilNumber: state.coil, tracking: state.tracking,
                                                      defects: state.defects, weldZone: state.weld_zone_m}, highlight);
+  cclCoil.series(document.getElementById("coil-map"), state.series);
   cclCoil.legend(document.getElementById("map-legend"), state.defects);
+
+  /* 수동 판정: the operator's grade over the computed one, with a reason (audited). */
+  Array.prototype.forEach.call(document.querySelectorAll("form.grade-override"), function (form) {
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      ccl.api("/api/coils/" + encodeURIComponent(state.coil) + "/grade", {method: "POST", body: {
+        tracked_coil: form.getAttribute("data-tracked-coil"), grade: form.elements.grade.value,
+        disposition: form.elements.disposition.value, reason: form.elements.reason.value}})
+        .then(function () { window.location.reload(); })
+        .catch(function (error) { window.alert((error.body && (error.body.error + (error.body.details ? ": " + JSON.stringify(error.body.details) : ""))) || error.message); });
+    });
+  });
   cclTables.sortable(document.getElementById("defects"));
 
   document.addEventListener("click", function (e) {

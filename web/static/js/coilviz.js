@@ -190,6 +190,32 @@
     el.appendChild(root);
   }
 
+  /* Periodic series over a drawn map: a dashed line through the members' markers, ringed, and
+     the pitch (and the likely roll) written at the first one. */
+  function series(el, list) {
+    var root = el.querySelector("svg");
+    if (!root) { return; }
+    (list || []).forEach(function (p) {
+      var points = [];
+      (p.member_ids || []).forEach(function (id) {
+        var c = root.querySelector('circle[data-defect="' + id + '"]');
+        if (c) { points.push([Number(c.getAttribute("cx")), Number(c.getAttribute("cy"))]); }
+      });
+      if (!points.length) { return; }
+      var g = svg("g", {"class": "periodic", "data-series": p.id});
+      g.appendChild(svg("polyline", {points: points.map(function (q) { return q.join(","); }).join(" "), fill: "none",
+                                     stroke: "#b42318", "stroke-width": 1.5, "stroke-dasharray": "4 3"}));
+      points.forEach(function (q) {
+        g.appendChild(svg("circle", {cx: q[0], cy: q[1], r: 8, fill: "none", stroke: "#b42318", "stroke-width": 1.5}));
+      });
+      var label = svg("text", {x: points[0][0] + 10, y: Math.max(12, points[0][1] - 10), "font-size": 12, fill: "#b42318",
+                               "font-weight": "bold", "class": "pitch"});
+      label.textContent = t("주기 ", "pitch ") + Number(p.pitch_m).toFixed(3) + " m" + (p.likely_roll ? " · " + p.likely_roll : "");
+      g.appendChild(label);
+      root.appendChild(g);
+    });
+  }
+
   /* A legend of the defect types present, and of the marks. */
   function legend(el, defects) {
     el.textContent = "";
@@ -205,5 +231,5 @@
       .forEach(function (m) { el.appendChild(ccl.el("span", {className: "legend-item " + m[0], text: m[1]})); });
   }
 
-  window.cclCoil = {bar: bar, map: map, legend: legend, place: place};
+  window.cclCoil = {bar: bar, map: map, legend: legend, place: place, series: series};
 })();

@@ -69,11 +69,32 @@ def tracked_coil(db, coil_number: str) -> defer.Deferred:
         lambda found: found["tracking"] if found else None)
 
 
+def periodic_series(db, coil_number: str) -> defer.Deferred:
+    """The roll-mark series found on the coil's tracked coils, with their member defects."""
+    return rows(db, """
+        SELECT s.id, s.tracked_coil, s.surface, s.defect_type, s.pitch_m, s.cross_mm, s.start_m, s.end_m, s.members,
+               s.expected, s.likely_roll, s.status, s.confirmed_at,
+               (SELECT array_agg(m.defect_id ORDER BY m.defect_id) FROM periodic_members m WHERE m.series_id = s.id)
+                 AS member_ids
+        FROM periodic_series s WHERE s.coil_number = %s ORDER BY s.tracked_coil, s.start_m, s.id""", (coil_number,))
+
+
+def grades(db, coil_number: str) -> defer.Deferred:
+    """The grades of the coil's tracked coils (newest first): computed and, when overridden, final."""
+    return rows(db, """
+        SELECT tracked_coil, coil_number, grade, disposition, rule_version, reasons, graded_by, graded_at,
+               override_grade, override_disposition, override_reason, overridden_by, overridden_at,
+               coalesce(override_grade, grade) AS final_grade,
+               coalesce(override_disposition, disposition) AS final_disposition
+        FROM coil_grades WHERE coil_number = %s ORDER BY graded_at DESC""", (coil_number,))
+
+
 def coil_detail(db, coil_number: str, now: datetime.datetime) -> defer.Deferred:
     """Everything the coil page shows at ``now``; ``schedules`` is empty for an unknown coil."""
     return gather(schedules=schedules(db, coil_number), events=events(db, coil_number),
                   speed=speed_series(db, coil_number, now), defects=coil_defects(db, coil_number),
-                  images=images(db, coil_number), tracking=tracked_coil(db, coil_number))
+                  images=images(db, coil_number), tracking=tracked_coil(db, coil_number),
+                  series=periodic_series(db, coil_number), grades=grades(db, coil_number))
 
 
 def image_record(db, image_id: int) -> defer.Deferred:

@@ -107,9 +107,10 @@ def coil_defects(db, coil_number: str, limit: int = 5000) -> defer.Deferred:
                coalesce(t.tracked_coil = (SELECT tracked_coil FROM tracked), false) AS on_coil,
                CASE WHEN i.width > 0 AND d.defect_position_x IS NOT NULL
                     THEN least(1.0, (d.defect_position_x + coalesce(d.defect_size_width, 0) / 2.0) / i.width)
-               END AS across
+               END AS across, pm.series_id AS periodic_series_id
         FROM defect_detections d LEFT JOIN images i ON i.id = d.original_image_id
              LEFT JOIN tracking_defects t ON t.defect_id = d.id
+             LEFT JOIN periodic_members pm ON pm.defect_id = d.id
         WHERE d.id IN (SELECT id FROM defect_detections WHERE coil_number = %(c)s
                        UNION ALL
                        SELECT defect_id FROM tracking_defects WHERE tracked_coil = (SELECT tracked_coil FROM tracked))

@@ -117,6 +117,14 @@ ACCESS: dict[str, Rule] = {
     "admin_audit": Rule(ADMIN, "page"),
     "admin_settings": Rule(ADMIN, "page"),
     "admin_settings_save": Rule(ADMIN, "page"),
+    # 관리 > 품질: grading rule book (versioned, with a preview), rolls, alarm rules
+    "admin_quality": Rule(ADMIN, "page"),
+    "rule_book_preview": Rule(ADMIN, "json"),
+    "rule_book_save": Rule(ADMIN, "json"),
+    "rule_books": Rule(ADMIN, "json"),
+    "roll_save": Rule(ADMIN, "page"),
+    "roll_delete": Rule(ADMIN, "page"),
+    "alarm_rules_save": Rule(ADMIN, "page"),
     # 통신 진단: refused telegrams (process data: everyone), 고기원 dead letters (sending one again: admins)
     "diagnostics": Rule(ALL, "page"),
     "rejected_telegrams": Rule(ALL, "page"),
@@ -128,6 +136,8 @@ ACCESS: dict[str, Rule] = {
     "defect_review": Rule(STAFF, "json"),
     "defect_reviews": Rule(ALL, "json"),
     "defect_types": Rule(ALL, "json"),
+    # a coil's grade overridden, with a reason (audited)
+    "coil_grade_override": Rule(STAFF, "json"),
 }
 
 

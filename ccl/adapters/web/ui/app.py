@@ -37,6 +37,7 @@ PAGE_MODULES = (
     "ccl.adapters.web.ui.pages.admin",
     "ccl.adapters.web.ui.pages.reviews",
     "ccl.adapters.web.ui.pages.diagnostics",
+    "ccl.adapters.web.ui.pages.quality",
 )
 
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:;"

@@ -11,6 +11,7 @@ import attrs
 from ccl.adapters.tls import ca_file
 from ccl.application.accounts import SessionPolicy
 from ccl.config import Config, ConfigError
+from ccl.domain.quality.settings import QualitySettings
 from ccl.domain.telegrams import LayoutError, load_layouts
 from ccl.orchestrator.services import listener
 
@@ -37,6 +38,8 @@ class UISettings:
     tls_ca_file: str | None = None
     #: Coil tracking's weld zone (``[tracking] weld_zone_m``), shaded on the coil map and bar.
     weld_zone_m: float = 0.0
+    #: ``[quality]``: how defects are zoned when a review re-grades a coil (docs/quality.md)
+    quality: QualitySettings = QualitySettings()
 
     @classmethod
     def from_config(cls, config: Config) -> UISettings:
@@ -69,6 +72,7 @@ class UISettings:
             layout_path=_layout_path(config),
             tls_ca_file=ca_file(config),
             weld_zone_m=config.get_float("tracking", "weld_zone_m", 0, 10_000),
+            quality=QualitySettings.from_config(config),
         )
 
 

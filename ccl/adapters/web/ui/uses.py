@@ -13,6 +13,7 @@ from ccl.application.accounts import Accounts
 from ccl.application.ai_models import ModelDeployment, ModelRegistration
 from ccl.application.alerts import Alerts
 from ccl.application.inspection import DefectReviews, InspectionRules
+from ccl.application.quality import Grading, QualityAdmin
 from ccl.application.refusals import DeadLetters, RejectedTelegrams
 from ccl.ports.tracking import ITrackingReads
 from ccl.ports import (ICoilHistory, ICoilReads, IDashboardReads, IDatabaseProbe, IEventFeed, IModelRegistry,
@@ -38,3 +39,5 @@ class UseCases:
     rejected_telegrams: RejectedTelegrams
     dead_letters: DeadLetters
     tracking: ITrackingReads
+    grading: Grading
+    quality: QualityAdmin

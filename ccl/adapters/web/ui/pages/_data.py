@@ -72,6 +72,8 @@ TRACKING_LABELS = {
     "delay_label": {"stop": "라인 정지", "speed_gap": "속도 데이터 누락"},
 }
 REVIEW_LABEL = {"new": "미검토", "confirmed": "확인", "false_positive": "오검출", "reclassified": "재분류"}
+#: the grading dispositions (ccl.domain.quality.grading.DISPOSITIONS), in order
+DISPOSITION_LABEL = {"ship": "출하", "hold": "보류", "downgrade": "등급 하향", "scrap": "폐기"}
 
 ENGLISH = {
     "현재 코일": "Current coil", "코일 번호": "Coil number", "고객사": "Customer", "두께 × 폭": "Thickness × width",
@@ -102,6 +104,21 @@ ENGLISH = {
     "이전 페이지": "Previous page", "다음 페이지": "Next page", "쪽": "page", "개씩": "per page",
     "원본/라벨": "Original/labeled", "이미지 보기": "Image viewer", "통신": "Links",
     "서비스 정보를 가져올 수 없습니다": "Service states unavailable", "BOM": "BOM", "품명": "Product group",
+    "품질 판정": "Quality decision", "규칙": "Rules", "수동 판정": "Override", "계산된 판정": "computed",
+    "발동한 규칙 없음": "No rule fired", "사유 (필수)": "Reason (required)", "주기성 결함": "Periodic defects",
+    "아직 판정되지 않았습니다 (코일이 끝나면 판정합니다).": "Not graded yet (graded when the coil completes).",
+    "면": "Surface", "주기 (m)": "Pitch (m)", "폭 위치 (mm)": "Across (mm)", "구간 (m)": "Span (m)",
+    "추정 롤": "Likely roll", "출하": "ship", "보류": "hold", "등급 하향": "downgrade", "폐기": "scrap",
+    "등급": "Grade", "처리": "Disposition", "품질": "Quality", "등급 판정 규칙": "Grading rule book",
+    "미리보기": "Preview", "새 버전으로 저장": "Save as a new version", "버전 이력": "Versions", "작성자": "By",
+    "시각": "Time", "메모": "Notes", "활성": "Active", "변경 메모": "Change note", "조건 종류": "Condition kinds",
+    "구역": "Zones", "롤 목록": "Rolls", "이름": "Name", "지름 (mm)": "Diameter (mm)", "둘레 (m)": "Circumference (m)",
+    "위치": "Location", "롤 추가": "Add roll", "삭제": "Delete", "이 롤을 삭제할까요?": "Delete this roll?",
+    "결함 알림 규칙": "Defect alarm rules", "등급별": "By grade",
+    "JSON으로 편집합니다. 저장할 때마다 새 버전이 만들어지고 활성화됩니다 (이전 버전은 바뀌지 않습니다).":
+        "Edited as JSON. Every save makes a new, active version (earlier versions never change).",
+    "주기성 결함의 주기가 롤 둘레(π × 지름)와 맞으면 그 롤을 표시합니다.":
+        "A periodic series whose pitch matches a roll's circumference (π × diameter) names that roll.",
     "MO 번호": "MO number", "설명": "Description", "모델 등록": "Register a model", "등록": "Register",
     "모델을 등록했습니다": "Model registered", "이미 등록된 모델입니다": "This model is registered already",
     "등록한 모델의 ID를 Jetson 박스의 model_id로 설정하세요.": "Set the registered model's ID as the Jetson boxes' model_id.", "두께": "Thickness", "폭": "Width", "보기": "View", "검색": "Search", "재질": "Material", "통판": "Through plate", "순서": "Order", "m/min": "m/min",

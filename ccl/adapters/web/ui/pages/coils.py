@@ -7,7 +7,7 @@ import io
 
 from twisted.logger import Logger
 
-from ccl.adapters.web.ui.pages._data import FORMAT, REVIEW_LABEL, SEVERITY_LABEL, TRACKING_LABELS, check_coil
+from ccl.adapters.web.ui.pages._data import DISPOSITION_LABEL, FORMAT, REVIEW_LABEL, SEVERITY_LABEL, TRACKING_LABELS, check_coil
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
 from ccl.domain import coil_search
@@ -112,10 +112,13 @@ async def coil_detail(ctx, coil):
     if not (detail["schedules"] or detail["events"] or detail["defects"] or detail["images"]):
         raise HTTPError(404, ctx._("알 수 없는 코일입니다."), coil)
     can_review = ctx.user.role in ("admin", "operator")
+    book = await ctx.uses.grading.book() if can_review and detail["grades"] else None
     return ctx.render("coil.html", coil=coil, detail=detail, fmt=FORMAT, severity_label=SEVERITY_LABEL,
                       review_label=REVIEW_LABEL, can_review=can_review,
                       defect_types=await _defect_types(ctx) if can_review else [],
-                      weld_zone_m=ctx.settings.weld_zone_m, **TRACKING_LABELS)
+                      weld_zone_m=ctx.settings.weld_zone_m, disposition_label=DISPOSITION_LABEL,
+                      dispositions=list(DISPOSITION_LABEL),
+                      grade_names=list(book.document.get("grades", [])) if book else [], **TRACKING_LABELS)
 
 
 @route("coil_data", "/api/coils/<coil>")
