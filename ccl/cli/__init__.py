@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ctl": ("ccl.cli.ctl", "status, start/stop/restart, logs of the services via the orchestrator"),
     "ingest-token": ("ccl.cli.ingest_token", "create, list or revoke bearer tokens of the Jetson boxes"),
     "tracking": ("ccl.cli.tracking", "coil tracking: rebuild a period from the stored telegrams and report what moved"),
+    "retention": ("ccl.cli.retention", "drop the expired months of process data (after summarising their coils); --dry-run lists them"),
     "model": ("ccl.cli.model", "register an AI model (its id is the boxes' model_id) or list the models"),
     "tls": ("ccl.cli.tls", "make a private CA and server certificates for a site, print the TLS settings"),
     "simulate": ("ccl.cli.simulate", "play a partner (mes: the Dongkuk MES; gokiwon: the 고기원 server; line: MES and Jetson boxes together)"),

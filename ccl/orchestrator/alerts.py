@@ -20,7 +20,13 @@ Rules (thresholds in ``[orchestrator]``):
   or its /health has said its database is not ok for ``pg_unavailable_after`` s (critical);
 - backup.stale: the last good database backup (``pgbackrest info``, read in a thread by
   BackupWatch) ended more than ``[backup] max_age_hours`` ago, or there is none, or the
-  repository cannot be read; only once ``ccl backup setup`` was done.
+  repository cannot be read; only once ``ccl backup setup`` was done;
+- partition.default: rows in the DEFAULT partition of a monthly partitioned table (their month
+  had no partition: a wrong MES clock, or partitions not made ahead); see docs/operations.md.
+
+Before the rules, once at the first evaluation and then whenever the UTC date changes, the
+monthly partitions of this month and the next ``[retention] partitions_ahead`` are created
+where missing (ccl/adapters/storage/partitions.py).
 """
 
 from __future__ import annotations
@@ -28,19 +34,22 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import attrs
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from ccl.adapters.storage import partitions
 from ccl.adapters.storage.postgres import UNAVAILABLE, notify_sql
 from ccl.orchestrator.counters import CounterWindow, failed_writes
 
 log = Logger()
 
 RULES = ("service.fatal", "service.down", "service.restart_loop", "disk.watermark", "mes.silent", "gokiwon.backlog",
-         "mes.nak_rate", "postgres.write_failures", "backup.stale")
+         "mes.nak_rate", "postgres.write_failures", "backup.stale",
+         "partition.default")
 
 #: A record the database refused after it was ACKed is kept in rejected_telegrams with result
 #: 00: a write failure (postgres.write_failures), not a NAK.
@@ -143,6 +152,7 @@ class AlertRules:
         self._running = False
         self._idle: list[defer.Deferred] = []
         self.last_conditions: list[Condition] = []
+        self._partitions_made_on = None  # the UTC date partitions were last made ahead on
 
     def idle(self) -> defer.Deferred:
         """Fires once no evaluation is in flight (shutdown waits for it before closing the database)."""
@@ -277,7 +287,25 @@ class AlertRules:
                                    f" {s.nak_rate_window:g} s ({rate:.1f} %, limit {s.nak_rate_max:g} %)",
                                    {"refused": refused, "received": received, "rate_percent": round(rate, 2),
                                     "by_code": {code: count for code, count in by_code}}))
+        stray = yield self._db.runQuery(partitions.DEFAULT_ROWS_SQL)
+        for table, count in stray:
+            if count:
+                found.append(Condition("partition.default", table, "warning",
+                                       f"{count} rows in {table}_default: their month has no partition",
+                                       {"rows": count}))
         return found
+
+    @defer.inlineCallbacks
+    def make_partitions(self):
+        """This month's and the next months' partitions, once per UTC date (by the reactor's clock)."""
+        today = datetime.fromtimestamp(self._reactor.seconds(), timezone.utc).date()
+        if self._partitions_made_on == today:
+            return
+        yield self._db.runQuery(partitions.ENSURE_SQL,
+                                partitions.ensure_params(today, self._settings.partitions_ahead))
+        self._partitions_made_on = today
+        log.info("monthly partitions made up to {months} months ahead of {today}",
+                 months=self._settings.partitions_ahead, today=today.isoformat())
 
     @defer.inlineCallbacks
     def evaluate(self):
@@ -289,6 +317,7 @@ class AlertRules:
             conditions = (self.service_conditions() + self.disk_conditions() + self.write_failure_conditions()
                           + self.backup_conditions())
             try:
+                yield self.make_partitions()
                 conditions += yield self.database_conditions()
             except UNAVAILABLE:
                 # The database itself is the problem: the service rules above say so.

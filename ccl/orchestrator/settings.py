@@ -44,6 +44,7 @@ class Settings:
     pg_failures_max: int
     pg_failures_window: float
     pg_unavailable_after: float
+    partitions_ahead: int
 
     @classmethod
     def from_config(cls, config: Config) -> "Settings":
@@ -82,4 +83,5 @@ class Settings:
             pg_failures_max=config.get_int(o, "pg_failures_max", 0),
             pg_failures_window=config.get_float(o, "pg_failures_window", 1, 86400),
             pg_unavailable_after=config.get_float(o, "pg_unavailable_after", 0, 86400),
+            partitions_ahead=config.get_int("retention", "partitions_ahead", 1, 24),
         )

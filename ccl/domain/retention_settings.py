@@ -1,0 +1,18 @@
+"""``[retention]`` of ccl/data/ccl.ini: how many months of each group of partitioned tables
+to keep, and how many months of partitions to create ahead."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class RetentionSettings:
+    #: months to keep per group of partitioned tables (0: keep for ever)
+    keep_months: dict[str, int]
+    months_ahead: int
+
+    @classmethod
+    def from_config(cls, config) -> "RetentionSettings":
+        return cls(keep_months={"process": config.get_int("retention", "process_months", 0, 1200)},
+                   months_ahead=config.get_int("retention", "partitions_ahead", 1, 24))
