@@ -310,6 +310,23 @@ class LinePlanTests(TestCase):
             first = d.coil_number == run.coils[0].coil_number
             self.assertEqual(d.box_coil != d.coil_number, not first and d.metre < 2.0)
 
+    def test_a_coil_cut_into_several(self):
+        """A coil cut into three: three cuts at the shear, each after the strip of its piece, and
+        each defect on the piece that holds its metre."""
+        plan = RunPlan(start=self.START, coils=1, split_every=1, split_pieces=3, defects_per_coil=20, stops=0)
+        run = plan_run(plan)
+        (coil,) = run.coils
+        self.assertEqual(len(coil.pieces_m), 3)
+        self.assertAlmostEqual(sum(coil.pieces_m), coil.length_m, places=6)
+        cuts = [e for e in run.events if e.kind == "telegram" and e.payload["tc_code"] == "4001"]
+        self.assertEqual([c.payload["values"]["winding_length"] for c in cuts], [round(p) for p in coil.pieces_m])
+        self.assertEqual(sorted(c.at for c in cuts), [c.at for c in cuts])
+        for d in run.defects:
+            start = sum(coil.pieces_m[:d.piece - 1])
+            self.assertTrue(start <= d.metre < start + coil.pieces_m[d.piece - 1])
+            self.assertAlmostEqual(d.piece_metre, d.metre - start, places=9)
+        self.assertEqual({d.piece for d in run.defects}, {1, 2, 3})
+
     def test_a_camera_gap_leaves_out_defects_and_frames(self):
         """A camera gap leaves out that camera's defects and frames."""
         plan = RunPlan(start=self.START, coils=1, defects_per_coil=40, camera_gaps=(("top", 0.0, 1e6),))

@@ -67,7 +67,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--stop-seconds", type=positive(float), default=20.0)
     run.add_argument("--defects-per-coil", type=int, default=6)
     run.add_argument("--split-every", type=int, default=2, metavar="N",
-                     help="cut every N-th coil into two at the shear (0: never; default 2)")
+                     help="cut every N-th coil into pieces at the shear (0: never; default 2)")
+    run.add_argument("--split-pieces", type=positive(int), default=2, metavar="K",
+                     help="into how many pieces such a coil is cut (default 2)")
     run.add_argument("--cameras", help="camera ids, comma-separated (default: [tracking] cameras)")
     run.add_argument("--heartbeat-every", type=non_negative(float), default=10.0, help="seconds (0: none)")
     run.add_argument("--batch-every", type=positive(float), default=5.0, help="seconds a box collects defects")
@@ -111,6 +113,7 @@ def build_plan(args: argparse.Namespace, config):
     return RunPlan(start=start, geometry=geometry, seed=args.seed, coils=args.coils, coil_length_m=args.coil_length,
                    speed_mpm=args.speed, ramp_mpm_per_s=args.ramp, stops=max(args.stops, 0), stop_s=args.stop_seconds,
                    defects_per_coil=max(args.defects_per_coil, 0), split_every=max(args.split_every, 0),
+                   split_pieces=args.split_pieces,
                    cameras=cameras, clock_offsets_s=dict(args.clock_offset), box_coil_lag_m=args.box_coil_lag,
                    heartbeat_every_s=args.heartbeat_every, camera_gaps=tuple(args.camera_gap),
                    batch_every_s=args.batch_every)

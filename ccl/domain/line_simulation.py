@@ -73,7 +73,8 @@ class RunPlan:
     stops: int = 1  # line stops spread over the run
     stop_s: float = 20.0
     defects_per_coil: int = 6
-    split_every: int = 2  # every n-th coil is cut into two at the shear (0: never)
+    split_every: int = 2  # every n-th coil is cut into pieces at the shear (0: never)
+    split_pieces: int = 2  # into how many
     cameras: tuple[str, ...] = ("top", "bottom")
     clock_offsets_s: Mapping[str, float] = attrs.field(factory=dict, eq=False)  # the box's clock minus the truth
     box_coil_lag_m: float = 0.0  # the box learns of a new coil this many metres after its weld
@@ -277,7 +278,7 @@ def plan_run(plan: RunPlan) -> Run:
         if k >= plan.coils:
             continue
         divided = plan.split_every > 0 and (k + 1) % plan.split_every == 0
-        pieces = _pieces(lengths[k], rng) if divided else (lengths[k],)
+        pieces = _pieces(lengths[k], plan.split_pieces, rng) if divided else (lengths[k],)
         pieces_of.append(pieces)
         true_coils.append(TrueCoil(number, lengths[k], when(head_at), pieces))
         cut_at = heads[k]
@@ -296,9 +297,13 @@ def plan_run(plan: RunPlan) -> Run:
     return Run(plan, tuple(events), tuple(defects), tuple(true_coils), stops, duration)
 
 
-def _pieces(length: float, rng: random.Random) -> tuple[float, ...]:
-    first = length * rng.uniform(0.35, 0.65)
-    return (first, length - first)
+def _pieces(length: float, count: int, rng: random.Random) -> tuple[float, ...]:
+    """``length`` cut into ``count`` pieces of unequal length (each 70-130 % of an equal share)."""
+    if count <= 2:
+        first = length * rng.uniform(0.35, 0.65)
+        return (first, length - first)
+    shares = [rng.uniform(0.7, 1.3) for _ in range(count)]
+    return tuple(length * share / sum(shares) for share in shares)
 
 
 def _defects(plan, motion, coils, lengths, heads, pieces_of, rng, when) -> list[TrueDefect]:
