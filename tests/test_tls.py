@@ -206,6 +206,16 @@ class ServiceOverTlsTests(TestCase):
         self.assertIn(b'"status"', body)
 
     @defer.inlineCallbacks
+    def test_a_bundle_of_several_cas_trusts_each(self):
+        """A CA file holding another CA first and ours second: our certificate is trusted."""
+        site, url, _ = yield self.start_defects_over_tls()
+        bundle = Path(self.mktemp())
+        bundle.write_bytes(make_foreign_ca(self).read_bytes() + site.ca.read_bytes())
+        response = yield _get(url + "/health", bundle)
+        yield readBody(response)
+        self.assertEqual(response.code, 200)
+
+    @defer.inlineCallbacks
     def test_client_trusting_another_ca_fails_the_handshake(self):
         """A client that trusts only another CA refuses our certificate: no response at all."""
         _, url, _ = yield self.start_defects_over_tls()

@@ -30,13 +30,17 @@ def ca_file(config: Config) -> str | None:
 
 
 def load_trust_root(path: str | None):
-    """A Twisted trust root: the CA certificate(s) in ``path``, or the platform's store."""
+    """A Twisted trust root: every CA certificate in the PEM file ``path`` (a bundle may hold
+    several roots), or the platform's store when None."""
     if path is None:
         return twisted_ssl.platformTrust()
     pem = Path(path).read_bytes()
-    if b"-----BEGIN CERTIFICATE-----" not in pem:
+    end = b"-----END CERTIFICATE-----"
+    blocks = [block[block.index(b"-----BEGIN CERTIFICATE-----"):] + end
+              for block in pem.split(end) if b"-----BEGIN CERTIFICATE-----" in block]
+    if not blocks:
         raise ValueError("no PEM certificate in the file")
-    return twisted_ssl.Certificate.loadPEM(pem)
+    return twisted_ssl.trustRootFromCertificates([twisted_ssl.Certificate.loadPEM(block) for block in blocks])
 
 
 def https_policy(path: str | None) -> BrowserLikePolicyForHTTPS:

@@ -150,6 +150,7 @@ def endpoint_address(config: Config, section: str, key: str) -> tuple[str, int]:
 
 def tls_ca_file(config: Config) -> str | None:
     """``[tls] ca_file``, checked: the CA our clients verify our TLS listeners with."""
+    # Imported here: the scripts read endpoints through this module and need no TLS stack for it.
     from ccl.adapters.tls import ca_file
 
     return ca_file(config)
