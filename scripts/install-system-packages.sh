@@ -10,7 +10,10 @@ command -v pgbackrest >/dev/null || needed+=(pgbackrest)
 # and a Korean font so that the screenshots show the labels.
 [ -x /usr/bin/chromium ] || needed+=(chromium)
 [ -x /usr/bin/chromedriver ] || needed+=(chromium-driver)
+# The Korean font is also embedded in the coil report's PDF ([report] font).
 [ -d /usr/share/fonts/truetype/nanum ] || needed+=(fonts-nanum)
+# The coil report's tests read the PDFs back (pdfinfo, pdftotext, pdffonts, pdfimages, pdftoppm).
+command -v pdftotext >/dev/null || needed+=(poppler-utils)
 [ ${#needed[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-system-packages: please install: ${needed[*]}" >&2; exit 1

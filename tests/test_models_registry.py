@@ -47,7 +47,7 @@ class RegisterFormTests(TestCase):
         self.assertIn("2026-12 재학습".encode(), body)
         viewer = ui.add_user("viewer.kim", "viewer")
         _, body = await ui.get("/models", viewer)
-        self.assertNotIn(b'action="/models"', body)  # the form is for admins only
+        self.assertNotIn(b'method="post" action="/models"', body)  # the form is for admins only
 
     @run
     async def test_duplicate_refused_with_409_audited_and_nothing_changed(self):

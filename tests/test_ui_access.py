@@ -89,6 +89,10 @@ SAMPLES: dict[str, Sample] = {
     "models_data": S("GET", "/api/models"),
     "model_deploy": S("POST", "/api/models/999999/deploy", 404, json={}),
     "model_register": S("POST", "/models", 303, form={"name": "access-model", "version": "1"}),
+    "models_accuracy": S("GET", "/api/models/accuracy"),
+    "training_export": S("GET", "/models/training-export.zip"),
+    "coil_report_pdf": S("GET", "/coils/C1/report.pdf"),
+    "coil_defects_csv": S("GET", "/coils/C1/defects.csv"),
     # 통신 진단 (tests/test_ui_diagnostics.py tests their content)
     "diagnostics": S("GET", "/diagnostics", 303),
     "rejected_telegrams": S("GET", "/diagnostics/rejected?tc=4003"),

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "retention": ("ccl.cli.retention", "drop the expired months of process data (after summarising their coils); --dry-run lists them"),
     "model": ("ccl.cli.model", "register an AI model (its id is the boxes' model_id) or list the models"),
     "tls": ("ccl.cli.tls", "make a private CA and server certificates for a site, print the TLS settings"),
+    "report": ("ccl.cli.report", "a coil's report as a PDF (or its defects as CSV)"),
     "simulate": ("ccl.cli.simulate", "play a partner (mes: the Dongkuk MES; gokiwon: the 고기원 server; line: MES and Jetson boxes together)"),
 }
 

@@ -16,7 +16,10 @@ from twisted.python import usage
 
 from ccl.adapters.storage.accounts import AccountStore, SessionStore
 from ccl.adapters.storage.alert_store import AlertStore
+from ccl.adapters.reports.pdf import PdfRenderer
+from ccl.adapters.reports.training_zip import TrainingArchive
 from ccl.adapters.storage.audit_log import AuditLog
+from ccl.adapters.storage.coil_report import CoilReportReads, ReviewReads
 from ccl.adapters.storage.inspection_store import DefectReviewStore, SettingsStore
 from ccl.adapters.storage.localdb import resolve_dsn
 from ccl.adapters.storage.postgres import UNAVAILABLE, Database, DatabaseProbe, EventFeed
@@ -35,6 +38,7 @@ from ccl.application.alerts import Alerts
 from ccl.application.inspection import DefectReviews, InspectionRules
 from ccl.application.quality import Grading, QualityAdmin
 from ccl.application.refusals import DeadLetters, RejectedTelegrams
+from ccl.application.reports import CoilReports, ReviewAccuracy, TrainingExport
 from ccl.config import ConfigError, load_config
 from ccl.domain.telegrams import load_layouts
 
@@ -132,6 +136,7 @@ def compose_ui(reactor, settings: UISettings, db: Database, clock=None) -> UI:
     grading = Grading(GradingRecords(db), settings.quality, audit)
     models = ModelRegistry(db)
     layouts = load_layouts(settings.layout_path)
+    reviews = ReviewReads(db)
     uses = UseCases(
         accounts=Accounts(AccountStore(db), SessionStore(db), audit, settings.policy, threads.deferToThread),
         alerts=Alerts(AlertStore(db), audit),
@@ -152,6 +157,9 @@ def compose_ui(reactor, settings: UISettings, db: Database, clock=None) -> UI:
         tracking=TrackingReads(db),
         grading=grading,
         quality=QualityAdmin(QualityAdminRecords(db), audit),
+        reports=CoilReports(CoilReportReads(db), PdfRenderer(settings.report, settings.image_root), clock or reactor),
+        accuracy=ReviewAccuracy(reviews, settings.report.accuracy_min_reviews),
+        training=TrainingExport(reviews, TrainingArchive(settings.image_root), audit, settings.report.export_max_images),
     )
     return UI(reactor, settings, uses, clock)
 

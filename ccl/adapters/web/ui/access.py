@@ -87,6 +87,9 @@ ACCESS: dict[str, Rule] = {
     "coils_csv": Rule(ALL, "page"),
     "coil_detail": Rule(ALL, "page"),
     "coil_data": Rule(ALL, "json"),
+    # the coil report (PDF) and its defects as CSV: like the coil page
+    "coil_report_pdf": Rule(ALL, "file"),
+    "coil_defects_csv": Rule(ALL, "file"),
     "image_file": Rule(ALL, "file"),
     "image_thumb": Rule(ALL, "file"),
     "image_info": Rule(ALL, "json"),
@@ -101,6 +104,9 @@ ACCESS: dict[str, Rule] = {
     "models_data": Rule(ALL, "json"),
     "model_deploy": Rule(ADMIN, "json"),
     "model_register": Rule(ADMIN, "page"),
+    "models_accuracy": Rule(ALL, "json"),
+    # reviewed images with their final labels, for retraining (engineers: operators and admins; audited)
+    "training_export": Rule(STAFF, "file"),
     # 시스템
     "system": Rule(ALL, "page"),
     "system_services": Rule(ALL, "json"),

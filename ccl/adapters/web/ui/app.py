@@ -33,6 +33,7 @@ PAGE_MODULES = (
     "ccl.adapters.web.ui.pages.images",
     "ccl.adapters.web.ui.pages.statistics",
     "ccl.adapters.web.ui.pages.models",
+    "ccl.adapters.web.ui.pages.reports",
     "ccl.adapters.web.ui.pages.system",
     "ccl.adapters.web.ui.pages.admin",
     "ccl.adapters.web.ui.pages.reviews",

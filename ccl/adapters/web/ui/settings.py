@@ -9,6 +9,7 @@ from pathlib import Path
 import attrs
 
 from ccl.adapters.tls import ca_file
+from ccl.adapters.reports.settings import ReportSettings
 from ccl.application.accounts import SessionPolicy
 from ccl.config import Config, ConfigError
 from ccl.domain.quality.settings import QualitySettings
@@ -40,6 +41,8 @@ class UISettings:
     weld_zone_m: float = 0.0
     #: ``[quality]``: how defects are zoned when a review re-grades a coil (docs/quality.md)
     quality: QualitySettings = QualitySettings()
+    #: The coil report, accuracy figures and training export (``[report]``).
+    report: ReportSettings = attrs.field(factory=ReportSettings)
 
     @classmethod
     def from_config(cls, config: Config) -> UISettings:
@@ -73,6 +76,7 @@ class UISettings:
             tls_ca_file=ca_file(config),
             weld_zone_m=config.get_float("tracking", "weld_zone_m", 0, 10_000),
             quality=QualitySettings.from_config(config),
+            report=ReportSettings.from_config(config),
         )
 
 

@@ -16,6 +16,7 @@ from ccl.application.inspection import DefectReviews, InspectionRules
 from ccl.application.quality import Grading, QualityAdmin
 from ccl.application.refusals import DeadLetters, RejectedTelegrams
 from ccl.ports.tracking import ITrackingReads
+from ccl.application.reports import CoilReports, ReviewAccuracy, TrainingExport
 from ccl.ports import (ICoilHistory, ICoilReads, IDashboardReads, IDatabaseProbe, IEventFeed, IModelRegistry,
                        IStatistics, IAuditLog)
 
@@ -41,3 +42,6 @@ class UseCases:
     tracking: ITrackingReads
     grading: Grading
     quality: QualityAdmin
+    reports: CoilReports
+    accuracy: ReviewAccuracy
+    training: TrainingExport

@@ -120,6 +120,13 @@ ENGLISH = {
     "주기성 결함의 주기가 롤 둘레(π × 지름)와 맞으면 그 롤을 표시합니다.":
         "A periodic series whose pitch matches a roll's circumference (π × diameter) names that roll.",
     "MO 번호": "MO number", "설명": "Description", "모델 등록": "Register a model", "등록": "Register",
+    "검토 기반 정밀도": "Precision from reviews",
+    "정밀도 = 확인 / (확인 + 오검출 + 재분류). 모델이 말한 유형 기준, 검토된 결함만.":
+    "Precision = confirmed / (confirmed + false positives + reclassified), by the type the model said, reviewed defects only.",
+    "검토가 다음보다 적으면 표시하지 않습니다": "Not shown below this many reviews",
+    "학습용 내보내기 (zip)": "Export for training (zip)", "검토 수": "Reviews", "모델 미상": "Unknown model",
+    "전체 유형": "All types", "검토 부족": "too few reviews", "검토된 결함이 없습니다.": "No reviewed defects.",
+    "보고서 (PDF)": "Report (PDF)", "결함 CSV": "Defects CSV",
     "모델을 등록했습니다": "Model registered", "이미 등록된 모델입니다": "This model is registered already",
     "등록한 모델의 ID를 Jetson 박스의 model_id로 설정하세요.": "Set the registered model's ID as the Jetson boxes' model_id.", "두께": "Thickness", "폭": "Width", "보기": "View", "검색": "Search", "재질": "Material", "통판": "Through plate", "순서": "Order", "m/min": "m/min",
     # coil tracking

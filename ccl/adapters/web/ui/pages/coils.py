@@ -11,6 +11,7 @@ from ccl.adapters.web.ui.pages._data import DISPOSITION_LABEL, FORMAT, REVIEW_LA
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
 from ccl.domain import coil_search
+from ccl.domain.coil_report import spreadsheet_safe
 from ccl.domain.plant_time import plant_now, plant_today
 
 log = Logger()
@@ -46,13 +47,6 @@ async def coils_data(ctx):
     return found
 
 
-def _cell(value):
-    # A text cell starting like a formula would run as one in a spreadsheet: quote it.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 @route("coils_csv", "/coils.csv")
 async def coils_csv(ctx):
     """Every coil of the search as CSV (UTF-8 with BOM, so Excel shows the Korean), streamed
@@ -75,7 +69,7 @@ async def coils_csv(ctx):
             return False
         buffer.seek(0)
         buffer.truncate()
-        writer.writerows([[_cell(v) for v in row] for row in batch])
+        writer.writerows([[spreadsheet_safe(v) for v in row] for row in batch])
         request.write(buffer.getvalue().encode("utf-8"))
         return True
 

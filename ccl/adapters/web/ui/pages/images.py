@@ -16,6 +16,7 @@ from twisted.internet import threads
 from twisted.logger import Logger
 from twisted.web.static import File
 
+from ccl.adapters.image_files import inside
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
 
@@ -24,23 +25,6 @@ log = Logger()
 THUMB_SIZE = (320, 240)
 _CACHE_ENTRIES = 512
 _TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "bmp": "image/bmp"}
-
-
-def inside(root: Path, stored: str | None) -> Path | None:
-    """The file ``stored`` names (absolute, or relative to ``root``) if it lies below ``root``."""
-    if not stored:
-        return None
-    base = root.resolve()
-    candidate = Path(stored)
-    if not candidate.is_absolute():
-        candidate = base / candidate
-    try:
-        resolved = candidate.resolve(strict=True)
-    except (OSError, RuntimeError):
-        return None
-    if base not in resolved.parents or not resolved.is_file():
-        return None
-    return resolved
 
 
 def make_thumbnail(path: Path) -> bytes:

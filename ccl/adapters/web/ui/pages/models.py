@@ -5,16 +5,25 @@ from __future__ import annotations
 from ccl.adapters.web.ui.pages._data import FORMAT
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
+from ccl.adapters.web.ui.pages.reports import review_filter
 from ccl.application.ai_models import ModelError, ModelExists
+from ccl.domain.review_accuracy import ALL_TYPES
+from ccl.ports.reports import ReviewFilter
 from ccl.ports import NoSuchModel
 
 
 async def _models_page(ctx, *, code: int = 200, error: str | None = None, form: dict | None = None):
-    ctx.request.setResponseCode(code)
+    query = review_filter(ctx) if code == 200 else ReviewFilter()
     found = await ctx.uses.models.models_page()
+    figures = await ctx.uses.accuracy.figures(query)
+    ctx.request.setResponseCode(code)
     registered = ctx.arg("registered")
     return ctx.render("models.html", found=found, fmt=FORMAT, can_deploy=ctx.user.role == "admin",
-                      error=error, form=form or {}, registered=registered if (registered or "").isdigit() else None)
+                      can_export=ctx.user.role in ("admin", "operator"), error=error, form=form or {},
+                      registered=registered if (registered or "").isdigit() else None, figures=figures,
+                      all_types=ALL_TYPES, min_reviews=ctx.settings.report.accuracy_min_reviews,
+                      review_args={k: ctx.arg(k) or "" for k in ("from", "to", "model", "type")},
+                      defect_types=await ctx.uses.coils.defect_types())
 
 
 @route("models", "/models")
