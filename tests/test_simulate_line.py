@@ -208,6 +208,15 @@ class SimulatedLineTests(TestCase):
         self.assertEqual(sorted(len(p) for p in pieces.values()), [1, 2])
         exits = query(self.dsn, "SELECT tracked_coil, count(*) FROM tracking_exit_coils GROUP BY 1 ORDER BY 1")
         self.assertEqual(dict(exits), {coil: len(p) for coil, p in pieces.items()})
+        # Both coils ran through with every telegram and every frame: complete, both cameras
+        # covered (the top box's heartbeats too, once its clock offset is taken off).
+        coils = query(self.dsn, "SELECT tracked_coil, completeness, coverage FROM tracking_coils"
+                                " WHERE tracked_coil = ANY(%s) ORDER BY 1", (list(pieces),))
+        self.assertEqual([(coil, completeness) for coil, completeness, _ in coils],
+                         [(coil, "complete") for coil in sorted(pieces)])
+        for coil, _, coverage in coils:
+            self.assertEqual(set(coverage), {"top", "bottom"})
+            self.assertTrue(all(share >= 1 - 1e-6 for share in coverage.values()), (coil, coverage))
 
     @defer.inlineCallbacks
     def test_without_the_token_the_uploads_fail_and_it_says_so(self):
