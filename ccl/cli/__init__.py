@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("ccl.cli.decode", "print the fields of a telegram given as hex or a file"),
     "create-user": ("ccl.cli.create_user", "create a UI user (password from stdin or a prompt)"),
     "backup": ("ccl.cli.backup", "backup and point-in-time restore of the database (pgBackRest) and the image store"),
+    "standby": ("ccl.cli.standby", "a hot standby of the database on the second plant server: allow, setup, promote, status"),
     "ctl": ("ccl.cli.ctl", "status, start/stop/restart, logs of the services via the orchestrator"),
     "ingest-token": ("ccl.cli.ingest_token", "create, list or revoke bearer tokens of the Jetson boxes"),
     "tracking": ("ccl.cli.tracking", "coil tracking: rebuild a period from the stored telegrams and report what moved"),

@@ -184,7 +184,7 @@ def service_child(config: Config, service: Service, env: dict[str, str]) -> Chil
 
 def postgres_child(config: Config, env: dict[str, str]) -> ChildSpec:
     """The local cluster in the foreground; SIGINT is PostgreSQL's fast shutdown."""
-    from ccl.adapters.storage.localdb import local_cluster, resolve_dsn
+    from ccl.adapters.storage.localdb import local_cluster, local_server_dsn
 
     cluster = local_cluster(config)
     argv = cluster.server_argv()
@@ -198,7 +198,7 @@ def postgres_child(config: Config, env: dict[str, str]) -> ChildSpec:
     argv = argv + ["-c", "recovery_init_sync_method=syncfs"]
     pg_env = {k: v for k, v in env.items() if k in ("PATH", "LANG", "TZ") or k.startswith("LC_")}
     return ChildSpec(id=POSTGRES, argv=wrap(argv, "INT", user), env=pg_env, cwd=str(cluster.datadir),
-                     stop_signal="INT", checks=(Check("postgres", resolve_dsn(config)),), first=True,
+                     stop_signal="INT", checks=(Check("postgres", local_server_dsn(config)),), first=True,
                      info={"datadir": str(cluster.datadir), "port": str(cluster.port)})
 
 

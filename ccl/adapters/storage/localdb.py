@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import re
 import secrets
 import shutil
 import socket
@@ -57,6 +58,9 @@ class LocalCluster:
     bindir: Path = attrs.field(factory=find_bindir)
     #: Serve TLS with the certificate and key ``install_certificate`` put in the data directory.
     ssl: bool = False
+    #: listen_addresses: loopback only, unless the other plant server must reach this one
+    #: (a standby streaming from it, its services after a promotion).
+    listen: str = "127.0.0.1"
 
     @property
     def socket_dir(self) -> Path:
@@ -110,7 +114,7 @@ class LocalCluster:
     def server_argv(self, *, fast: bool = False) -> list[str]:
         """The foreground ``postgres`` command, as the orchestrator runs it."""
         argv = [str(self.bindir / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
-                "-k", str(self.socket_dir), "-c", "listen_addresses=127.0.0.1"]
+                "-k", str(self.socket_dir), "-c", f"listen_addresses={self.listen}"]
         if self.ssl:
             argv += ["-c", "ssl=on"]
         if fast:
@@ -124,7 +128,7 @@ class LocalCluster:
             self.logfile.touch()
             postgres = pwd.getpwnam("postgres")
             os.chown(self.logfile, postgres.pw_uid, postgres.pw_gid)
-        options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1"
+        options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses={self.listen}"
         if self.ssl:
             options += " -c ssl=on"
         if fast:
@@ -214,8 +218,13 @@ def _has_c_utf8() -> bool:
 
 def local_cluster(config) -> LocalCluster:
     """The cluster ``[paths] var``/pgdata that is used when ``[database] dsn`` is empty."""
+    from ccl.config import ConfigError
+
+    listen = config.get("database", "local_listen") or "127.0.0.1"
+    if not re.match(r"^[0-9A-Za-z.:*_-]+(,[0-9A-Za-z.:*_-]+)*$", listen):
+        raise ConfigError(f"{config.where('database', 'local_listen')}: {listen!r} is not a comma-separated list of addresses")
     return LocalCluster(config.get_path("paths", "var") / "pgdata", config.get_int("database", "local_port", 1, 65535),
-                        ssl=bool(config.get("database", "local_ssl_cert")))
+                        ssl=bool(config.get("database", "local_ssl_cert")), listen=listen)
 
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -260,6 +269,16 @@ def resolve_dsn(config) -> str:
             f"({path} is missing): run scripts/start-services.sh or `ccl localdb setup`"
         )
     return with_tls(config, path.read_text().strip())
+
+
+def local_server_dsn(config) -> str:
+    """The configured DSN aimed at this machine's own cluster, whatever its role: with a hot
+    standby the DSN names both servers and asks for the primary, but the health check of
+    the local ``postgres`` (and ``ccl standby status``) is about the one here."""
+    from psycopg2.extensions import make_dsn
+
+    cluster = local_cluster(config)
+    return make_dsn(resolve_dsn(config), host="127.0.0.1", port=str(cluster.port), target_session_attrs="any")
 
 
 def setup_local_database(config) -> str:
