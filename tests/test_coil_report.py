@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import re
@@ -69,6 +70,23 @@ def many_defects(sql, count: int) -> None:
            FROM generate_series(1, %s) g""", (MANY, NOW, count, count))
 
 
+def grade_and_series(sql, seeded) -> int:
+    """CURRENT graded by rule book 1 (C, downgrade; overridden to B, hold) with a roll-mark series of
+    its first defect, as ccl-defects' quality watch stores them (schema 100); the series' id."""
+    reasons = [{"rule": "주기성 결함", "grade": "C", "disposition": "downgrade",
+                "reasons": ["주기성 결함(periodic) roll_mark"]}]
+    sql("""INSERT INTO coil_grades (tracked_coil, coil_number, grade, disposition, rule_version, reasons, facts,
+               graded_by, override_grade, override_disposition, override_reason, overridden_by, overridden_at)
+           VALUES (%s, %s, 'C', 'downgrade', 1, %s, '{}', 'completion', 'B', 'hold', '고객 승인 대기',
+                   'op.lee', now())""", (CURRENT, CURRENT, json.dumps(reasons, ensure_ascii=False)))
+    (series,) = sql("""INSERT INTO periodic_series (tracked_coil, coil_number, surface, defect_type, pitch_m, cross_mm,
+                           start_m, end_m, members, expected, likely_roll, status)
+                       VALUES (%s, %s, 'top', 'scratch', 3.142, 410, 300, 330, 9, 10, 'BR-2', 'final')
+                       RETURNING id""", (CURRENT, CURRENT))[0]
+    sql("INSERT INTO periodic_members (defect_id, series_id) VALUES (%s, %s)", (seeded["defects"][0], series))
+    return series
+
+
 async def line(testcase):
     images = Path(tempfile.mkdtemp(prefix="ccl-images-"))
     testcase.addCleanup(shutil.rmtree, images, True)
@@ -103,10 +121,40 @@ class ReportPdfTests(TestCase):
         self.assertEqual(pages_of(path), PAGES_BEFORE_TABLE + 1)
         text = poppler("pdftotext", "-layout", str(path), "-")
         for expected in (CURRENT, "코일 검사 보고서", "삼성전자", "GI-D04", "미상 (하트비트 없음)", "2,398.5 m ± 3.2 m",
-                         "등급 없음 / not graded", "주기성 결함 정보 없음", "결함 목록 (1 / 1)", "scratch", "치명"):
+                         "등급 없음 / not graded", "결함 목록 (1 / 1)", "scratch", "치명"):
             self.assertIn(expected, text)
         # the tracked metre (box metre + 2.5) is listed, marked as tracked
         self.assertRegex(text, r"313\.00\s+1\.8\s+추적")
+
+    @run
+    async def test_stored_grade_reasons_and_periodic_series_are_reported(self):
+        """With a stored grade (overridden, with the fired rules) and a periodic series, the PDF names the grade,
+        the disposition, the rule version, the reasons, the override, and the series with its pitch and roll;
+        the CSV marks the series' member."""
+        ui, seeded, _, viewer = await line(self)
+        track_current(ui.sql)
+        series = grade_and_series(ui.sql, seeded)
+        _, body = await ui.get(f"/coils/{CURRENT}/report.pdf", viewer)
+        text = poppler("pdftotext", "-layout", str(saved(self, body)), "-")
+        self.assertNotIn("등급 없음", text)
+        self.assertRegex(text, r"등급\s+B\s+판정\s+보류 \(검토\)")
+        for expected in ("규칙 버전", "수동 변경 (op.lee", "고객 승인 대기", "계산된 등급 C",
+                         "주기성 결함 (→ C, 등급 하향): 주기성 결함(periodic) roll_mark", "3.142", "BR-2", "9 / 10", "확정",
+                         "scratch 주기 3.14 m (BR-2)"):
+            self.assertIn(expected, text)
+        _, body = await ui.get(f"/coils/{CURRENT}/defects.csv", viewer)
+        rows = list(csv.DictReader(io.StringIO(body[3:].decode("utf-8"))))
+        self.assertEqual({r["결함 ID"]: r["주기성 계열"] for r in rows}[str(seeded["defects"][0])], str(series))
+
+    @run
+    async def test_a_tracked_coil_not_graded_yet_says_so(self):
+        """A coil with no stored grade says 'not graded' (the server stores grades) and 'no periodic series'."""
+        ui, _, _, viewer = await line(self)
+        track_current(ui.sql)
+        _, body = await ui.get(f"/coils/{CURRENT}/report.pdf", viewer)
+        text = poppler("pdftotext", "-layout", str(saved(self, body)), "-")
+        self.assertIn("등급 없음 / not graded: 이 코일은 아직 등급이 매겨지지 않았습니다", text)
+        self.assertIn("이 코일에서 확인된 주기성 결함 계열이 없습니다", text)
 
     @run
     async def test_many_defects_make_one_table_page_per_forty(self):
@@ -125,9 +173,10 @@ class ReportPdfTests(TestCase):
 
     @run
     async def test_korean_is_drawn_with_the_embedded_font_not_boxes(self):
-        """The Korean font is embedded (pdffonts), Hangul comes back as text, and page 1 renders to a PNG."""
-        ui, _, _, viewer = await line(self)
+        """The Korean font is embedded (pdffonts), Hangul comes back as text, and pages 1-3 render to PNGs."""
+        ui, seeded, _, viewer = await line(self)
         track_current(ui.sql)
+        grade_and_series(ui.sql, seeded)
         _, body = await ui.get(f"/coils/{CURRENT}/report.pdf", viewer)
         path = saved(self, body)
         fonts = poppler("pdffonts", str(path))

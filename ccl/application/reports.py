@@ -46,14 +46,12 @@ class CoilReports:
         found = await self._reads.coil_report(coil_number)
         if found is None:
             raise NoSuchCoil(coil_number)
-        series = found.get("series")
         return CoilReport(
             coil_number=coil_number,
             generated_at=datetime.datetime.fromtimestamp(self._clock.seconds(), datetime.timezone.utc),
             schedule=found["schedule"], tracking=found["tracking"],
             defects=tuple(_defect(row) for row in found["defects"]),
-            grade=found.get("grade"), grading_available=bool(found.get("grading_available")),
-            series=None if series is None else tuple(series))
+            grade=found.get("grade"), series=tuple(found.get("series") or ()))
 
     async def pdf(self, coil_number: str) -> bytes:
         return await self._renderer.render(await self.report(coil_number))

@@ -66,12 +66,10 @@ class CoilReport:
     schedule: dict[str, Any] | None  # newest TC 4000 row
     tracking: dict[str, Any] | None  # tracking_coils row (None: not tracked)
     defects: tuple[ReportDefect, ...]
-    #: The coil's stored grade (None: not graded); ``grading_available`` False: this server
-    #: stores no grades yet.
+    #: The coil's stored grade (coil_grades, docs/quality.md; None: not graded yet).
     grade: dict[str, Any] | None = None
-    grading_available: bool = False
-    #: Periodic (roll-mark) series found on the coil (None: not stored by this server yet).
-    series: tuple[dict[str, Any], ...] | None = None
+    #: Periodic (roll-mark) series found on the coil (periodic_series).
+    series: tuple[dict[str, Any], ...] = ()
 
     @property
     def length_m(self) -> float | None:
@@ -179,6 +177,9 @@ def grade_reasons(grade: dict[str, Any] | None) -> list[str]:
             lines.append(reason)
         elif isinstance(reason, dict):
             head = reason.get("rule") or reason.get("name") or ""
+            if reason.get("grade") or reason.get("disposition"):
+                decided = DISPOSITION_KO.get(reason.get("disposition"), reason.get("disposition") or "")
+                head += f" (→ {reason.get('grade') or '-'}, {decided})"
             said = reason.get("reasons") or reason.get("reason") or []
             said = [said] if isinstance(said, str) else list(said)
             lines.append(f"{head}: {', '.join(map(str, said))}" if head else ", ".join(map(str, said)))

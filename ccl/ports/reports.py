@@ -16,8 +16,8 @@ class ICoilReportReads(Interface):
         """Deferred[dict | None]: ``schedule`` (newest TC 4000 row or None), ``tracking`` (the
         newest tracked coil of that number, or None), ``defects`` (rows: the defects tracking
         placed on that coil, and those the box sent for that number that tracking put on no
-        other coil), ``grade`` (dict or None), ``grading_available`` (bool), ``series`` (list
-        or None when not stored); None when nothing at all is known of the coil."""
+        other coil), ``grade`` (the coil_grades row of that tracked coil, or None: not graded),
+        ``series`` (its periodic series); None when nothing at all is known of the coil."""
 
 
 class IReportRenderer(Interface):

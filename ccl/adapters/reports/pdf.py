@@ -9,10 +9,8 @@ Everything here is CPU work: :class:`PdfRenderer` runs it in a thread, never on 
 
 from __future__ import annotations
 
-import datetime
 import io
 import threading
-import zoneinfo
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from zope.interface import implementer
 
 from ccl.adapters.image_files import inside
 from ccl.adapters.reports.settings import ReportSettings
+from ccl.domain.plant_time import plant_text
 from ccl.domain.coil_report import (COMPLETENESS_KO, DISPOSITION_KO, REVIEW_KO, SEVERITY_KO, SEVERITY_RANK,
                                     SURFACE_KO, TABLE_ROWS_PER_PAGE, CoilReport, ReportDefect, grade_reasons,
                                     severity_counts, table_by_type_and_metre, worst_defects)
@@ -29,7 +28,6 @@ from ccl.ports.reports import IReportRenderer
 
 log = Logger()
 
-PLANT_TZ = zoneinfo.ZoneInfo("Asia/Seoul")
 REGULAR, BOLD = "CCL-Korean", "CCL-Korean-Bold"
 _fonts_lock = threading.Lock()
 _fonts_registered: dict[str, Path] = {}
@@ -50,16 +48,6 @@ def register_fonts(settings: ReportSettings) -> None:
             if _fonts_registered.get(name) != path:
                 pdfmetrics.registerFont(TTFont(name, str(path)))
                 _fonts_registered[name] = path
-
-
-def _when(value, pattern: str = "%Y-%m-%d %H:%M:%S") -> str:
-    if not value:
-        return ""
-    try:
-        moment = datetime.datetime.fromisoformat(value) if isinstance(value, str) else value
-        return moment.astimezone(PLANT_TZ).strftime(pattern)
-    except (TypeError, ValueError):
-        return str(value)
 
 
 def _num(value, digits: int = 0, unit: str = "") -> str:
@@ -146,7 +134,7 @@ class _Document:
 
     def footer(self) -> None:
         self.colour("#666666")
-        self.text(self.MARGIN, 22, f"작성 {_when(self.report.generated_at, '%Y-%m-%d %H:%M')} (KST)", 7)
+        self.text(self.MARGIN, 22, f"작성 {plant_text(self.report.generated_at, '%Y-%m-%d %H:%M')} (KST)", 7)
         self.text(self.width - self.MARGIN, 22,
                   f"CCL 코일 검사 보고서 · {self.report.coil_number} · {self.page} / {self.report.pages} 쪽", 7,
                   right=True)
@@ -185,7 +173,7 @@ def _summary_page(doc: _Document) -> None:
                    ("MO 번호", s.get("mo_number") or "-"), ("두께 × 폭", f"{thickness} × {_num(s.get('width'), 0, ' mm')}"),
                    ("중량", _num(s.get("weight"), 0, " kg")), ("길이 (MES)", _num(s.get("length_value"), 0, " m")),
                    ("통판", s.get("through_plate") or "-"), ("순서", _num(s.get("sequence_order"))),
-                   ("라인", s.get("line_code") or "-"), ("스케줄 수신", _when(s.get("received_at")))])
+                   ("라인", s.get("line_code") or "-"), ("스케줄 수신", plant_text(s.get("received_at")))])
 
     doc.heading("검사 완전성 (코일 추적)")
     t = r.tracking
@@ -205,7 +193,7 @@ def _summary_page(doc: _Document) -> None:
                    ("길이 불일치", _yes(t.get("length_disagrees"))), ("스케줄 수신", _yes(t.get("schedule_present"))),
                    ("WPD 확인", _yes(t.get("wpd_seen"))), ("속도 연속", _yes(t.get("speed_gap_free"))),
                    ("절단 확인", _yes(t.get("cut_seen"))), ("카메라별 검사율", cameras),
-                   ("선단 WPD", _when(t.get("head_wpd_at"))), ("후단 WPD", _when(t.get("tail_wpd_at")))])
+                   ("선단 WPD", plant_text(t.get("head_wpd_at"))), ("후단 WPD", plant_text(t.get("tail_wpd_at")))])
         exits = [f"{e.get('coil_number')} ({_num(e.get('start_m'), 1)}-{_num(e.get('end_m'), 1)} m"
                  f"{', 스크랩' if e.get('scrap') else ''})" for e in t.get("exit_coils") or []]
         if exits:
@@ -213,18 +201,17 @@ def _summary_page(doc: _Document) -> None:
 
     doc.heading("등급 및 판정")
     g = r.grade
-    if not r.grading_available:
-        doc.line("등급 없음 / not graded: 이 서버는 아직 코일 등급을 저장하지 않습니다.", colour="#a33")
-    elif g is None:
+    if g is None:
         doc.line("등급 없음 / not graded: 이 코일은 아직 등급이 매겨지지 않았습니다 (코일 완료 시 판정).", colour="#a33")
     else:
         grade = g.get("final_grade") or g.get("grade")
         disposition = g.get("final_disposition") or g.get("disposition")
         doc.pairs([("등급", f"{grade}"), ("판정", DISPOSITION_KO.get(disposition, str(disposition))),
-                   ("규칙 버전", _num(g.get("rule_version"))), ("판정 시각", _when(g.get("graded_at")))])
+                   ("규칙 버전", _num(g.get("rule_version"))), ("판정 시각", plant_text(g.get("graded_at")))])
         if g.get("override_grade") or g.get("override_disposition"):
-            doc.line(f"수동 변경 ({g.get('overridden_by') or '-'}, {_when(g.get('overridden_at'))}): "
-                     f"{g.get('override_reason') or ''} (계산된 등급 {g.get('grade')}, {g.get('disposition')})")
+            doc.line(f"수동 변경 ({g.get('overridden_by') or '-'}, {plant_text(g.get('overridden_at'))}): "
+                     f"{g.get('override_reason') or ''} (계산된 등급 {g.get('grade')}, "
+                     f"{DISPOSITION_KO.get(g.get('disposition'), g.get('disposition'))})")
         reasons = grade_reasons(g)
         doc.line("사유: " + ("없음 (기본 등급)" if not reasons else ""))
         for reason in reasons[:12]:
@@ -336,17 +323,15 @@ def _map_page(doc: _Document) -> None:
     edges, rows = table_by_type_and_metre(r.defects, length)
     doc.heading("유형 × 위치별 결함 수")
     widths = [65.0] + [33.0] * len(edges) + [36.0, 30.0, 54.0]
-    headers = ["유형"] + [f"{a:.0f}-{b:.0f}" for a, b in edges] + ["위치 미상", "합계", "최고 심각도"]
+    headers = ["유형"] + [f"{a:.0f}~" for a, _ in edges] + ["위치 미상", "합계", "최고 심각도"]
     _table(doc, headers, [[row.defect_type, *(str(n) if n else "·" for n in row.bands), str(row.unplaced or "·"),
                            str(row.total), SEVERITY_KO.get(row.worst, row.worst)] for row in rows] or [["결함 없음"]],
            widths, size=6.5)
     if edges:
-        doc.line("구간: 코일 선단부터의 미터", 7, colour="#666666")
+        doc.line(f"구간: 코일 선단부터의 미터 (각 구간 {edges[0][1]:,.0f} m)", 7, colour="#666666")
 
     doc.heading("주기성 결함 (롤 마크)")
-    if r.series is None:
-        doc.line("주기성 결함 정보 없음 / not available: 이 서버는 아직 주기성 계열을 저장하지 않습니다.", colour="#a33")
-    elif not r.series:
+    if not r.series:
         doc.line("이 코일에서 확인된 주기성 결함 계열이 없습니다.")
     else:
         _table(doc, ["유형", "면", "주기 (m)", "구간 (m)", "결함 수 / 예상", "추정 롤", "상태"],
@@ -423,7 +408,7 @@ def _images_page(doc: _Document, image_root: Path | None, count: int) -> None:
         doc.text(x, top - box_h - 12, f"#{defect.id} {defect.defect_type} · {SEVERITY_KO.get(defect.severity)}"
                  f" · 신뢰도 {defect.confidence:.2f}", 8, bold=True, width=box_w)
         doc.text(x, top - box_h - 23, f"{SURFACE_KO.get(defect.surface, defect.surface)} · {where}"
-                 f" · {_when(defect.detected_at)} · {REVIEW_KO.get(defect.review_status, defect.review_status)}",
+                 f" · {plant_text(defect.detected_at)} · {REVIEW_KO.get(defect.review_status, defect.review_status)}",
                  7, width=box_w)
     doc.next_page()
 
@@ -442,7 +427,7 @@ def _defect_pages(doc: _Document) -> None:
                                _num(d.uncertainty_m, 1), "추적" if d.tracked else ("박스" if d.metre is not None else "-"),
                                SURFACE_KO.get(d.surface, d.surface), d.defect_type, SEVERITY_KO.get(d.severity, d.severity),
                                f"{d.confidence:.3f}", _num(d.across, 2), REVIEW_KO.get(d.review_status, d.review_status),
-                               _when(d.detected_at)] for i, d in enumerate(chunk)] if chunk else [],
+                               plant_text(d.detected_at)] for i, d in enumerate(chunk)] if chunk else [],
                widths, size=7, row_height=15.5)
         if page + 1 < pages:
             doc.next_page()

@@ -9,7 +9,7 @@ from zope.interface import implementer
 from ccl.adapters.storage.postgres import Database, port_errors
 from ccl.adapters.storage.tracking_store import TrackingReads
 from ccl.adapters.storage.ui_queries._sql import rows
-from ccl.adapters.storage.ui_queries.coil import schedules
+from ccl.adapters.storage.ui_queries.coil import grades, periodic_series, schedules
 from ccl.ports.reports import ICoilReportReads, IReviewReads, ReviewFilter
 
 #: A coil report lists at most this many defects (the PDF's table runs to ~1,250 pages then).
@@ -33,12 +33,13 @@ _DEFECTS = """
            END AS across,
            li.thumbnail_path AS labeled_thumb, li.path AS labeled_path,
            oi.thumbnail_path AS original_thumb, oi.path AS original_path,
-           m.name || ' ' || m.version AS model
+           m.name || ' ' || m.version AS model, pm.series_id AS periodic_series_id
     FROM ids JOIN defect_detections d ON d.id = ids.id CROSS JOIN tc
          LEFT JOIN tracking_defects t ON t.defect_id = d.id
          LEFT JOIN images oi ON oi.id = d.original_image_id AND oi.purged_at IS NULL
          LEFT JOIN images li ON li.id = d.labeled_image_id AND li.purged_at IS NULL
          LEFT JOIN ai_models m ON m.id = d.model_id
+         LEFT JOIN periodic_members pm ON pm.defect_id = d.id
     ORDER BY coalesce(CASE WHEN t.status = 'placed' AND t.tracked_coil = tc.tracked_coil THEN t.metre END,
                       d.defect_position_meter), d.id
     LIMIT %(limit)s"""
@@ -58,8 +59,14 @@ class CoilReportReads:
                                                   "tc": tracking["tracked_coil"] if tracking else None})
         if schedule[0] is None and tracking is None and not defects:
             return None
-        return {"schedule": schedule[0], "tracking": tracking, "defects": defects, "grade": None,
-                "grading_available": False, "series": None}
+        tracked = tracking["tracked_coil"] if tracking else None
+        # The grade and the series of the tracked coil this report is about (a number run
+        # twice has one per pass); untracked: the newest of the number.
+        graded = [g for g in await grades(self._db, coil_number) if tracked is None or g["tracked_coil"] == tracked]
+        series = [s for s in await periodic_series(self._db, coil_number)
+                  if tracked is None or s["tracked_coil"] == tracked]
+        return {"schedule": schedule[0], "tracking": tracking, "defects": defects,
+                "grade": graded[0] if graded else None, "series": series}
 
 
 def _review_where(query: ReviewFilter) -> tuple[str, dict]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import datetime
 import re
-import zoneinfo
 
 from ccl.adapters.web.ui import i18n
 from ccl.adapters.web.errors import HTTPError
+from ccl.domain.plant_time import plant_text
 
 #: The plant's clock: "today" and the days of the filters are days in Korea.
 PLANT_TZ = "Asia/Seoul"
-_TZ = zoneinfo.ZoneInfo(PLANT_TZ)
 #: Coil numbers as the ingestion API allows them (they become parts of file names there).
 COIL = re.compile(r"^[A-Za-z0-9-]{1,20}$")
 
@@ -23,15 +22,8 @@ def check_coil(coil: str) -> str:
     return coil
 
 
-def when(value, pattern: str = "%Y-%m-%d %H:%M:%S") -> str:
-    """An ISO 8601 timestamp (as the queries return them) in plant time; '' for None."""
-    if not value:
-        return ""
-    try:
-        moment = datetime.datetime.fromisoformat(value) if isinstance(value, str) else value
-        return moment.astimezone(_TZ).strftime(pattern)
-    except (TypeError, ValueError):
-        return str(value)
+#: An ISO 8601 timestamp (as the queries return them) in plant time; '' for None.
+when = plant_text
 
 
 def num(value, digits: int = 0) -> str:

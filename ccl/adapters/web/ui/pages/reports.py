@@ -7,23 +7,22 @@ from __future__ import annotations
 
 import datetime
 import os
-import zoneinfo
 
 import attrs
 from twisted.logger import Logger
 from twisted.protocols.basic import FileSender
 
 from ccl.adapters.web.errors import HTTPError
-from ccl.adapters.web.ui.pages._data import PLANT_TZ, check_coil, parse_date
+from ccl.adapters.web.ui.pages._data import check_coil, parse_date
 from ccl.adapters.web.ui.routing import route
 from ccl.application.reports import InvalidCoilNumber, NoSuchCoil
+from ccl.domain.telegrams import PLANT_TZ
 from ccl.ports.reports import ReviewFilter
 
 log = Logger()
 
 #: The longest period of the accuracy figures and the training export, in days.
 MAX_PERIOD_DAYS = 3660
-PLANT_ZONE = zoneinfo.ZoneInfo(PLANT_TZ)
 
 
 def _attachment(ctx, content_type: bytes, name: str) -> None:
@@ -72,7 +71,7 @@ def review_filter(ctx) -> ReviewFilter:
         raise HTTPError(400, "bad type", "a defect type has at most 64 characters")
 
     def midnight(day: datetime.date) -> datetime.datetime:
-        return datetime.datetime.combine(day, datetime.time(), PLANT_ZONE)
+        return datetime.datetime.combine(day, datetime.time(), PLANT_TZ)
 
     return ReviewFilter(since=midnight(first) if first else None,
                         before=midnight(last + datetime.timedelta(days=1)) if last else None,
@@ -101,7 +100,7 @@ async def training_export(ctx):
         os.unlink(path)  # the open handle keeps the data until the transfer is done
     with handle:
         size = os.fstat(handle.fileno()).st_size
-        stamp = datetime.datetime.fromtimestamp(ctx.ui.clock.seconds(), PLANT_ZONE).strftime("%Y%m%d-%H%M")
+        stamp = datetime.datetime.fromtimestamp(ctx.ui.clock.seconds(), PLANT_TZ).strftime("%Y%m%d-%H%M")
         _attachment(ctx, b"application/zip", f"ccl_training_{stamp}.zip")
         request.setHeader(b"content-length", str(size).encode("ascii"))
         log.info("training export for {user}: {count} defects, {size} bytes", user=ctx.user.username, count=count,
