@@ -169,3 +169,25 @@ class GradingTests(TestCase):
                          [(rules, "boss")])
         self.assertEqual([a for (a,) in ui.sql("SELECT action FROM audit_logs ORDER BY id")],
                          ["quality.roll", "quality.roll", "quality.roll.delete", "quality.alarm_rules"])
+
+    @d
+    async def test_grades_in_coil_history_and_statistics(self):
+        """Coil history shows the grade in force and filters by grade and disposition; statistics count
+        the graded coils by grade and disposition (with the overridden ones)."""
+        ui, ids, _ = await graded_coil(self)
+        kim = ui.add_user("kim", "operator")
+        response, body = await ui.get("/api/coils?coil=G1", kim)
+        (row,) = json_of(body)["rows"]
+        self.assertEqual((row["grade"], row["disposition"], row["overridden"]), ("B", "hold", False))
+        for query, found in (("disposition=hold", 1), ("disposition=ship", 0), ("grade=B", 1), ("grade=A", 0)):
+            response, body = await ui.get(f"/api/coils?{query}", kim)
+            self.assertEqual(len(json_of(body)["rows"]), found, query)
+        response, body = await ui.get("/api/coils?disposition=burn", kim)
+        self.assertEqual(response.code, 400)
+        await ui.post("/api/coils/G1/grade", kim, json={"grade": "A", "disposition": "ship", "reason": "승인"})
+        response, body = await ui.get("/api/coils?disposition=ship", kim)
+        self.assertEqual([r["coil_number"] for r in json_of(body)["rows"]], ["G1"])
+        response, body = await ui.get("/api/statistics", kim)
+        self.assertEqual(json_of(body)["by_grade"], [{"grade": "A", "disposition": "ship", "coils": 1, "overridden": 1}])
+        response, body = await ui.get("/coils", kim)
+        self.assertIn('data-disposition="ship"', body.decode())

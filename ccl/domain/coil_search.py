@@ -10,6 +10,8 @@ from typing import Any
 
 import attrs
 
+from ccl.domain.quality.grading import DISPOSITIONS
+
 from ccl.domain.query_values import optional_day
 
 #: Sort keys the client may ask for (the storage adapter maps each to its column).
@@ -39,6 +41,9 @@ class Search:
     descending: bool = True
     page: int = 1
     page_size: int = 50
+    #: the coil's grade / disposition (an override where one was made; docs/quality.md)
+    grade: str = ""
+    disposition: str = ""
 
     @classmethod
     def from_args(cls, args: dict[str, str], today: datetime.date) -> Search:
@@ -57,11 +62,13 @@ class Search:
         if order not in ("asc", "desc"):
             raise BadSearch("order: asc or desc")
         texts = {}
-        for name in ("coil", "customer", "defect_type"):
+        for name in ("coil", "customer", "defect_type", "grade", "disposition"):
             value = (args.get(name) or "").strip()
             if len(value) > 64:
                 raise BadSearch(f"{name}: at most 64 characters")
             texts[name] = value
+        if texts["disposition"] and texts["disposition"] not in DISPOSITIONS:
+            raise BadSearch(f"disposition: one of {', '.join(DISPOSITIONS)}")
         page_size = clamp(args.get("size"), 1, 200, 50)
         if page_size not in PAGE_SIZES:
             page_size = 50
@@ -71,7 +78,8 @@ class Search:
     def as_args(self, **changes: Any) -> dict[str, str]:
         """The query arguments that reproduce this search (for links), with ``changes`` applied."""
         args = {"from": self.date_from.isoformat(), "to": self.date_to.isoformat(), "coil": self.coil,
-                "customer": self.customer, "defect_type": self.defect_type, "sort": self.sort,
+                "customer": self.customer, "defect_type": self.defect_type, "grade": self.grade,
+                "disposition": self.disposition, "sort": self.sort,
                 "order": "desc" if self.descending else "asc", "page": str(self.page), "size": str(self.page_size)}
         args.update({k: str(v) for k, v in changes.items()})
         return {k: v for k, v in args.items() if v != ""}

@@ -55,6 +55,13 @@ def where_clause(query: Search) -> tuple[str, dict[str, Any]]:
         clauses.append("EXISTS (SELECT 1 FROM defect_detections d WHERE d.coil_number = l.coil_number"
                        " AND d.defect_type = %(defect_type)s)")
         params["defect_type"] = query.defect_type
+    # The grade in force of the coil's newest graded pass: the override where one was made.
+    for name, column in (("grade", "grade"), ("disposition", "disposition")):
+        value = getattr(query, name)
+        if value:
+            clauses.append(f"(SELECT coalesce(g.override_{column}, g.{column}) FROM coil_grades g"
+                           f" WHERE g.coil_number = l.coil_number ORDER BY g.graded_at DESC LIMIT 1) = %({name})s")
+            params[name] = value
     return " AND ".join(clauses), params
 
 
@@ -82,12 +89,17 @@ def search(db, query: Search) -> defer.Deferred:
         rows(db, f"""
             SELECT p.*, (SELECT count(*) FROM defect_detections d WHERE d.coil_number = p.coil_number) AS defects,
                    (SELECT max(w.received_at) FROM tc_4002_wpd w WHERE w.coil_number = p.coil_number) AS wpd_at,
-                   tc.completeness, tc.tracked_coil
+                   tc.completeness, tc.tracked_coil, gr.grade, gr.disposition, gr.overridden
             FROM (SELECT {_LIST_COLUMNS}, row_number() OVER (ORDER BY {order_clause(query)}) AS row_order
                   FROM {_COILS} WHERE {where}
                   ORDER BY {order_clause(query)} LIMIT %(limit)s OFFSET %(offset)s) p
             LEFT JOIN LATERAL (SELECT completeness, tracked_coil FROM tracking_coils c
                                WHERE c.coil_number = p.coil_number ORDER BY c.head_wpd_at DESC LIMIT 1) tc ON true
+            LEFT JOIN LATERAL (SELECT coalesce(g.override_grade, g.grade) AS grade,
+                                      coalesce(g.override_disposition, g.disposition) AS disposition,
+                                      g.override_grade IS NOT NULL AS overridden
+                               FROM coil_grades g WHERE g.coil_number = p.coil_number
+                               ORDER BY g.graded_at DESC LIMIT 1) gr ON true
             ORDER BY p.row_order""", params),
         one(db, f"SELECT count(*) AS n FROM (SELECT 1 FROM ui_coil_latest l WHERE {where} LIMIT %(cap)s) c", params),
     ], consumeErrors=True)

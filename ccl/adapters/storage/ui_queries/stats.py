@@ -111,11 +111,24 @@ def fold(cells: list[tuple]) -> dict:
     return {"total": total, "pareto": pareto, "daily": daily, "confidence": confidence}
 
 
+def by_grade(db, params: dict) -> defer.Deferred:
+    """Coils graded in the range (plant days of graded_at) by the grade and disposition in force
+    (an override where one was made), most first."""
+    return rows_without_jit(db, """
+        SELECT coalesce(override_grade, grade) AS grade, coalesce(override_disposition, disposition) AS disposition,
+               count(*) AS coils, count(*) FILTER (WHERE override_grade IS NOT NULL) AS overridden
+        FROM coil_grades
+        WHERE graded_at >= (%(from)s::date::timestamp AT TIME ZONE %(tz)s)
+          AND graded_at < ((%(to)s::date + 1)::timestamp AT TIME ZONE %(tz)s)
+        GROUP BY 1, 2 ORDER BY coils DESC, 1, 2""", params)
+
+
 @defer.inlineCallbacks
 def statistics(db, date_from: datetime.date, date_to: datetime.date) -> defer.Deferred:
     params = _params(date_from, date_to)
-    found = yield gather(cells=_cells(db, params), by_customer=by_customer(db, params))
+    found = yield gather(cells=_cells(db, params), by_customer=by_customer(db, params), by_grade=by_grade(db, params))
     result = fold(found["cells"])
     result["by_customer"] = found["by_customer"]
+    result["by_grade"] = found["by_grade"]
     result["from"], result["to"] = date_from.isoformat(), date_to.isoformat()
     return result

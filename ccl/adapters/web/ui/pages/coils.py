@@ -18,8 +18,8 @@ log = Logger()
 
 
 def _search(ctx) -> coil_search.Search:
-    args = {name: ctx.arg(name) for name in ("from", "to", "coil", "customer", "defect_type", "sort", "order",
-                                             "page", "size")}
+    args = {name: ctx.arg(name) for name in ("from", "to", "coil", "customer", "defect_type", "grade", "disposition",
+                                             "sort", "order", "page", "size")}
     try:
         given = {k: v for k, v in args.items() if v is not None}
         return coil_search.Search.from_args(given, plant_today(ctx.ui.clock))
@@ -36,7 +36,8 @@ async def coils(ctx):
     query = _search(ctx)
     found = await ctx.uses.history.search(query)
     return ctx.render("coils.html", query=query, found=found, fmt=FORMAT, defect_types=await _defect_types(ctx),
-                      sortable=coil_search.SORTABLE, page_sizes=coil_search.PAGE_SIZES, **TRACKING_LABELS)
+                      sortable=coil_search.SORTABLE, page_sizes=coil_search.PAGE_SIZES,
+                      disposition_label=DISPOSITION_LABEL, **TRACKING_LABELS)
 
 
 @route("coils_data", "/api/coils")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from ccl.adapters.web.ui.pages._data import FORMAT, parse_date
+from ccl.adapters.web.ui.pages._data import DISPOSITION_LABEL, FORMAT, parse_date
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
 from ccl.ports import STATISTICS_MAX_DAYS
@@ -27,7 +27,8 @@ def _range(ctx) -> tuple[datetime.date, datetime.date]:
 async def statistics(ctx):
     date_from, date_to = _range(ctx)
     found = await ctx.uses.statistics.statistics(date_from, date_to)
-    return ctx.render("statistics.html", found=found, date_from=date_from, date_to=date_to, fmt=FORMAT)
+    return ctx.render("statistics.html", found=found, date_from=date_from, date_to=date_to, fmt=FORMAT,
+                      disposition_label=DISPOSITION_LABEL)
 
 
 @route("statistics_data", "/api/statistics")
