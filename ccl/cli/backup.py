@@ -120,6 +120,8 @@ class _Backup:
         self._prepare_images_folder(repo / IMAGES_DIR)
         self.backrest.write_config(repo, self.settings)
         print(f"pgBackRest configuration: {self.backrest.config_path}")
+        if self.backrest.allow_owner_as_superuser():
+            print("pg_hba.conf/pg_ident.conf: the cluster's owner may connect as postgres over the socket")
         if self.backrest.enable_archiving(self.settings.archive_timeout):
             self._restart_database()
         self.backrest.run("stanza-create")

@@ -88,6 +88,7 @@ class PgBackRest:
             f"pg1-path={self.cluster.datadir}",
             f"pg1-port={self.cluster.port}",
             f"pg1-socket-path={self.cluster.socket_dir}",
+            "pg1-user=postgres",
             "",
         ])
         for folder in (self.state_dir, self.state_dir / "lock", self.state_dir / "log"):
@@ -124,6 +125,27 @@ class PgBackRest:
             os.chown(path, owner.pw_uid, owner.pw_gid)
 
     # PostgreSQL settings -------------------------------------------------------------------
+
+    def allow_owner_as_superuser(self) -> bool:
+        """pgBackRest connects over the socket as ``postgres`` (peer). As root it runs as the
+        postgres user and that holds; a cluster owned by another user (the services run as
+        ``ccl``) maps that user to ``postgres`` in pg_ident.conf. True when a file changed."""
+        if os.geteuid() == 0:
+            return False
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        ident, hba = self.cluster.datadir / "pg_ident.conf", self.cluster.datadir / "pg_hba.conf"
+        mapping = f"ccl_backup {user} postgres"
+        rule = "local all postgres peer map=ccl_backup"
+        changed = False
+        if mapping not in ident.read_text().splitlines():
+            with open(ident, "a") as handle:
+                handle.write(f"# ccl backup: pgBackRest, run as {user}, connects as postgres\n{mapping}\n")
+            changed = True
+        lines = hba.read_text().splitlines(keepends=True)
+        if rule + "\n" not in lines:
+            hba.write_text(f"# ccl backup: pgBackRest (first match wins)\n{rule}\n" + "".join(lines))
+            changed = True
+        return changed
 
     def enable_archiving(self, archive_timeout: int) -> bool:
         """Set archive_mode/archive_command (ALTER SYSTEM); True when a restart is needed."""
