@@ -27,7 +27,7 @@ from ccl.adapters.backup.image_copy import CatalogedImage, ImageCopy
 from ccl.adapters.backup.pgbackrest import IMAGES_DIR, BackupSettings, PgBackRest
 from ccl.adapters.storage.audit_log import append_now
 from ccl.adapters.storage.image_records import cataloged_images
-from ccl.adapters.storage.localdb import LocalDatabaseError, local_cluster, resolve_dsn
+from ccl.adapters.storage.localdb import LocalDatabaseError, local_cluster, local_server_dsn, resolve_dsn
 from ccl.config import load_config
 from ccl.domain.backup import (
     TYPES,
@@ -310,7 +310,8 @@ class _Backup:
             time.sleep(0.5)
 
     def _verify(self) -> tuple[int, int]:
-        connection = psycopg2.connect(resolve_dsn(self.config))
+        # This machine's cluster, even when the DSN names both plant servers.
+        connection = psycopg2.connect(local_server_dsn(self.config))
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT timeline_id FROM pg_control_checkpoint()")
