@@ -36,10 +36,11 @@ class LocalClusterVerifyFullTests(SynchronousTestCase):
         # The certificate names only 127.0.0.1: "localhost" is a wrong host name for it.
         site = make_site(_Temp(self.base), hosts=("127.0.0.1",))
         self.ca = site.ca
-        self.config = load_config({
+        self.environ = {
             "CCL_PATHS_VAR": str(self.base / "var"), "CCL_DATABASE_LOCAL_PORT": str(free_port()),
             "CCL_DATABASE_LOCAL_SSL_CERT": str(site.server.cert), "CCL_DATABASE_LOCAL_SSL_KEY": str(site.server.key),
-            "CCL_DATABASE_SSLMODE": "verify-full", "CCL_TLS_CA_FILE": str(site.ca)})
+            "CCL_DATABASE_SSLMODE": "verify-full", "CCL_TLS_CA_FILE": str(site.ca)}
+        self.config = load_config(self.environ)
         self.addCleanup(local_cluster(self.config).destroy)
         self.dsn = setup_local_database(self.config)
 
@@ -72,6 +73,15 @@ class LocalClusterVerifyFullTests(SynchronousTestCase):
         with self.assertRaises(psycopg2.OperationalError) as caught:
             psycopg2.connect(dsn)
         self.assertIn("no encryption", str(caught.exception))
+
+    def test_switching_tls_off_again_lets_plain_clients_in(self):
+        """Setup without the TLS settings gives the cluster back its plain host lines (no lock-out)."""
+        plain = load_config({key: value for key, value in self.environ.items()
+                             if key not in ("CCL_DATABASE_LOCAL_SSL_CERT", "CCL_DATABASE_LOCAL_SSL_KEY",
+                                            "CCL_DATABASE_SSLMODE")})
+        dsn = setup_local_database(plain)
+        self.assertNotIn("sslmode", parse_dsn(dsn))
+        self.assertFalse(_uses_tls(make_dsn(dsn, sslmode="disable")))
 
     def test_orchestrator_runs_the_cluster_with_ssl(self):
         """The orchestrator's foreground postgres command keeps ssl on."""

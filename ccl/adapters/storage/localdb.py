@@ -176,9 +176,19 @@ class LocalCluster:
             if owner is not None:
                 os.chown(temporary, owner.pw_uid, owner.pw_gid)
             os.replace(temporary, self.datadir / name)
+        self.require_tls(True)
+
+    def require_tls(self, required: bool) -> None:
+        """pg_hba.conf: TCP connections must use TLS (``hostssl``), or may go without (``host``,
+        as initdb writes them) once the cluster serves TLS no longer."""
         hba = self.datadir / "pg_hba.conf"
+        old, new = ("host ", "hostssl ") if required else ("hostssl ", "host ")
         lines = hba.read_text().splitlines(keepends=True)
-        hba.write_text("".join("hostssl" + line[4:] if line.startswith("host ") else line for line in lines))
+        changed = [new + line[len(old):] if line.startswith(old) else line for line in lines]
+        if changed != lines:
+            hba.write_text("".join(changed))
+            if self.is_running():
+                self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "reload"])
 
     def superuser_dsn(self, dbname: str = "postgres") -> str:
         parts = [f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"]
@@ -289,6 +299,8 @@ def setup_local_database(config) -> str:
         # Each setup installs the configured pair again, so a re-issued certificate takes effect.
         cluster.install_certificate(config.get_path("database", "local_ssl_cert"),
                                     config.get_path("database", "local_ssl_key"))
+    else:
+        cluster.require_tls(False)  # TLS switched off again: plain TCP must get in
     cluster.start()
     path = dsn_file(config)
     if path.exists():
