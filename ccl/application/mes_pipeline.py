@@ -71,12 +71,16 @@ class MesPipeline:
     to 고기원 is off) and carries every record from one to the next."""
 
     def __init__(self, journal: IJournal, writer: IJournalWriter, forwarders: Mapping[str, IForwarder],
-                 layouts: Layouts, *, live_catch_up: int = LIVE_CATCH_UP) -> None:
+                 layouts: Layouts, *, live_catch_up: int = LIVE_CATCH_UP, live: bool = True) -> None:
+        """``live`` False (two plant servers, forwarding lease): the forwarders only ever read
+        the outbox, which the other ccl-mes's writer fills too, so neither this journal nor
+        this writer's reports can say what comes next."""
         self.journal = journal
         self.writer = writer
         self.forwarders = dict(forwarders)
         self._layouts = layouts
         self._live_catch_up = live_catch_up
+        self._live = live
         self._forwarding = False  # the forwarders run (their database is connected)
         self._reported: int | None = None  # highest outbox id the writer reported committed
 
@@ -142,7 +146,7 @@ class MesPipeline:
         self.wake(outcome.channels)
 
     def _bind(self, outcome: BatchOutcome, upto: int) -> None:
-        if not self._forwarding:
+        if not self._forwarding or not self._live:
             return
         pairs: dict[str, list[tuple[int, int]]] = {}
         for channel, number, entry_id in outcome.forwarded:
@@ -170,7 +174,7 @@ class MesPipeline:
         """A forwarder read everything the outbox holds: hand it what the writer has not
         committed yet and make it live, if nothing can slip between the two."""
         forwarder = self.forwarders[channel]
-        if not self._forwarding or not forwarder.can_go_live():
+        if not self._live or not self._forwarding or not forwarder.can_go_live():
             return
         entries = self.live_hand_over(forwarder)
         if entries is not None:

@@ -30,6 +30,7 @@ from ccl.ports.ingest import (  # noqa: F401 (re-exported)
 from ccl.ports.mes_pipeline import (  # noqa: F401 (re-exported)
     IForwarder,
     IForwarderConsumer,
+    IForwardingLease,
     IJournal,
     IJournalConsumer,
     IJournalWriter,

@@ -103,3 +103,17 @@ class IForwarder(Interface):
 
     def bind(pairs, applied_upto):
         """The writer committed up to ``applied_upto``; ``pairs``: (record number, outbox id)."""
+
+
+class IForwardingLease(Interface):
+    """Who of several ccl-mes forwards to 고기원: exactly one holds the lease at a time (two
+    plant servers; adapters/storage/forwarding_lease.py holds it as a PostgreSQL advisory lock)."""
+
+    held = Attribute("True while this process holds the lease")
+
+    def start(gained, lost):
+        """Keep trying to hold the lease; call ``gained()`` when it is ours and ``lost()`` when
+        it may no longer be (the connection holding it broke): stop sending at once then."""
+
+    def stop():
+        """Give the lease up (Deferred); ``lost()`` is called first if it was held."""

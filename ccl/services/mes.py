@@ -23,6 +23,7 @@ from ccl.adapters.mes.receiver import MesReceiverFactory
 from ccl.adapters.mes.service import (
     DatabaseService, MesHealth, MesSettings, PipelineService, ReceiverService, StatusService,
 )
+from ccl.adapters.storage.forwarding_lease import AdvisoryLease
 from ccl.adapters.storage.journal import Journal
 from ccl.adapters.storage.localdb import resolve_dsn
 from ccl.adapters.storage.postgres import Database
@@ -79,7 +80,9 @@ def makeService(options, reactor=None) -> service.MultiService:  # noqa: N802 (t
                             min_interval=mes_service.WRITE_INTERVAL)
     outbox = PgOutboxStore(reactor, db)
     forwarders = channel_forwarders(reactor, outbox, gokiwon, registry) if gokiwon.enabled else {}
-    pipeline = MesPipeline(journal, writer, forwarders, layouts)
+    # With the forwarding lease (two plant servers) the other ccl-mes fills the outbox too:
+    # forward from the outbox only, never live from this journal.
+    pipeline = MesPipeline(journal, writer, forwarders, layouts, live=not (gokiwon.enabled and gokiwon.lease))
     PipelineService(pipeline, store).setServiceParent(mes)
 
     # The database pool and what uses it: the MES links' rows in link_status, and forwarding
@@ -92,7 +95,9 @@ def makeService(options, reactor=None) -> service.MultiService:  # noqa: N802 (t
     saving.setServiceParent(database)
     forwarding = None
     if gokiwon.enabled:
-        forwarding = ForwardingService(reactor, db, outbox, pipeline, layouts, gokiwon, registry)
+        # Two plant servers: only the holder of the forwarding lease talks to 고기원.
+        lease = AdvisoryLease(reactor, settings.dsn, interval=gokiwon.lease_interval) if gokiwon.lease else None
+        forwarding = ForwardingService(reactor, db, outbox, pipeline, layouts, gokiwon, registry, lease)
         forwarding.setServiceParent(database)
     else:
         log.warn("forwarding to 고기원 is disabled ([gokiwon] enabled = false): outbox entries stay pending")

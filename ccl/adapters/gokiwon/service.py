@@ -28,7 +28,7 @@ from ccl.application.mes_pipeline import MesPipeline
 from ccl.config import Config, ConfigError
 from ccl.domain.metrics import Registry
 from ccl.domain.telegrams import Layouts
-from ccl.ports import IOutboxStore
+from ccl.ports import IForwardingLease, IOutboxStore
 
 log = Logger()
 
@@ -52,6 +52,10 @@ class GokiwonSettings:
     #: Connect over TLS, verifying 고기원's certificate for ``host`` against ``ca_file`` (None: system store).
     tls: bool = False
     ca_file: str | None = None
+    #: Two plant servers: forward only while holding the PostgreSQL advisory lock (the
+    #: forwarding lease), checked every ``lease_interval`` seconds.
+    lease: bool = False
+    lease_interval: float = 1.0
 
     @classmethod
     def from_config(cls, config: Config, layouts: Layouts) -> "GokiwonSettings":
@@ -74,7 +78,8 @@ class GokiwonSettings:
             poll_interval=config.get_float(g, "poll_interval", 0.1, 3600),
             line_code=config.get("mes", "line_code"),
             idle_timeout=config.get_float("mes", "idle_timeout", 1, 3600),
-            tls=config.get_bool(g, "tls"), ca_file=ca_file(config))
+            tls=config.get_bool(g, "tls"), ca_file=ca_file(config), lease=config.get_bool(g, "lease"),
+            lease_interval=config.get_float(g, "lease_interval", 0.1, 60))
 
 
 class _Listening(service.Service):
@@ -148,10 +153,16 @@ def channel_forwarders(clock, outbox: IOutboxStore, settings: GokiwonSettings,
 
 class ForwardingService(service.MultiService):
     def __init__(self, reactor, db: Database, outbox: PgOutboxStore, pipeline: MesPipeline, layouts: Layouts,
-                 settings: GokiwonSettings, registry: Registry) -> None:
+                 settings: GokiwonSettings, registry: Registry, lease: IForwardingLease | None = None) -> None:
         """``outbox``: the PgOutboxStore the pipeline's forwarders read; ``registry``: the one
-        ``channel_forwarders`` counted into."""
+        ``channel_forwarders`` counted into; ``lease``: with two plant servers, who forwards
+        (None: this one, always)."""
         super().__init__()
+        self._lease = lease
+        #: The links to 고기원 (its channel ports, the ACK listener) and the outbox poll. With a
+        #: lease they run only while it is held: 고기원 sees one sender, and sends its ACKs
+        #: to the one ccl-mes that listens for them.
+        self.link = service.MultiService()
         self.setName("gokiwon")
         self._reactor = reactor
         self._layouts = layouts
@@ -178,32 +189,65 @@ class ForwardingService(service.MultiService):
                 reactor, factory, settings.host, port, retry_initial=settings.retry_initial,
                 retry_max=settings.retry_max,
                 tls=client_options(settings.host, settings.ca_file) if settings.tls else None)
-            client.setServiceParent(self)
+            client.setServiceParent(self.link)
         self.acks = AckFactory(reactor, layouts, on_ack=self.on_ack, on_alive=self.on_alive, reject=self._reject,
                                changed=self._ack_link_changed, idle_timeout=settings.idle_timeout)
         self.ack_listener = _Listening(reactor, settings.ack_listen, self.acks)
-        self.ack_listener.setServiceParent(self)
+        self.ack_listener.setServiceParent(self.link)
         poll = TimerService(settings.poll_interval, self._poll)
         poll.clock = reactor
-        poll.setServiceParent(self)
+        poll.setServiceParent(self.link)
 
     # Life cycle --------------------------------------------------------------------------
 
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         super().startService()
+        if self._lease is None:
+            self.link.startService()
 
-        def start_forwarders(_):
+        def connected(_):
             # Reading the outbox before the pool is connected would only fail.
-            if self.running:
-                self._ready = True
-                self._pipeline.start_forwarding()
-                self._poll()
-        self._db.when_ready().addCallback(start_forwarders)
+            if not self.running:
+                return
+            if self._lease is None:
+                self._lead()
+            else:
+                self._lease.start(self._lead, self._follow)
+        self._db.when_ready().addCallback(connected)
+
+    @property
+    def leading(self) -> bool:
+        """This ccl-mes forwards to 고기원 (always, without a lease)."""
+        return self._ready
+
+    def _lead(self) -> None:
+        if not self.running:
+            return
+        if not self.link.running:
+            self.link.startService()
+        self._ready = True
+        self._pipeline.start_forwarding()
+        self._poll()
+
+    def _follow(self) -> None:
+        """The lease is lost: stop sending at once. What was sent and not answered is sent
+        again by the new holder (at-least-once; 고기원 de-duplicates); answers already in
+        are written first where the database still takes them."""
+        self._ready = False
+        self._pipeline.stop_forwarding()
+        if self.link.running:
+            self.link.stopService()
+        self.store.flush().addErrback(lambda f: log.warn("lease lost with outbox updates unwritten ({e})",
+                                                         e=f.getErrorMessage()))
 
     @defer.inlineCallbacks
     def stopService(self):  # noqa: N802
+        if self._lease is not None:
+            yield self._lease.stop()
         self._ready = False
         self._pipeline.stop_forwarding()
+        if self.link.running:
+            yield self.link.stopService()
         yield super().stopService()
         # What is not written now is sent again after the restart: nothing is lost either way,
         # so a database that is down does not hold the stop up for long.
@@ -298,7 +342,12 @@ class ForwardingService(service.MultiService):
                 "live": forwarder.live, "ack_rtt_ms": _percentiles(stats.ack_rtt),
             }
         all_up = all(f.connected for f in self.forwarders.values())
+        if self._lease is not None and not self._lease.held:
+            # The other plant server forwards: nothing here is expected to be connected.
+            return {"enabled": True, "status": "ok", "lease": "standing by", "channels": channels}
+        held = {"lease": "held"} if self._lease is not None else {}
         return {"enabled": True, "status": "ok" if all_up else "degraded", "require_ack": self.settings.require_ack,
+                **held,
                 "channels": channels,
                 "ack_link": {"connections": self.acks.connections, "peer_last_seen": self.peer_last_seen,
                              "peer_alive_count": self.peer_alive_count}}
@@ -308,6 +357,9 @@ class ForwardingService(service.MultiService):
             return None
         for forwarder in self.forwarders.values():
             forwarder.rescan().addErrback(_unless_cancelled, "outbox rescan failed")
+            if self._lease is not None:
+                # The other plant server's writer commits without waking us: read its rows.
+                forwarder.wake()
 
         settled_at_poll = {channel: self._settled(channel) for channel in self.forwarders}
 

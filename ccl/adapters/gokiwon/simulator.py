@@ -84,6 +84,19 @@ class _AckLink(protocol.Protocol):
         self._sim.ack_link_up(None)
 
 
+class _Rotating:
+    """A client endpoint that connects to the next of several endpoints at each attempt."""
+
+    def __init__(self, choices: list) -> None:
+        self._choices = choices
+        self._next = 0
+
+    def connect(self, factory):
+        endpoint = self._choices[self._next % len(self._choices)]
+        self._next += 1
+        return endpoint.connect(factory)
+
+
 class GokiwonSimulator:
     def __init__(self, reactor, layouts: Layouts, *,
                  ack_delay: float = 0.0, nak_rate: float = 0.0, nak_code: str = "12", drop_rate: float = 0.0,
@@ -135,10 +148,14 @@ class GokiwonSimulator:
             self._port_numbers[channel] = listening.getHost().port
         return dict(self._port_numbers)
 
-    def start_acks(self, ack_to: tuple[str, int]) -> None:
-        """Connect (and keep reconnecting) to our ACK port; answers wait in memory while it is down."""
+    def start_acks(self, ack_to: tuple[str, int] | list[tuple[str, int]]) -> None:
+        """Connect (and keep reconnecting) to our ACK port; answers wait in memory while it is down.
+        Several addresses (two plant servers): each attempt tries the next, as 고기원 finds the
+        ccl-mes that holds the forwarding lease (only it listens)."""
         if self._ack_service is None:
-            endpoint = endpoints.HostnameEndpoint(self.reactor, ack_to[0], ack_to[1], timeout=5)
+            addresses = [ack_to] if isinstance(ack_to, tuple) else list(ack_to)
+            endpoint = _Rotating([endpoints.HostnameEndpoint(self.reactor, host, port, timeout=5)
+                                  for host, port in addresses])
             factory = protocol.Factory.forProtocol(lambda: _AckLink(self))
             self._ack_service = ClientService(endpoint, factory, clock=self.reactor,
                                               retryPolicy=backoffPolicy(initialDelay=0.1, maxDelay=2.0, factor=2.0,

@@ -53,6 +53,10 @@ CONFLICT_KEY = "(line_code, sequence_no, sent_at, raw)"
 _LOST = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
+#: Transaction-level advisory lock key of the writers' transactions (see _apply_in).
+OUTBOX_ORDER_LOCK = 0x0B0C5E0
+
+
 def _quote(identifier: str) -> str:
     # Table and column names come from the layout file, whose loader only admits
     # [a-z_][a-z0-9_]*; quoting keeps even a reserved word working.
@@ -176,6 +180,10 @@ class PostgresProcessStore:
 
     def _apply_in(self, cursor, journal: str, rows: list, upto: int) -> BatchOutcome:
         outcome = BatchOutcome()
+        # Two plant servers write the outbox: one writer transaction at a time, so outbox ids
+        # become visible in id order and the forwarder never passes one committed late
+        # (uncontended with one server).
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (OUTBOX_ORDER_LOCK,))
         # FOR UPDATE: a second writer on the same journal (there should be none) would wait
         # here and then skip what this one stored.
         self._execute_prepared(cursor, ("progress",), "text", lambda: (
