@@ -115,17 +115,18 @@ class QualityRecords:
             for alarm in alarms:
                 rule, subject = alert_rule(alarm.kind), f"{alarm.rule}:{alarm.key}"
                 severity = ALERT_SEVERITY[alarm.severity]
+                message = f"{alarm.rule} — {alarm.message}"  # the rule's own (Korean) name first
                 yield cursor.execute(
                     "INSERT INTO alerts (rule, subject, severity, message, details) VALUES (%s, %s, %s, %s, %s)"
                     " ON CONFLICT (rule, subject) WHERE cleared_at IS NULL DO NOTHING RETURNING id",
-                    (rule, subject, severity, alarm.message,
+                    (rule, subject, severity, message,
                      _event({"alarm": alarm.rule, "defect_ids": list(alarm.defect_ids)})))
                 row = cursor.fetchone()
                 if row:
                     raised += 1
                     yield cursor.execute(notify_sql(), (_event({
                         "type": "alert", "event": "raised", "id": row[0], "rule": rule, "subject": subject,
-                        "severity": severity, "message": alarm.message}),))
+                        "severity": severity, "message": message}),))
             return raised
 
         return self._db.runInteraction(insert)
