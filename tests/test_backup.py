@@ -113,6 +113,18 @@ class PointInTimeRestoreTests(TestCase):
         self.assertIn("full", out)
         self.assertIn("restorable: from", out)
 
+        # Never under a running orchestrator: it would restart the database it runs as its child.
+        stand_in = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "twistd"], stdin=subprocess.PIPE)
+        self.addCleanup(stand_in.wait)
+        self.addCleanup(stand_in.stdin.close)
+        (system.base / "var" / "orchestrator.pid").write_text(f"{stand_in.pid}\n")
+        code, out = system.ccl("backup", "restore", "--to", target.isoformat())
+        self.assertEqual(code, 1)
+        self.assertIn(f"the orchestrator (pid {stand_in.pid}) is running", out)
+        self.assertIn("scripts/stop-services.sh", out)
+        self.assertEqual(system.stored_speeds(), list(range(1, 10)))
+        (system.base / "var" / "orchestrator.pid").unlink()
+
         # The machine is lost: data directory and pgBackRest configuration; the backup path survives.
         system.cluster.stop("immediate")
         shutil.rmtree(system.cluster.datadir)
