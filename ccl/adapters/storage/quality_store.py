@@ -9,6 +9,7 @@ from twisted.internet import defer
 from zope.interface import implementer
 
 from ccl.adapters.storage.postgres import Database, notify_sql, port_errors
+from ccl.domain.events import EVENTS_CHANNEL
 from ccl.ports import StoreRefused
 from ccl.ports.quality import (
     CoilRecord, IGradingStore, IQualityAdmin, IQualityStore, LineState, QualityDefect, RuleBookVersion, StoredRoll)
@@ -315,13 +316,18 @@ class QualityAdminRecords:
                 yield cursor.execute(
                     f"INSERT INTO quality_rolls (name, diameter_mm, location, notes, updated_by)"
                     f" VALUES (%s, %s, %s, %s, %s) RETURNING {_ROLL}", (name, diameter_mm, location, notes, by))
-            return before, _roll_dict(StoredRoll(*cursor.fetchone()))
+            after = _roll_dict(StoredRoll(*cursor.fetchone()))
+            yield cursor.execute(notify_sql(), (_event({"table": "quality_rolls", "id": after["id"]}),))
+            return before, after
 
         return self._db.runInteraction(save)
 
     async def delete_roll(self, roll_id):
-        rows = await self._db.runQuery(f"DELETE FROM quality_rolls WHERE id = %s RETURNING {_ROLL}", (roll_id,))
-        return _roll_dict(StoredRoll(*rows[0])) if rows else None
+        rows = await self._db.runQuery(
+            f"WITH gone AS (DELETE FROM quality_rolls WHERE id = %s RETURNING {_ROLL})"
+            f" SELECT gone.*, pg_notify('{EVENTS_CHANNEL}',"
+            f" json_build_object('table', 'quality_rolls', 'id', gone.id)::text) FROM gone", (roll_id,))
+        return _roll_dict(StoredRoll(*rows[0][:7])) if rows else None
 
     async def alarm_rules(self):
         rows = await self._db.runQuery("SELECT value FROM system_settings WHERE key = 'alarm_rules'")
