@@ -5,7 +5,12 @@ Real PostgreSQL, fixed dates: nothing here depends on today's date."""
 from __future__ import annotations
 
 import datetime
+import os
 import shutil
+import subprocess
+import sys
+import threading
+import time
 from datetime import date
 from pathlib import Path
 
@@ -214,6 +219,61 @@ class RetentionTests(DatabaseTestCase, TestCase):
         report = partitions.run_retention(self.connection, date(2026, 3, 10), {"process": 0}, actor="test")
         self.assertEqual((report.expired, report.dropped), ((), ()))
         self.assertEqual(self.counts(), before)
+
+
+class ConcurrentCreationTests(SynchronousTestCase):
+    def test_two_sessions_make_the_same_partition(self):
+        """A second session asking for a partition the first is making (uncommitted) waits for it
+        and then returns its name instead of failing."""
+        dsn = fresh_database(self)
+        first, second = psycopg2.connect(dsn), psycopg2.connect(dsn)
+        self.addCleanup(first.close)
+        self.addCleanup(second.close)
+        first.cursor().execute("SELECT ccl_month_partition('tc_4003_speed', '2030-02-01')")
+        outcome = {}
+
+        def make():
+            try:
+                with second, second.cursor() as cursor:
+                    cursor.execute("SELECT ccl_month_partition('tc_4003_speed', '2030-02-01')")
+                    outcome["name"] = cursor.fetchone()[0]
+            except psycopg2.Error as error:
+                outcome["error"] = error
+
+        waiter = threading.Thread(target=make)
+        waiter.start()
+        while not query(dsn, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                             " AND query LIKE '%%ccl_month_partition%%'"):
+            time.sleep(0.05)  # until the second session waits for the first's lock
+        first.commit()
+        waiter.join()
+        self.assertEqual(outcome, {"name": "tc_4003_speed_p203002"})
+
+
+class CommandTests(SynchronousTestCase):
+    def ccl(self, *args: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CCL_") or k.startswith("CCL_TEST")}
+        env["CCL_PATHS_VAR"] = os.path.abspath(self.mktemp())
+        return subprocess.run([sys.executable, "-m", "ccl", "retention", "run", *args, "--dsn", self.dsn],
+                              capture_output=True, text=True, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
+
+    def test_dry_run_lists_and_the_run_drops(self):
+        """`ccl retention run --dry-run` names the expired month (2001-01, expired whatever today is)
+        and drops nothing; `ccl retention run` drops it, audited with the OS user."""
+        self.dsn = fresh_database(self)
+        query(self.dsn, "SELECT ccl_month_partition('tc_4003_speed', '2001-01-01')")
+        query(self.dsn, "INSERT INTO tc_4003_speed (line_code, sequence_no, sent_at, received_at, raw)"
+                        " VALUES ('CCL1', 1, '2001-01-02T00:00:00Z', '2001-01-02T00:00:00Z', 'x')")
+        result = self.ccl("--dry-run")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("would drop tc_4003_speed_p200101 (tc_4003_speed, 2001-01)", result.stdout)
+        self.assertEqual(query(self.dsn, "SELECT count(*) FROM tc_4003_speed_p200101"), [(1,)])
+        result = self.ccl()
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("dropped tc_4003_speed_p200101 (tc_4003_speed, 2001-01)", result.stdout)
+        self.assertEqual(query(self.dsn, "SELECT to_regclass('tc_4003_speed_p200101') IS NULL"), [(True,)])
+        [(actor,)] = query(self.dsn, "SELECT actor FROM audit_logs WHERE action = 'retention.run'")
+        self.assertTrue(actor.startswith("cli:"), actor)
 
 
 class MigrationTests(SynchronousTestCase):

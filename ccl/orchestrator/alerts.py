@@ -301,8 +301,15 @@ class AlertRules:
         today = datetime.fromtimestamp(self._reactor.seconds(), timezone.utc).date()
         if self._partitions_made_on == today:
             return
-        yield self._db.runQuery(partitions.ENSURE_SQL,
-                                partitions.ensure_params(today, self._settings.partitions_ahead))
+        try:
+            yield self._db.runQuery(partitions.ENSURE_SQL,
+                                    partitions.ensure_params(today, self._settings.partitions_ahead))
+        except UNAVAILABLE:
+            raise
+        except Exception:
+            # The alert rules go on; the DEFAULT partitions keep every row meanwhile.
+            log.failure("making the monthly partitions ahead failed; tried again at the next evaluation")
+            return
         self._partitions_made_on = today
         log.info("monthly partitions made up to {months} months ahead of {today}",
                  months=self._settings.partitions_ahead, today=today.isoformat())
