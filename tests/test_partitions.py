@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 
 import psycopg2
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ccl.adapters.storage import partitions
@@ -128,6 +128,28 @@ class DefaultPartitionTests(DatabaseTestCase, TestCase):
         changes = yield rules.evaluate()
         self.assertIn(("cleared", "partition.default", "tc_4003_speed"), changes)
         self.assertNotIn(("partition.default", "tc_4003_speed"), self.open_alerts())
+
+
+    @defer.inlineCallbacks
+    def test_a_failed_partition_run_leaves_the_alert_rules_working(self):
+        """When making partitions ahead fails (here: the function is gone), the failure is logged,
+        the database rules still run (partition.default is raised), and it is not tried again at
+        once (an hour later it is)."""
+        clock = task.Clock()
+        clock.advance(datetime.datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp())
+        self.sql("DROP FUNCTION ccl_month_partition(regclass, date)")
+        self.sql("INSERT INTO tc_4003_speed (line_code, sequence_no, sent_at, received_at, line_speed, raw)"
+                 " VALUES ('CCL1', 7, '2019-05-05T12:00:00Z', '2019-05-05T12:00:01Z', 100, 'x')")
+        rules = AlertRules(clock, self.monitor, self.db, self.s, {})
+        changes = yield rules.evaluate()
+        self.assertIn(("raised", "partition.default", "tc_4003_speed"), changes)
+        self.assertEqual(len(self.flushLoggedErrors(psycopg2.errors.UndefinedFunction)), 1)
+        clock.advance(60)
+        yield rules.evaluate()
+        self.assertEqual(self.flushLoggedErrors(psycopg2.errors.UndefinedFunction), [])
+        clock.advance(3600)
+        yield rules.evaluate()
+        self.assertEqual(len(self.flushLoggedErrors(psycopg2.errors.UndefinedFunction)), 1)
 
 
 class RetentionTests(DatabaseTestCase, TestCase):

@@ -51,6 +51,10 @@ RULES = ("service.fatal", "service.down", "service.restart_loop", "disk.watermar
          "mes.nak_rate", "postgres.write_failures", "backup.stale",
          "partition.default")
 
+#: Seconds before making partitions ahead is tried again after it failed (a log line each time;
+#: the DEFAULT partitions keep every row meanwhile, partition.default says so).
+PARTITIONS_RETRY_S = 3600.0
+
 #: A record the database refused after it was ACKed is kept in rejected_telegrams with result
 #: 00: a write failure (postgres.write_failures), not a NAK.
 _ACCEPTED = "00"
@@ -153,6 +157,7 @@ class AlertRules:
         self._idle: list[defer.Deferred] = []
         self.last_conditions: list[Condition] = []
         self._partitions_made_on = None  # the UTC date partitions were last made ahead on
+        self._partitions_retry_at = 0.0  # after a failure, not before (reactor seconds)
 
     def idle(self) -> defer.Deferred:
         """Fires once no evaluation is in flight (shutdown waits for it before closing the database)."""
@@ -298,8 +303,9 @@ class AlertRules:
     @defer.inlineCallbacks
     def make_partitions(self):
         """This month's and the next months' partitions, once per UTC date (by the reactor's clock)."""
-        today = datetime.fromtimestamp(self._reactor.seconds(), timezone.utc).date()
-        if self._partitions_made_on == today:
+        now = self._reactor.seconds()
+        today = datetime.fromtimestamp(now, timezone.utc).date()
+        if self._partitions_made_on == today or now < self._partitions_retry_at:
             return
         try:
             yield self._db.runQuery(partitions.ENSURE_SQL,
@@ -308,7 +314,9 @@ class AlertRules:
             raise
         except Exception:
             # The alert rules go on; the DEFAULT partitions keep every row meanwhile.
-            log.failure("making the monthly partitions ahead failed; tried again at the next evaluation")
+            self._partitions_retry_at = now + PARTITIONS_RETRY_S
+            log.failure("making the monthly partitions ahead failed; tried again in {seconds:g} s",
+                        seconds=PARTITIONS_RETRY_S)
             return
         self._partitions_made_on = today
         log.info("monthly partitions made up to {months} months ahead of {today}",
