@@ -91,6 +91,20 @@ class QualityBrowserTests(TestCase):
                  (defect,))
         self.sql("INSERT INTO coil_grades (tracked_coil, coil_number, grade, disposition, rule_version, reasons, facts,"
                  " graded_by) VALUES ('P1', 'P1', 'B', 'hold', 1, '[]', '{}', 'completion')")
+        # ... and a roll-mark series of six scratches every 2.5 m from 200 m
+        (series,) = self.sql("INSERT INTO periodic_series (tracked_coil, coil_number, surface, defect_type, pitch_m,"
+                             " cross_mm, start_m, end_m, members, expected, likely_roll, status) VALUES ('P1', 'P1',"
+                             " 'top', 'scratch', 2.5, 300, 200, 212.5, 6, 6, '브라이들 #2', 'final') RETURNING id")[0]
+        for k in range(6):
+            (mark,) = self.sql("INSERT INTO defect_detections (coil_number, defect_type, confidence_score, severity,"
+                               " detection_time, received_at) VALUES ('P1', 'scratch', 0.8, 'medium',"
+                               " now() - interval '3 days', now() - interval '3 days') RETURNING id")[0]
+            self.sql("INSERT INTO tracking_defects (defect_id, camera_id, surface, detected_at, time_source, status,"
+                     " tracked_coil, metre, box_coil, model_version, computed_at) VALUES"
+                     " (%s, 'top', 'top', now() - interval '3 days', 'box', 'placed', 'P1', %s, 'P1', 1, now())",
+                     (mark, 200 + 2.5 * k))
+            self.sql("INSERT INTO periodic_members (defect_id, series_id) VALUES (%s, %s)", (mark, series))
+        self.series = series
 
     def wait(self, condition, message: str):
         from selenium.common.exceptions import TimeoutException
@@ -108,6 +122,11 @@ class QualityBrowserTests(TestCase):
         from selenium.webdriver.common.by import By
 
         return self.driver.find_element(By.CSS_SELECTOR, selector)
+
+    def alert_texts(self) -> list[str]:
+        """The dashboard's open alerts, read in one go (the list is repainted on every alert event)."""
+        return self.driver.execute_script(
+            "return Array.prototype.map.call(document.querySelectorAll('#alerts li'), function (e) { return e.textContent; });")
 
     def set_text(self, selector: str, text: str) -> None:
         """A long text into a textarea at once (typing it key by key takes long)."""
@@ -144,7 +163,8 @@ class QualityBrowserTests(TestCase):
         # (the seeded line's coils, graded by ccl-defects as they completed, may change too)
         rows = driver.find_elements(By.CSS_SELECTOR, "#preview-table tbody tr")
         self.assertEqual(self.css("#preview-summary").get_attribute("data-changes"), str(len(rows)))
-        self.assertEqual(self.css('#preview-table tr[data-coil="P1"] .before').text, "B / hold")
+        # by v1 now: its roll-mark series makes it C/downgrade (the stored B/hold was graded before)
+        self.assertEqual(self.css('#preview-table tr[data-coil="P1"] .before').text, "C / downgrade")
         self.assertEqual(self.css('#preview-table tr[data-coil="P1"] .after').text, "X / scrap")
         self.assertEqual(self.sql("SELECT count(*) FROM grading_rule_books"), [(1,)])
         driver.save_screenshot(str(SCREENSHOTS / "quality-01-rule-book-preview.png"))
@@ -157,7 +177,28 @@ class QualityBrowserTests(TestCase):
                          [(1, False, "migration", "default rule book (schema 100)"), (2, True, "kim", "시험 저장")])
         self.assertEqual(self.sql("SELECT document FROM grading_rule_books WHERE version = 2")[0][0], DRAFT)
 
+        # the coil page: the series on the coil map with its pitch and roll; the grade overridden
+        driver.get(self.base + "/coils/P1")
+        label = self.wait(lambda d: d.find_elements(By.CSS_SELECTOR, f'#coil-map g.periodic[data-series="{self.series}"] text.pitch'),
+                          "the series is not drawn on the coil map")[0]
+        self.assertEqual(label.text, "주기 2.500 m · 브라이들 #2")
+        self.assertEqual(len(driver.find_elements(By.CSS_SELECTOR, f'#coil-map g.periodic[data-series="{self.series}"] circle')), 6)
+        self.assertEqual(self.css("#quality .grade-badge").get_attribute("data-disposition"), "hold")
+        form = self.css('form.grade-override[data-tracked-coil="P1"]')
+        from selenium.webdriver.support.ui import Select
+        Select(form.find_element(By.NAME, "grade")).select_by_visible_text("A")
+        Select(form.find_element(By.NAME, "disposition")).select_by_value("ship")
+        form.find_element(By.NAME, "reason").send_keys("고객 승인")
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        self.wait(lambda d: d.find_elements(By.CSS_SELECTOR, '#quality .grade-badge[data-disposition="ship"]'),
+                  "the override was not shown")
+        self.assertEqual(self.sql("SELECT override_grade, override_disposition, override_reason, overridden_by"
+                                  " FROM coil_grades WHERE tracked_coil = 'P1'"), [("A", "ship", "고객 승인", "kim")])
+        driver.save_screenshot(str(SCREENSHOTS / "quality-03-coil.png"))
+
         # the alarm rules form
+        driver.get(self.base + "/admin/quality")
+        self.wait(lambda d: d.find_elements(By.ID, "alarms"), "no alarm rules form")
         self.set_text("#alarms textarea[name=rules]", json.dumps(ALARMS, ensure_ascii=False))
         self.css("#alarms button[type=submit]").click()
         self.wait(lambda d: "saved=alarms" in d.current_url, "alarm rules not saved")
@@ -165,16 +206,17 @@ class QualityBrowserTests(TestCase):
         self.assertEqual([a for (a,) in self.sql("SELECT action FROM audit_logs WHERE action LIKE 'grading.%%'"
                                                  " OR action LIKE 'quality.%%' ORDER BY id")],
                          ["grading.rule_book", "quality.alarm_rules"])
+        self.assertEqual(self.sql("SELECT count(*) FROM audit_logs WHERE action = 'grade.override'"), [(1,)])
 
         # the dashboard, live; then the line runs (a fresh speed sample) while camera "bottom" has
         # never been heard from: ccl-defects raises the alarm and the page shows it as it comes
         driver.get(self.base + "/")
         self.wait(lambda d: "live" in d.find_element(By.ID, "live-state").get_attribute("class").split(), "SSE not live")
-        self.assertFalse([e for e in driver.find_elements(By.CSS_SELECTOR, "#alerts li") if "bottom" in e.text])
+        self.assertFalse([text for text in self.alert_texts() if "bottom" in text])
         driver.execute_script("window.__same_page = true;")
         self.sql("INSERT INTO tc_4003_speed (line_code, sequence_no, sent_at, received_at, line_speed, raw)"
                  " VALUES ('CCL1', 424242, now(), now() + interval '60 seconds', 120, '\\x00')")
-        self.wait(lambda d: [e for e in d.find_elements(By.CSS_SELECTOR, "#alerts li") if "bottom" in e.text],
+        self.wait(lambda d: [text for text in self.alert_texts() if "bottom" in text],
                   "the camera alarm did not reach the dashboard")
         self.assertTrue(driver.execute_script("return window.__same_page === true;"))
         (rule, subject, severity), = self.sql("SELECT rule, subject, severity FROM alerts WHERE rule LIKE 'quality.%%'"
