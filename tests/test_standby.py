@@ -209,3 +209,41 @@ class CommandLineTests(TestCase):
         promoted = self.ccl(env, "promote")
         self.assertEqual(promoted.returncode, 0, promoted.stderr)
         self.assertIn("role: primary", self.ccl(env, "status").stdout)
+
+
+class ReadFromStandbyTests(TestCase):
+    timeout = 180
+
+    @defer.inlineCallbacks
+    def test_heavy_pages_read_from_the_standby_and_go_on_while_the_primary_is_down(self):
+        """[database] read_dsn with prefer-standby: statistics are read from the standby (its
+        replicated figures, not the other database's) and still answer with the primary gone."""
+        import datetime
+
+        from ccl.adapters.web.ui.settings import UISettings
+        from ccl.config import load_config
+        from ccl.services.ui import compose_ui
+        from tests.support.database import fresh_database
+
+        primary, standby, _ = primary_and_standby(self, synchronous=False)
+        yield streaming(primary)
+        scalar(primary.superuser_dsn(), "INSERT INTO ui_stats_days VALUES ('2026-12-04');"
+               " INSERT INTO ui_stats_cells (day, defect_type, n) VALUES ('2026-12-04', 'scratch', 7) RETURNING n")
+        read_dsn = multi_host_dsn([("127.0.0.1", standby.port), ("127.0.0.1", primary.port)], target="prefer-standby",
+                                  user="postgres", dbname="postgres")
+        yield wait_for(lambda: _count(standby.superuser_dsn(), "ui_stats_cells") == 1, what="replicated")
+        dsn = fresh_database(self)  # everything else: a database without those figures
+        config = load_config({"CCL_DATABASE_DSN": dsn, "CCL_DATABASE_READ_DSN": read_dsn,
+                              "CCL_PATHS_VAR": self.mktemp()})
+        db, read_db = Database(reactor, dsn, size=1), Database(reactor, read_dsn, size=1)
+        for each in (db, read_db):
+            self.addCleanup(each.close)
+            yield each.start()
+        ui = compose_ui(reactor, UISettings.from_config(config), db, read_db=read_db)
+        self.addCleanup(ui.orchestrator.close)
+        self.assertEqual(scalar(read_dsn, "SELECT pg_is_in_recovery()"), True)
+
+        primary.stop("immediate")
+        day = datetime.date(2026, 12, 4)
+        figures = yield ui.uses.statistics.statistics(day, day)
+        self.assertEqual((figures["total"], figures["pareto"][0]["defect_type"]), (7, "scratch"))

@@ -21,7 +21,7 @@ from ccl.adapters.reports.training_zip import TrainingArchive
 from ccl.adapters.storage.audit_log import AuditLog
 from ccl.adapters.storage.coil_report import CoilReportReads, ReviewReads
 from ccl.adapters.storage.inspection_store import DefectReviewStore, SettingsStore
-from ccl.adapters.storage.localdb import resolve_dsn
+from ccl.adapters.storage.localdb import resolve_dsn, resolve_read_dsn
 from ccl.adapters.storage.postgres import UNAVAILABLE, Database, DatabaseProbe, EventFeed
 from ccl.adapters.storage.quality_store import GradingRecords, QualityAdminRecords
 from ccl.adapters.storage.refusals import PgDeadLetters, PgRejectedTelegrams
@@ -53,6 +53,7 @@ class Options(usage.Options):
         try:
             self["config"] = config = load_config()
             self["dsn"] = resolve_dsn(config)
+            self["read_dsn"] = resolve_read_dsn(config)
             self["settings"] = UISettings.from_config(config)
             self["pool_size"] = config.get_int("database", "pool_size", 1, 64)
         except ConfigError as error:
@@ -128,9 +129,11 @@ class _StatsRollup(service.Service):
             self._loop.stop()
 
 
-def compose_ui(reactor, settings: UISettings, db: Database, clock=None) -> UI:
+def compose_ui(reactor, settings: UISettings, db: Database, clock=None, read_db: Database | None = None) -> UI:
     """The UI over ``db``: every storage adapter, use case and read port, wired. ``clock``:
-    the pages' present (default: the reactor)."""
+    the pages' present (default: the reactor). ``read_db`` ([database] read_dsn, e.g. the hot
+    standby): the heavy reads that tolerate replication lag (coil history, statistics)."""
+    heavy = read_db or db
     audit = AuditLog(db)
     rules = InspectionRules(SettingsStore(db), audit)
     grading = Grading(GradingRecords(db), settings.quality, audit)
@@ -149,8 +152,8 @@ def compose_ui(reactor, settings: UISettings, db: Database, clock=None) -> UI:
         events=EventFeed(db),
         dashboard=DashboardReads(db),
         coils=CoilReads(db),
-        history=CoilHistory(db),
-        statistics=Statistics(db),
+        history=CoilHistory(heavy),
+        statistics=Statistics(heavy),
         models=models,
         rejected_telegrams=RejectedTelegrams(PgRejectedTelegrams(db), layouts, clock or reactor),
         dead_letters=DeadLetters(PgDeadLetters(db), layouts, clock or reactor),
@@ -169,9 +172,12 @@ def makeService(options) -> service.MultiService:  # noqa: N802 (twistd's name)
 
     settings: UISettings = options["settings"]
     db = Database(reactor, options["dsn"], options["pool_size"])
-    ui = compose_ui(reactor, settings, db)
+    read_db = Database(reactor, options["read_dsn"], options["pool_size"]) if options.get("read_dsn") else None
+    ui = compose_ui(reactor, settings, db, read_db=read_db)
     top = service.MultiService()
     _Database(db).setServiceParent(top)
+    if read_db is not None:
+        _Database(read_db).setServiceParent(top)
     _Housekeeping(ui).setServiceParent(top)
     _StatsRollup(db, settings.stats_refresh_seconds, reactor).setServiceParent(top)
     strports.service(settings.listen, site(ui)).setServiceParent(top)

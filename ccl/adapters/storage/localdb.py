@@ -281,6 +281,12 @@ def resolve_dsn(config) -> str:
     return with_tls(config, path.read_text().strip())
 
 
+def resolve_read_dsn(config) -> str | None:
+    """``[database] read_dsn`` (TLS settings added), or None: the UI reads everything from the primary."""
+    dsn = config.get("database", "read_dsn")
+    return with_tls(config, dsn) if dsn else None
+
+
 def local_server_dsn(config) -> str:
     """The configured DSN aimed at this machine's own cluster, whatever its role: with a hot
     standby the DSN names both servers and asks for the primary, but the health check of
