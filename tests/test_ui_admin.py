@@ -171,7 +171,8 @@ class SettingsTests(TestCase):
         self.assertEqual(stored["defect_types"], ["scratch", "dent", "얼룩"])
         self.assertEqual(stored["severity_thresholds"], {"critical": 0.9, "high": 0.8, "medium": 0.5})
         self.assertEqual(stored["review_threshold"], 0.4)
-        self.assertEqual(ui.sql("SELECT DISTINCT updated_by FROM system_settings"), [("boss",)])
+        self.assertEqual(ui.sql("SELECT DISTINCT updated_by FROM system_settings WHERE key IN"
+                                " ('defect_types', 'severity_thresholds', 'review_threshold')"), [("boss",)])
         (details,) = ui.sql("SELECT details FROM audit_logs WHERE action = 'settings.update'")[0]
         self.assertEqual(details["before"]["review_threshold"], 0.5)
         self.assertEqual(details["after"]["review_threshold"], 0.4)
