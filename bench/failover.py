@@ -1,7 +1,7 @@
 """Failover: the primary dies mid-stream, the standby is promoted; how long until the MES link
 stores again and forwards again, and is anything lost?
 
-    .venv/bin/python bench/failover.py [--rate 50] [--before 10] [--after 20] [--promote-after 0]
+    .venv/bin/python bench/failover.py [--rate 50] [--before 10] [--after 20] [--promote-after 0] [--lease]
 
 Starts everything itself in throw-away directories: a primary (fsync on, as the plant's) and a
 synchronous streaming standby made with `pg_basebackup -R` (ccl.adapters.storage.standby),
@@ -89,6 +89,7 @@ def main(reactor, args):
                    CCL_MES_ACK_LISTEN=f"tcp:{ack_port}:interface=127.0.0.1",
                    CCL_MES_STATUS_LISTEN=f"tcp:{status_port}:interface=127.0.0.1",
                    CCL_GOKIWON_HOST="127.0.0.1", CCL_GOKIWON_RETRY_INITIAL="0.1", CCL_GOKIWON_RETRY_MAX="0.5",
+                   CCL_GOKIWON_LEASE="true" if args.lease else "false",
                    **{f"CCL_GOKIWON_{c.upper()}_PORT": str(p) for c, p in ports.items()})
         (work / "var").mkdir()
         log = open(work / "service.log", "wb")
@@ -207,6 +208,8 @@ if __name__ == "__main__":
     parser.add_argument("--before", type=float, default=10.0, help="seconds of traffic before the primary dies")
     parser.add_argument("--after", type=float, default=20.0, help="seconds of traffic after it")
     parser.add_argument("--promote-after", type=float, default=0.0, help="seconds from the death to the promotion")
+    parser.add_argument("--lease", action="store_true",
+                        help="[gokiwon] lease on (two plant servers): forwarding only from the outbox")
     parser.add_argument("--keep-log", help="copy the ccl-mes log here")
     arguments = parser.parse_args()
     task.react(main, [arguments])
