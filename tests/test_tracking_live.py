@@ -22,12 +22,15 @@ def stamp(at: float) -> str:
     return datetime.fromtimestamp(at, timezone.utc).isoformat()
 
 
-class LivePlacement(TestCase):
+class LiveLine(TestCase):
+    """The line of the last 10 minutes, and ccl-defects with its live tracker (``env``: settings)."""
+
     timeout = 120
+    env = ENV
 
     @defer.inlineCallbacks
     def setUp(self):
-        self.svc = yield start_service(self, "defects", env=ENV)
+        self.svc = yield start_service(self, "defects", env=self.env)
         import psycopg2
 
         self.connection = psycopg2.connect(self.svc.dsn)
@@ -40,7 +43,7 @@ class LivePlacement(TestCase):
         self.line.schedule(0, "A", 600)
         self.line.weld(30, "A")
         self.line.weld(330, "B")
-        config = load_config({"CCL_DATABASE_DSN": self.svc.dsn, **ENV})
+        config = load_config({"CCL_DATABASE_DSN": self.svc.dsn, **self.env})
         self.component = live_tracking(config, self.svc.db, reactor)
         self.component.startService()
         self.addCleanup(self.component.tracker.idle)
@@ -53,6 +56,8 @@ class LivePlacement(TestCase):
                           " t.coil_disagrees, t.box_coil FROM tracking_defects t JOIN defect_detections d"
                           " ON d.id = t.defect_id")}
 
+
+class LivePlacement(LiveLine):
     @defer.inlineCallbacks
     def test_defects_stored_through_ccl_defects_land_on_their_coil_and_metre(self):
         """Defects stored through ccl-defects are placed on their coil and metre within the stated uncertainty."""
@@ -121,3 +126,73 @@ class LivePlacement(TestCase):
         for kind, coil, metre, uncertainty, surface, source in rows:
             self.assertEqual((coil, surface, source), ("A", "bottom", "box"), kind)
             self.assertLessEqual(abs(metre - true_metre(150, 0, 30, camera_m=62)), uncertainty)
+
+
+class DetectionTimeSource(LiveLine):
+    """Top's box clock runs 5 s ahead (and the setting says so). A defect posted without a
+    detection_time is stamped with its receipt, stored as such ('received') and placed at that
+    moment, with no clock offset and received_time_uncertainty_s; one with the box's stamp
+    ('box') is corrected by the offset and gets box_time_uncertainty_s."""
+
+    env = {**ENV, "CCL_TRACKING_CAMERA_CLOCK_OFFSETS_S": "top:5", "CCL_TRACKING_BOX_TIME_UNCERTAINTY_S": "0.1",
+           "CCL_TRACKING_RECEIVED_TIME_UNCERTAINTY_S": "2"}
+
+    def stored(self):
+        return {row[0]: row[1:] for row in query(
+            self.svc.dsn, "SELECT d.id, d.detection_time_source, extract(epoch FROM d.detection_time)::float8,"
+                          " extract(epoch FROM d.received_at)::float8, t.time_source,"
+                          " extract(epoch FROM t.detected_at)::float8, t.metre,"
+                          " t.uncertainty_m FROM defect_detections d"
+                          " LEFT JOIN tracking_defects t ON t.defect_id = d.id ORDER BY d.id")}
+
+    @defer.inlineCallbacks
+    def test_a_receipt_stamp_is_placed_without_the_clock_offset_and_with_its_own_uncertainty(self):
+        """A single post without detection_time: source 'received', placed at its receipt,
+        no clock offset, the larger uncertainty; a box stamp of the same moment: 'box', offset off."""
+        code, _ = yield post_json(self.svc.url, "/defect/single", {
+            "coil_number": "B", "defect_type": "scratch", "confidence_score": 0.9})
+        self.assertEqual(code, 201)
+        [(received_id, (source, detection, received_at, *_))] = self.stored().items()
+        self.assertEqual(source, "received")
+        self.assertLess(abs(detection - received_at), 1.0)  # the service's clock and the database's
+        # The box's stamp of the same moment, on its clock 5 s ahead.
+        code, _ = yield post_json(self.svc.url, "/defect/single", {
+            "coil_number": "B", "defect_type": "scratch", "confidence_score": 0.9,
+            "detection_time": stamp(received_at + 5)})
+        self.assertEqual(code, 201)
+        rows = yield wait_for(lambda: all(r[3] is not None for r in self.stored().values()) and self.stored(),
+                              "both placed")
+        box_id = max(rows)
+        self.assertEqual(rows[received_id][0], "received")
+        self.assertEqual(rows[box_id][0], "box")
+        (_s, _d, _r, received_source, received_at_placed, received_metre, received_u) = rows[received_id]
+        (_s, _d, _r, box_source, box_at_placed, box_metre, box_u) = rows[box_id]
+        self.assertEqual((received_source, box_source), ("received", "box"))
+        self.assertAlmostEqual(received_at_placed, received_at, places=3)  # no offset taken off
+        self.assertAlmostEqual(box_at_placed, received_at, places=3)  # 5 s taken off
+        self.assertAlmostEqual(received_metre, box_metre, places=3)
+        # Same moment, same line: the bounds differ by the speed (2 m/s) x (2 s - 0.1 s).
+        self.assertAlmostEqual(received_u - box_u, 2.0 * 1.9, places=3)
+
+    @defer.inlineCallbacks
+    def test_a_batch_records_each_defects_time_source(self):
+        """A batch (fast path, and the normal path for a 12.0-pixel item): each item's source."""
+        for x in (12, 12.0):  # 12.0 fails the fast lane: validate_batch stores the batch
+            code, _ = yield post_json(self.svc.url, "/defect/batch", {"coil_number": "B", "defects": [
+                {"defect_type": "dent", "confidence_score": 0.8, "defect_position_x": x},
+                {"defect_type": "dent", "confidence_score": 0.8, "detection_time": stamp(self.t0 + 400)}]})
+            self.assertEqual(code, 201)
+        big = [{"defect_type": "dent", "confidence_score": 0.8}, {"defect_type": "dent", "confidence_score": 0.8,
+                                                                 "detection_time": stamp(self.t0 + 400)}] * 15
+        code, _ = yield post_json(self.svc.url, "/defect/batch", {"coil_number": "B", "defects": big})  # by COPY
+        self.assertEqual(code, 201)
+        rows = yield wait_for(lambda: len(self.stored()) == 34 and all(r[3] is not None for r in self.stored().values())
+                              and self.stored(), "34 placed")
+        for row_id, (source, detection, received_at, placed_source, detected_at, _m, _u) in rows.items():
+            self.assertEqual(placed_source, source, row_id)
+            if source == "received":
+                self.assertLess(abs(detection - received_at), 1.0, row_id)
+                self.assertEqual(detected_at, received_at, row_id)
+            else:
+                self.assertAlmostEqual(detected_at, self.t0 + 400 - 5, places=3, msg=row_id)
+        self.assertEqual(sorted(r[0] for r in rows.values()).count("received"), 17)

@@ -30,7 +30,7 @@ from ccl.ports import BatchResult, IDefectRecords, UnknownModel
 _COLUMNS = ("id", "event_id", "coil_number", "defect_type", "confidence_score", "severity", "needs_review",
             "defect_position_x", "defect_position_y", "defect_size_width", "defect_size_height",
             "defect_position_meter", "detection_time", "original_image_path", "labeled_image_path",
-            "original_image_id", "labeled_image_id", "model_id", "camera_id", "batch_info")
+            "original_image_id", "labeled_image_id", "model_id", "camera_id", "batch_info", "detection_time_source")
 _SINGLE_COLUMNS = _COLUMNS[1:]
 #: Batches up to this size go as one INSERT; larger ones by COPY.
 SMALL = 20
@@ -77,7 +77,8 @@ _GROUP_COLUMN_TYPES = (
     ("severity", "text"), ("needs_review", "boolean"), ("defect_position_x", "int"), ("defect_position_y", "int"),
     ("defect_size_width", "int"), ("defect_size_height", "int"), ("defect_position_meter", "float8"),
     ("detection_time", "timestamptz"), ("original_image_path", "text"), ("labeled_image_path", "text"),
-    ("oname", "text"), ("lname", "text"), ("model_id", "int"), ("camera_id", "text"))
+    ("oname", "text"), ("lname", "text"), ("model_id", "int"), ("camera_id", "text"),
+    ("detection_time_source", "text"))
 _GROUP_COLUMNS = tuple(name for name, _type in _GROUP_COLUMN_TYPES)
 _GROUP_TYPES = tuple(kind for _name, kind in _GROUP_COLUMN_TYPES)
 assert [c for c in _GROUP_COLUMNS if c not in ("oname", "lname")] == list(DefectRow._fields)
@@ -97,7 +98,7 @@ ins AS (
            n.detection_time, n.original_image_path, n.labeled_image_path,
            (SELECT i.id FROM images i WHERE i.kind = 'original' AND i.filename = n.oname),
            (SELECT i.id FROM images i WHERE i.kind = 'labeled' AND i.filename = n.lname),
-           n.model_id, n.camera_id, NULL::jsonb
+           n.model_id, n.camera_id, NULL::jsonb, n.detection_time_source
     FROM n ORDER BY n.ord
     ON CONFLICT (event_id) DO NOTHING
     RETURNING *)
@@ -111,7 +112,8 @@ def _params(d: Defect) -> tuple:
     return (d.event_id, d.coil_number, d.defect_type, d.confidence_score, d.severity, d.needs_review,
             d.defect_position_x, d.defect_position_y, d.defect_size_width, d.defect_size_height,
             d.defect_position_meter, d.detection_time, d.original_image_path, d.labeled_image_path,
-            name_from_path(d.original_image_path), name_from_path(d.labeled_image_path), d.model_id, d.camera_id)
+            name_from_path(d.original_image_path), name_from_path(d.labeled_image_path), d.model_id, d.camera_id,
+            d.detection_time_source)
 
 
 def _group_json(group) -> str:
@@ -262,7 +264,8 @@ def store_rows(connection, rows: Sequence[DefectRow], *, batch_info: Any = None,
         if len(fresh) <= SMALL:
             # A few rows: one multi-row INSERT that also sends the events (one round trip).
             template = "(" + ", ".join(["%s"] * (len(_COLUMNS) - 1)) + ")"
-            values = [(*r[:ROW_IMAGE_LINKS], *image_links(r), r.model_id, r.camera_id, info) for r in fresh]
+            values = [(*r[:ROW_IMAGE_LINKS], *image_links(r), r.model_id, r.camera_id, info, r.detection_time_source)
+                      for r in fresh]
             cursor.execute(
                 f"WITH ins AS (INSERT INTO defect_detections ({', '.join(_COLUMNS[1:])}) VALUES"
                 f" {', '.join(cursor.mogrify(template, row).decode() for row in values)} RETURNING *)"
@@ -295,7 +298,8 @@ assert DefectRow._fields[:ROW_IMAGE_LINKS] == _COLUMNS[1:ROW_IMAGE_LINKS + 1]
 #: COPY's column order: per-row values first, then those a batch mostly repeats (one cached piece).
 _COPY_COLUMNS = ("id", "event_id", "confidence_score", "needs_review", "defect_position_x", "defect_position_y",
                  "defect_size_width", "defect_size_height", "defect_position_meter", "detection_time",
-                 "original_image_path", "labeled_image_path", "original_image_id", "labeled_image_id", "model_id",
+                 "detection_time_source", "original_image_path", "labeled_image_path", "original_image_id",
+                 "labeled_image_id", "model_id",
                  "coil_number", "defect_type", "severity", "camera_id", "batch_info")
 assert sorted(_COPY_COLUMNS) == sorted(_COLUMNS)
 
@@ -316,7 +320,7 @@ def copy_and_events(ids: Sequence[int], rows: Sequence[DefectRow], info: str | N
     line, event = lines.append, events.append
     for row_id, r in zip(ids, rows):
         (event_id, coil, defect_type, confidence, severity, review, x, y, w, h, meter, moment,
-         original, labeled, model_id, camera) = r
+         original, labeled, model_id, camera, source) = r
         key = (coil, defect_type, severity, camera)
         pieces = shared.get(key)
         if pieces is None:
@@ -343,7 +347,7 @@ def copy_and_events(ids: Sequence[int], rows: Sequence[DefectRow], info: str | N
         metres = "null" if meter is None else repr(meter)
         line(f"{row_id}\t{event_id or nul}\t{conf}\t{'t' if review else 'f'}"
              f"\t{nul if x is None else x}\t{nul if y is None else y}\t{nul if w is None else w}"
-             f"\t{nul if h is None else h}\t{nul if meter is None else metres}\t{stamp}\t{paths}"
+             f"\t{nul if h is None else h}\t{nul if meter is None else metres}\t{stamp}\t{source}\t{paths}"
              f"\t{nul if model_id is None else model_id}\t{pieces[0]}\n")
         event(f'{{"table": "defect_detections", "id": {row_id}, {pieces[1]} "confidence_score": {conf},'
               f' "defect_position_meter": {metres}, "camera_id": {pieces[2]}}}')

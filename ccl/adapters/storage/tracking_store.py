@@ -39,7 +39,9 @@ def _telegrams(rows) -> tuple[Telegram, ...]:
 
 
 _DETECTION_COLUMNS = {
-    "defect": ("SELECT id, camera_id, " + _EPOCH.format("detection_time") + ", " + _EPOCH.format("received_at")
+    # A defect stamped with its receipt (the box sent no detection_time, schema/120): no box stamp.
+    "defect": ("SELECT id, camera_id, CASE WHEN detection_time_source = 'received' THEN NULL ELSE "
+               + _EPOCH.format("detection_time") + " END, " + _EPOCH.format("received_at")
                + ", coil_number FROM defect_detections"),
     # An image without the box's captured_at was stamped with its receipt time: no box stamp.
     "image": ("SELECT id, camera_id, CASE WHEN captured_at = received_at THEN NULL ELSE "

@@ -92,6 +92,9 @@ class Defect:
     original_image_path: str | None = None
     labeled_image_path: str | None = None
     model_id: int | None = None
+    #: where detection_time came from: "box" (its detection_time) or "received" (it sent none:
+    #: the receipt time); tracking corrects box stamps only (docs/tracking.md, "Placement")
+    detection_time_source: str = "box"
 
 
 def _is_number(value: object) -> bool:
@@ -204,8 +207,9 @@ def validate_defect(item: object, thresholds: Thresholds, *, now: datetime, coil
     if meter is not None and (not _is_number(meter) or meter < 0):
         errors.append({"field": "defect_position_meter", "reason": "must be a number of metres >= 0"})
 
-    detection_time = now
+    detection_time, time_source = now, "received"
     if item.get("detection_time") is not None:
+        time_source = "box"
         try:
             detection_time = parse_timestamp(item["detection_time"])
         except ValueError as error:
@@ -242,7 +246,7 @@ def validate_defect(item: object, thresholds: Thresholds, *, now: datetime, coil
         severity=severity or thresholds.severity(confidence), needs_review=thresholds.needs_review(confidence),
         detection_time=detection_time, camera_id=camera_id, event_id=event_id,
         defect_position_meter=None if meter is None else float(meter), model_id=model_id,
-        **pixels, **image_paths,
+        detection_time_source=time_source, **pixels, **image_paths,
     )
 
 

@@ -41,6 +41,7 @@ class DefectRow(NamedTuple):
     labeled_image_path: str | None
     model_id: int | None
     camera_id: str
+    detection_time_source: str  # "box" or "received" (Defect.detection_time_source)
 
 
 #: The order of the fields in a defect row (what the store writes, in this order).
@@ -53,7 +54,7 @@ def defect_row(d: Defect) -> DefectRow:
     return DefectRow(d.event_id, d.coil_number, d.defect_type, d.confidence_score, d.severity, d.needs_review,
                      d.defect_position_x, d.defect_position_y, d.defect_size_width, d.defect_size_height,
                      d.defect_position_meter, d.detection_time, d.original_image_path, d.labeled_image_path,
-                     d.model_id, d.camera_id)
+                     d.model_id, d.camera_id, d.detection_time_source)
 
 
 def fast_batch_rows(items: object, thresholds: Thresholds, *, now: datetime, coil_number: str,
@@ -118,8 +119,9 @@ def fast_batch_rows(items: object, thresholds: Thresholds, *, now: datetime, coi
 
         stamp = get("detection_time")
         if stamp is None:
-            detection_time = now
+            detection_time, source = now, "received"
         else:
+            source = "box"
             detection_time = times.get(stamp) if type(stamp) is str_ else None
             if detection_time is None:
                 if type(stamp) is not str_:
@@ -163,5 +165,5 @@ def fast_batch_rows(items: object, thresholds: Thresholds, *, now: datetime, coi
             return None
 
         append(row((event_id, coil_number, defect_type, confidence, severity, confidence < review, x, y, w, h,
-                    meter, detection_time, original, labeled, model_id, camera_id)))
+                    meter, detection_time, original, labeled, model_id, camera_id, source)))
     return rows
