@@ -68,6 +68,30 @@ class HeartbeatTests(Base):
         self.assertEqual(len(self.stored()), 1)
 
     @defer.inlineCallbacks
+    def test_event_sent_once(self):
+        """A stored heartbeat is announced on ccl_events (live tracking recomputes coverage from
+        it); its retry is not announced again."""
+        events = []
+        yield self.svc.db.listen("ccl_events", events.append)
+        code, first = yield post_json(self.svc.url, "/inspection/heartbeat", beat())
+        self.assertEqual(code, 201)
+        code, _ = yield post_json(self.svc.url, "/inspection/heartbeat", beat())
+        self.assertEqual(code, 200)
+        code, second = yield post_json(self.svc.url, "/inspection/heartbeat", beat(camera_id="bottom"))
+        self.assertEqual(code, 201)
+        # Events come in commit order: the retry, between the two, would show up before the second.
+        yield wait_for(lambda: [e for e in events if e.get("table") == "inspection_heartbeats"
+                                and e["id"] == second["data"]["id"]], "the second heartbeat's event")
+        beats = [e for e in events if e.get("table") == "inspection_heartbeats"]
+        self.assertEqual([(e["id"], e["camera_id"]) for e in beats],
+                         [(first["data"]["id"], "top"), (second["data"]["id"], "bottom")])
+        self.assertEqual({k: v for k, v in beats[0].items() if k not in ("period_start", "period_end")},
+                         {"table": "inspection_heartbeats", "id": first["data"]["id"], "camera_id": "top",
+                          "box_id": "orin-1", "frames_inspected": 1790, "frames_expected": 1800})
+        self.assertEqual([datetime.fromisoformat(beats[0][k]) for k in ("period_start", "period_end")],
+                         [datetime.fromisoformat(START), datetime.fromisoformat(END)])
+
+    @defer.inlineCallbacks
     def test_other_figures_for_a_stored_period_refused(self):
         """A different report for a stored camera and period is 409, and the stored one stays."""
         yield post_json(self.svc.url, "/inspection/heartbeat", beat())

@@ -196,3 +196,27 @@ class DetectionTimeSource(LiveLine):
             else:
                 self.assertAlmostEqual(detected_at, self.t0 + 400 - 5, places=3, msg=row_id)
         self.assertEqual(sorted(r[0] for r in rows.values()).count("received"), 17)
+
+
+class HeartbeatCoverage(LiveLine):
+    """A heartbeat posted to ccl-defects reaches the live tracker by its NOTIFY: the sweep here
+    runs once at start and then not for a day, so only the event can change the coverage."""
+
+    env = {**ENV, "CCL_TRACKING_SWEEP_SECONDS": "86400"}
+
+    def coverage(self, coil: str) -> float | None:
+        return query(self.svc.dsn, "SELECT (coverage->>'top')::float8 FROM tracking_coils WHERE tracked_coil = %s",
+                     (coil,))[0][0]
+
+    @defer.inlineCallbacks
+    def test_a_heartbeat_changes_the_coverage_of_its_coils_at_once(self):
+        """A passes the top camera from 60 s to 360 s (600 m): unknown coverage without heartbeats,
+        140 s of its 300 s after a heartbeat of 50-200 s, all of it after one of 200-400 s."""
+        self.assertIsNone(self.coverage("A"))
+        for start, end, share in ((50, 200, 140 / 300), (200, 400, 1.0)):
+            code, body = yield post_json(self.svc.url, "/inspection/heartbeat", {
+                "camera_id": "top", "period_start": stamp(self.t0 + start), "period_end": stamp(self.t0 + end),
+                "frames_inspected": 900, "frames_expected": 900})
+            self.assertEqual(code, 201, body)
+            yield wait_for(lambda: self.coverage("A") is not None and abs(self.coverage("A") - share) < 1e-6,
+                           f"A's top coverage {share:.3f}")

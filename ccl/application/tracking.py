@@ -169,9 +169,33 @@ class LiveTracker:
         elif table in self._telegrams and isinstance(row_id, int):
             self._telegrams[table].add(row_id)
             self._soon()
-        elif table in ("tc_4000_schedule", "inspection_heartbeats"):
-            # a coil's MES length, a camera's coverage: the coils of the window again
+        elif table == "inspection_heartbeats":
+            # a camera's coverage: the coils its period touches again
+            self._want(self._heartbeat_reach(payload))
+        elif table == "tc_4000_schedule":
+            # a coil's MES length: the coils of the window again
             self._want(self.clock.seconds() - self.sweep_window_s)
+
+    def _heartbeat_reach(self, payload: dict) -> float:
+        """Where a heartbeat's recompute starts: the weld of the coil under its camera when its
+        period began (on the server clock: the box's stamp less the camera's clock offset), so
+        that coil's coverage is computed again with the rest; a period older than the model
+        starts there (a recompute reaches back two welds). An event without a readable period,
+        or of a camera not tracked: the window, as a sweep."""
+        camera = self.settings.camera(payload.get("camera_id"))
+        try:
+            start = datetime.fromisoformat(payload["period_start"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            camera = None
+        if camera is None:
+            return self.clock.seconds() - self.sweep_window_s
+        start -= camera.clock_offset_s
+        model = self.model
+        if model is None or start < self._covered or not len(model.profile) or not model.coils:
+            return start
+        # before the first coil known: from that coil's weld
+        k = max(0, coil_at(model.heads, model.profile.position(start) - self.settings.camera_distance(camera)))
+        return min(start, model.coils[k].head_at)
 
     def sweep(self):
         self._want(self.clock.seconds() - self.sweep_window_s)
