@@ -40,6 +40,20 @@ def alert_rule(kind: str) -> str:
     return f"quality.{kind}"
 
 
+async def _coil_defects(db, tracked_coil: str) -> list[QualityDefect]:
+    return _defects(await db.runQuery(_DEFECTS + "t.tracked_coil = %s ORDER BY t.metre, t.defect_id", (tracked_coil,)))
+
+
+async def _rolls(db) -> list[StoredRoll]:
+    return [StoredRoll(*row) for row in await db.runQuery(f"SELECT {_ROLL} FROM quality_rolls ORDER BY name")]
+
+
+async def _alarm_rules(db) -> list:
+    rows = await db.runQuery("SELECT value FROM system_settings WHERE key = 'alarm_rules'")
+    value = rows[0][0] if rows else []
+    return value if isinstance(value, list) else []
+
+
 @port_errors
 @implementer(IQualityStore)
 class QualityRecords:
@@ -52,11 +66,10 @@ class QualityRecords:
         return _defects(await self._db.runQuery(_DEFECTS + "t.defect_id = ANY(%s)", (list(defect_ids),)))
 
     async def coil_defects(self, tracked_coil):
-        return _defects(await self._db.runQuery(_DEFECTS + "t.tracked_coil = %s ORDER BY t.metre, t.defect_id",
-                                                (tracked_coil,)))
+        return await _coil_defects(self._db, tracked_coil)
 
     async def rolls(self):
-        return [StoredRoll(*row) for row in await self._db.runQuery(f"SELECT {_ROLL} FROM quality_rolls ORDER BY name")]
+        return await _rolls(self._db)
 
     def save_series(self, tracked_coil, coil_number, keys, found, final):
         @defer.inlineCallbacks
@@ -152,9 +165,7 @@ class QualityRecords:
         return self._clear("acknowledged_at IS NOT NULL AND rule = ANY(%s)", (list(rules),))
 
     async def alarm_rules(self):
-        rows = await self._db.runQuery("SELECT value FROM system_settings WHERE key = 'alarm_rules'")
-        value = rows[0][0] if rows else []
-        return value if isinstance(value, list) else []
+        return await _alarm_rules(self._db)
 
     async def line_state(self, cameras):
         rows = await self._db.runQuery(
@@ -193,8 +204,7 @@ class GradingRecords:
         return CoilRecord(*row)
 
     async def coil_defects(self, tracked_coil):
-        return _defects(await self._db.runQuery(_DEFECTS + "t.tracked_coil = %s ORDER BY t.metre, t.defect_id",
-                                                (tracked_coil,)))
+        return await _coil_defects(self._db, tracked_coil)
 
     async def periodic_types(self, tracked_coil):
         rows = await self._db.runQuery("SELECT DISTINCT defect_type FROM periodic_series WHERE tracked_coil = %s"
@@ -292,7 +302,7 @@ class QualityAdminRecords:
         self._db = db
 
     async def rolls(self):
-        return [StoredRoll(*row) for row in await self._db.runQuery(f"SELECT {_ROLL} FROM quality_rolls ORDER BY name")]
+        return await _rolls(self._db)
 
     def save_roll(self, roll_id, name, diameter_mm, location, notes, by):
         @defer.inlineCallbacks
@@ -330,9 +340,7 @@ class QualityAdminRecords:
         return _roll_dict(StoredRoll(*rows[0][:7])) if rows else None
 
     async def alarm_rules(self):
-        rows = await self._db.runQuery("SELECT value FROM system_settings WHERE key = 'alarm_rules'")
-        value = rows[0][0] if rows else []
-        return value if isinstance(value, list) else []
+        return await _alarm_rules(self._db)
 
     def save_alarm_rules(self, rows, by):
         return self._db.runOperation(
