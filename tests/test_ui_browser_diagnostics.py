@@ -5,16 +5,11 @@ reactor keeps serving. Screenshots go to test-artifacts/screenshots/diag-*.png."
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-
 from twisted.internet import defer, threads
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
-from tests.support.ui import start_ui
-from tests.test_ui_browser import CHROMEDRIVER, CHROMIUM, SCREENSHOTS
-from tests.test_ui_browser_system import browser
+from tests.support.ui import (browser, chromium_profile, console_errors, log_in_at, require_chromium, screenshot,
+                              start_ui)
 from tests.test_ui_diagnostics import FEB, bad_speed, kst, outbox, rejected
 
 WAIT = 20
@@ -24,8 +19,7 @@ class DiagnosticsBrowserTests(TestCase):
     timeout = 240
 
     def setUp(self):
-        if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-            raise SkipTest("chromium/chromium-driver missing: scripts/install-system-packages.sh installs them")
+        require_chromium()
 
     def test_rejected_telegrams_and_resending_a_dead_letter(self):
 
@@ -41,15 +35,7 @@ class DiagnosticsBrowserTests(TestCase):
                        reason="TC 4003 field 'line_speed' (bytes 40-44): expected digits")
         dead = outbox(ui, 1, "refused", kst(5, 9))
         outbox(ui, 2, "refused", kst(6, 9))
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        profile = tempfile.mkdtemp(prefix="ccl-chromium-")
-        self.addCleanup(shutil.rmtree, profile, True)
-
-        def shot(driver, name):
-            import base64
-
-            image = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
-            (SCREENSHOTS / f"{name}.png").write_bytes(base64.b64decode(image["data"]))
+        profile = chromium_profile(self)
 
         def drive():
             from selenium.webdriver.common.by import By
@@ -59,31 +45,28 @@ class DiagnosticsBrowserTests(TestCase):
             driver = browser(profile)
             try:
                 wait = WebDriverWait(driver, WAIT)
-                driver.get(ui.base + f"/diagnostics/rejected?{FEB}")  # -> login, then back here
-                driver.find_element(By.NAME, "username").send_keys("boss")
-                driver.find_element(By.NAME, "password").send_keys(admin.password)
-                driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+                log_in_at(driver, ui.base + f"/diagnostics/rejected?{FEB}", admin)  # -> login, then back here
                 wait.until(ec.presence_of_element_located((By.ID, "rejected-table")))
                 rows = driver.find_elements(By.CSS_SELECTOR, "#rejected-table tbody tr[data-id]")
                 nav = driver.find_element(By.CSS_SELECTOR, "nav.mainnav a.active").text
-                shot(driver, "diag-01-rejected")
+                screenshot(driver, "diag-01-rejected")
                 driver.find_element(By.CSS_SELECTOR, f'#rejected-table tr[data-id="{bad}"] a').click()
                 wait.until(ec.presence_of_element_located((By.ID, "hex")))
                 bad_fields = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#fields tr.bad td:first-child")]
                 hex_text = driver.find_element(By.ID, "hex").text
-                shot(driver, "diag-02-rejected-detail")
+                screenshot(driver, "diag-02-rejected-detail")
                 driver.find_element(By.LINK_TEXT, "고기원 미전달").click()
                 wait.until(ec.presence_of_element_located((By.ID, "dead-table")))
                 driver.get(ui.base + f"/diagnostics/dead-letters?{FEB}")
                 wait.until(ec.presence_of_element_located((By.ID, "dead-table")))
-                shot(driver, "diag-03-dead-letters")
+                screenshot(driver, "diag-03-dead-letters")
                 driver.find_element(By.CSS_SELECTOR,
                                     f'#dead-table tr[data-id="{dead}"] form.resend button[type=submit]').click()
                 notice = wait.until(ec.presence_of_element_located((By.ID, "resent-notice"))).text
                 resent_row = driver.find_element(By.CSS_SELECTOR, f'#dead-table tr[data-id="{dead}"]')
                 notice += " | " + resent_row.get_attribute("data-state")
-                shot(driver, "diag-04-resent")
-                errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+                screenshot(driver, "diag-04-resent")
+                errors = console_errors(driver)
                 return len(rows), nav, bad_fields, hex_text, notice, errors
             finally:
                 driver.quit()

@@ -5,17 +5,12 @@ reactor keeps serving. Screenshots: test-artifacts/screenshots/models-*.png."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-
 from twisted.internet import defer, threads
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from tests.test_coil_report import line
 from tests.test_review_accuracy import seed_reviews
-from tests.test_ui_browser import CHROMEDRIVER, CHROMIUM, SCREENSHOTS
-from tests.test_ui_browser_system import browser
+from tests.support.ui import browser, chromium_profile, console_errors, log_in_at, require_chromium, screenshot
 from tests.support.ui_data import CURRENT
 
 WAIT = 20
@@ -25,8 +20,7 @@ class ModelsBrowserTests(TestCase):
     timeout = 240
 
     def setUp(self):
-        if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-            raise SkipTest("chromium/chromium-driver missing: scripts/install-system-packages.sh installs them")
+        require_chromium()
 
     def test_admin_registers_a_model_and_sees_precision(self):
         """In Chromium an admin registers a model through the form (CSRF from the page), sees it listed
@@ -37,15 +31,7 @@ class ModelsBrowserTests(TestCase):
         ui, seeded, _, _ = await line(self)
         seed_reviews(ui.sql, seeded)
         admin = ui.add_user("boss", "admin", session=False)
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        profile = tempfile.mkdtemp(prefix="ccl-chromium-")
-        self.addCleanup(shutil.rmtree, profile, True)
-
-        def shot(driver, name):
-            import base64
-
-            image = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
-            (SCREENSHOTS / f"{name}.png").write_bytes(base64.b64decode(image["data"]))
+        profile = chromium_profile(self)
 
         def drive():
             from selenium.webdriver.common.by import By
@@ -55,10 +41,7 @@ class ModelsBrowserTests(TestCase):
             driver = browser(profile)
             try:
                 wait = WebDriverWait(driver, WAIT)
-                driver.get(ui.base + "/models")  # -> login, then back here
-                driver.find_element(By.NAME, "username").send_keys("boss")
-                driver.find_element(By.NAME, "password").send_keys(admin.password)
-                driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+                log_in_at(driver, ui.base + "/models", admin)  # -> login, then back here
                 form = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#model-register form")))
                 form.find_element(By.NAME, "name").send_keys("yolo-ccl")
                 form.find_element(By.NAME, "version").send_keys("v9")
@@ -67,10 +50,10 @@ class ModelsBrowserTests(TestCase):
                 notice = wait.until(ec.presence_of_element_located((By.ID, "model-registered"))).text
                 listed = [row.text for row in driver.find_elements(By.CSS_SELECTOR, "#models tbody tr")]
                 precision = [row.text for row in driver.find_elements(By.CSS_SELECTOR, "#accuracy-table tbody tr")]
-                shot(driver, "models-01-registered")
+                screenshot(driver, "models-01-registered")
                 driver.get(ui.base + f"/coils/{CURRENT}")
                 link = wait.until(ec.presence_of_element_located((By.ID, "coil-report"))).get_attribute("href")
-                errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+                errors = console_errors(driver)
                 return notice, listed, precision, link, errors
             finally:
                 driver.quit()

@@ -8,42 +8,21 @@ serving. Checks: the host figures and their refresh, the log tail and its live m
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-
 from twisted.internet import defer, reactor, threads
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from ccl.adapters.web.ui.host_figures import host_view
+from tests.support.ui import browser, chromium_profile, console_errors, log_in_at, require_chromium
 from tests.test_ui_system import with_orchestrator
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 WAIT = 20
-
-
-def browser(profile: str):
-    os.environ["SE_OFFLINE"] = "true"
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000",
-                 f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
 
 
 class SystemPageBrowserTests(TestCase):
     timeout = 240
 
     def setUp(self):
-        if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-            raise SkipTest("chromium/chromium-driver missing: scripts/install-system-packages.sh installs them")
+        require_chromium()
 
     def test_system_and_admin_pages(self):
         """In Chromium, an admin logs in, acknowledges an alert on 시스템 and creates a user, without page errors."""
@@ -54,8 +33,7 @@ class SystemPageBrowserTests(TestCase):
         admin = ui.add_user("boss", "admin", session=False)
         ui.sql("INSERT INTO alerts (rule, subject, severity, message) VALUES ('service_down', 'image-receiver',"
                " 'critical', '서비스 중단')")
-        profile = tempfile.mkdtemp(prefix="ccl-chromium-")
-        self.addCleanup(shutil.rmtree, profile, True)
+        profile = chromium_profile(self)
 
         def drive():
             from selenium.webdriver.common.by import By
@@ -65,10 +43,7 @@ class SystemPageBrowserTests(TestCase):
             driver = browser(profile)
             try:
                 wait = WebDriverWait(driver, WAIT)
-                driver.get(ui.base + "/system")  # -> login, then back here
-                driver.find_element(By.NAME, "username").send_keys("boss")
-                driver.find_element(By.NAME, "password").send_keys(admin.password)
-                driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+                log_in_at(driver, ui.base + "/system", admin)  # -> login, then back here
                 wait.until(ec.presence_of_element_located((By.ID, "services")))
                 # The host card shows the orchestrator's figures and follows them (5 s refresh).
                 memory = driver.find_element(By.CSS_SELECTOR, '#host [data-host="memory"]')
@@ -98,7 +73,7 @@ class SystemPageBrowserTests(TestCase):
                 driver.find_element(By.CSS_SELECTOR, 'form[action="/admin/users"] input[name="username"]').send_keys("lee.qc")
                 driver.find_element(By.CSS_SELECTOR, 'form[action="/admin/users"] button[type=submit]').click()
                 password = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#new-password .secret"))).text
-                errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+                errors = console_errors(driver)
                 return password, errors
             finally:
                 driver.quit()

@@ -6,13 +6,18 @@ Usage in a trial test::
     admin = ui.add_user("boss", "admin")            # user row + a live session (no login round trip)
     response, body = await ui.get("/system", admin)
     response, body = await ui.post("/api/alerts/1/ack", admin, json={})   # CSRF header added
+
+and, for the browser tests, Chromium against it (``require_chromium``, ``browser``, ``log_in_at``,
+``screenshot``, ``console_errors``).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import functools
 import json as jsonlib
+import os
 import secrets
 import shutil
 import tempfile
@@ -24,6 +29,7 @@ import attrs
 import psycopg2
 import treq
 from twisted.internet import reactor, task
+from twisted.trial.unittest import SkipTest
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from ccl.adapters.storage.postgres import Database
@@ -161,3 +167,62 @@ async def start_ui(testcase, *, orchestrator_url: str = "http://127.0.0.1:9", en
     # No cookie jar: each test says exactly which cookies it sends.
     http = treq.client.HTTPClient(Agent(reactor, pool=pool), cookiejar=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
     return Harness(dsn, f"http://127.0.0.1:{port.getHost().port}", ui, db, var, http)
+
+
+# -- Chromium for the in-process browser tests (selenium is imported only when a browser starts) --
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+
+
+def require_chromium() -> None:
+    """Skip the calling test when Debian's Chromium or its driver is not installed."""
+    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+        raise SkipTest("chromium/chromium-driver missing: scripts/install-system-packages.sh installs them")
+
+
+def chromium_profile(testcase) -> str:
+    """A throw-away Chromium profile directory, removed at clean-up; screenshots' folder made."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    profile = tempfile.mkdtemp(prefix="ccl-chromium-")
+    testcase.addCleanup(shutil.rmtree, profile, True)
+    return profile
+
+
+def browser(profile: str):
+    """Headless Chromium with its console log kept (SE_OFFLINE: selenium downloads nothing)."""
+    os.environ["SE_OFFLINE"] = "true"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000",
+                 f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+
+
+def log_in_at(driver, url: str, login: Login) -> None:
+    """Open ``url`` (the UI sends the browser to its login page) and submit ``login``'s credentials there;
+    the UI then sends it back to ``url``."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(url)
+    driver.find_element(By.NAME, "username").send_keys(login.username)
+    driver.find_element(By.NAME, "password").send_keys(login.password)
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+
+
+def screenshot(driver, name: str) -> None:
+    """The whole page, not only the window (Chromium's DevTools protocol), to SCREENSHOTS/``name``.png."""
+    image = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    (SCREENSHOTS / f"{name}.png").write_bytes(base64.b64decode(image["data"]))
+
+
+def console_errors(driver) -> list[dict]:
+    """What the page's JavaScript logged as SEVERE."""
+    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
