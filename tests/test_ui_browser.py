@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime
 import http.client
 import json
-import os
 import shutil
 import socket
 import tempfile
@@ -23,19 +22,17 @@ import urllib.parse
 from pathlib import Path
 
 import psycopg2
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from ccl.domain.accounts import hash_password
 from ccl.adapters.web.ui.app import declared_routes
 from tests.support.database import fresh_database
 from tests.support.ingest import image_bytes, multipart, pair_parts
 from tests.support.mes import speed as speed_telegram
+from tests.support.ui import SCREENSHOTS, browser, require_chromium
 from tests.support.ui_data import CURRENT, seed_line
-from tests.support.ui_process import ROOT, start_process, start_ui_process
+from tests.support.ui_process import start_process, start_ui_process
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 WAIT = 30
 PASSWORD = "Browser-test-pw-7"
 ROUTES = declared_routes()
@@ -79,8 +76,7 @@ class BrowserTests(TestCase):
             connection.close()
 
     def setUp(self):
-        if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-            raise SkipTest("chromium/chromium-driver missing: scripts/install-system-packages.sh installs them")
+        require_chromium()
         self.dsn = fresh_database(self)
         self.tmp = Path(tempfile.mkdtemp(prefix="ccl-browser-"))
         self.addCleanup(shutil.rmtree, self.tmp, True)
@@ -102,17 +98,7 @@ class BrowserTests(TestCase):
         self.driver = self.browser()
 
     def browser(self):
-        os.environ["SE_OFFLINE"] = "true"
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1500,1100",
-                     "--lang=ko-KR", f"--user-data-dir={self.tmp / 'chromium-profile'}"):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+        driver = browser(str(self.tmp / "chromium-profile"), window="1500,1100", korean=True)
         self.addCleanup(driver.quit)
         driver.set_page_load_timeout(WAIT)
         return driver

@@ -45,7 +45,7 @@ class DiagnosticsBrowserTests(TestCase):
             driver = browser(profile)
             try:
                 wait = WebDriverWait(driver, WAIT)
-                log_in_at(driver, ui.base + f"/diagnostics/rejected?{FEB}", admin)  # -> login, then back here
+                log_in_at(driver, ui.base + f"/diagnostics/rejected?{FEB}", admin.username, admin.password)  # -> login, then back here
                 wait.until(ec.presence_of_element_located((By.ID, "rejected-table")))
                 rows = driver.find_elements(By.CSS_SELECTOR, "#rejected-table tbody tr[data-id]")
                 nav = driver.find_element(By.CSS_SELECTOR, "nav.mainnav a.active").text

@@ -41,7 +41,7 @@ class ModelsBrowserTests(TestCase):
             driver = browser(profile)
             try:
                 wait = WebDriverWait(driver, WAIT)
-                log_in_at(driver, ui.base + "/models", admin)  # -> login, then back here
+                log_in_at(driver, ui.base + "/models", admin.username, admin.password)  # -> login, then back here
                 form = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#model-register form")))
                 form.find_element(By.NAME, "name").send_keys("yolo-ccl")
                 form.find_element(By.NAME, "version").send_keys("v9")

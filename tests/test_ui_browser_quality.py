@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import psycopg2
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from ccl.domain.accounts import hash_password
 from tests.support.database import fresh_database
 from tests.support.ui_data import seed_line
 from tests.support.ui_process import start_process, start_ui_process
-from tests.test_ui_browser import CHROMEDRIVER, CHROMIUM, PASSWORD, SCREENSHOTS, WAIT
+from tests.support.ui import SCREENSHOTS, browser, log_in_at, require_chromium
+from tests.test_ui_browser import PASSWORD, WAIT
 
 DRAFT = {"grades": ["A", "B", "C", "X"], "rules": [
     {"name": "치명 결함 1개 이상 폐기", "grade": "X", "disposition": "scrap",
@@ -44,8 +44,7 @@ class QualityBrowserTests(TestCase):
             connection.close()
 
     def setUp(self):
-        if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-            raise SkipTest("chromium/chromium-driver missing: scripts/install-system-packages.sh installs them")
+        require_chromium()
         self.dsn = fresh_database(self)
         self.tmp = Path(tempfile.mkdtemp(prefix="ccl-browser-quality-"))
         self.addCleanup(shutil.rmtree, self.tmp, True)
@@ -61,17 +60,7 @@ class QualityBrowserTests(TestCase):
         start_process(self, "ccl-defects", self.dsn, self.tmp / "var", images,
                       env={"CCL_QUALITY_ALARM_CHECK_S": "0.5", "CCL_QUALITY_LINE_SPEED_FRESH_S": "1"})
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        os.environ["SE_OFFLINE"] = "true"
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1500,1100",
-                     "--lang=ko-KR", f"--user-data-dir={self.tmp / 'chromium-profile'}"):
-            options.add_argument(flag)
-        self.driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+        self.driver = browser(str(self.tmp / "chromium-profile"), window="1500,1100", korean=True)
         self.addCleanup(self.driver.quit)
         self.driver.set_page_load_timeout(WAIT)
 
@@ -138,10 +127,7 @@ class QualityBrowserTests(TestCase):
         from selenium.webdriver.common.by import By
 
         driver = self.driver
-        driver.get(self.base + "/login")
-        self.css("input[name=username]").send_keys("kim")
-        self.css("input[name=password]").send_keys(PASSWORD)
-        self.css("form[action='/login'] button[type=submit]").click()
+        log_in_at(driver, self.base + "/login", "kim", PASSWORD)
         self.wait(lambda d: d.find_elements(By.ID, "live-state"), "not logged in")
 
         # 관리 > 품질: the active rule book (v1) in the editor

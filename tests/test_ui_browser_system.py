@@ -43,7 +43,7 @@ class SystemPageBrowserTests(TestCase):
             driver = browser(profile)
             try:
                 wait = WebDriverWait(driver, WAIT)
-                log_in_at(driver, ui.base + "/system", admin)  # -> login, then back here
+                log_in_at(driver, ui.base + "/system", admin.username, admin.password)  # -> login, then back here
                 wait.until(ec.presence_of_element_located((By.ID, "services")))
                 # The host card shows the orchestrator's figures and follows them (5 s refresh).
                 memory = driver.find_element(By.CSS_SELECTOR, '#host [data-host="memory"]')

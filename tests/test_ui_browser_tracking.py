@@ -19,13 +19,14 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from ccl.domain.accounts import hash_password
 from tests.support.database import fresh_database
 from tests.support.ui_process import ROOT, start_process
 from tests import test_ui_browser
-from tests.test_ui_browser import CHROMEDRIVER, CHROMIUM, PASSWORD, SCREENSHOTS
+from tests.support.ui import SCREENSHOTS, log_in_at, require_chromium
+from tests.test_ui_browser import PASSWORD
 
 #: The line of this test, for the services and the simulator alike (one [tracking] for both).
 LINE = {"CCL_TRACKING_WPD_TO_CAMERA_M": "10", "CCL_TRACKING_CAMERA_TO_SHEAR_M": "15",
@@ -42,8 +43,7 @@ class TrackingBrowserTests(TestCase):
     sql = test_ui_browser.BrowserTests.sql
 
     def setUp(self):
-        if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-            raise SkipTest("chromium/chromium-driver missing: scripts/install-system-packages.sh installs them")
+        require_chromium()
         self.dsn = fresh_database(self)
         self.tmp = Path(tempfile.mkdtemp(prefix="ccl-browser-tracking-"))
         self.addCleanup(shutil.rmtree, self.tmp, True)
@@ -88,10 +88,7 @@ class TrackingBrowserTests(TestCase):
         from selenium.webdriver.common.by import By
 
         driver = self.driver
-        driver.get(self.base + "/login")
-        self.by_css("input[name=username]").send_keys("kim")
-        self.by_css("input[name=password]").send_keys(PASSWORD)
-        self.by_css("form[action='/login'] button[type=submit]").click()
+        log_in_at(driver, self.base + "/login", "kim", PASSWORD)
         self.wait(lambda d: d.find_elements(By.ID, "live-state")
                   and "live" in d.find_element(By.ID, "live-state").get_attribute("class").split(), "SSE not live")
 

@@ -190,8 +190,9 @@ def chromium_profile(testcase) -> str:
     return profile
 
 
-def browser(profile: str):
-    """Headless Chromium with its console log kept (SE_OFFLINE: selenium downloads nothing)."""
+def browser(profile: str, *, window: str = "1400,1000", korean: bool = False):
+    """Headless Chromium with its console log kept (SE_OFFLINE: selenium downloads nothing);
+    ``korean``: the browser's language is ko-KR."""
     os.environ["SE_OFFLINE"] = "true"
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -199,21 +200,21 @@ def browser(profile: str):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000",
-                 f"--user-data-dir={profile}"):
+                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--window-size={window}",
+                 *(("--lang=ko-KR",) if korean else ()), f"--user-data-dir={profile}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
 
 
-def log_in_at(driver, url: str, login: Login) -> None:
-    """Open ``url`` (the UI sends the browser to its login page) and submit ``login``'s credentials there;
-    the UI then sends it back to ``url``."""
+def log_in_at(driver, url: str, username: str, password: str) -> None:
+    """Open ``url`` (the UI sends the browser to its login page, or it is the login page) and submit
+    the credentials there; the UI then sends the browser back to ``url``."""
     from selenium.webdriver.common.by import By
 
     driver.get(url)
-    driver.find_element(By.NAME, "username").send_keys(login.username)
-    driver.find_element(By.NAME, "password").send_keys(login.password)
+    driver.find_element(By.NAME, "username").send_keys(username)
+    driver.find_element(By.NAME, "password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
 
 
