@@ -21,12 +21,11 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
-import psycopg2
 from twisted.trial.unittest import TestCase
 
 from ccl.domain.accounts import hash_password
 from ccl.adapters.web.ui.app import declared_routes
-from tests.support.database import fresh_database
+from tests.support.database import fresh_database, query
 from tests.support.ingest import image_bytes, multipart, pair_parts
 from tests.support.mes import speed as speed_telegram
 from tests.support.ui import SCREENSHOTS, browser, require_chromium
@@ -67,13 +66,7 @@ class BrowserTests(TestCase):
     timeout = 300
 
     def sql(self, statement, params=()):
-        connection = psycopg2.connect(self.dsn)
-        try:
-            with connection, connection.cursor() as cursor:
-                cursor.execute(statement, params)
-                return cursor.fetchall() if cursor.description else []
-        finally:
-            connection.close()
+        return query(self.dsn, statement, params)
 
     def setUp(self):
         require_chromium()

@@ -15,11 +15,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import psycopg2
 from twisted.trial.unittest import TestCase
 
 from ccl.domain.accounts import hash_password
-from tests.support.database import fresh_database
+from tests.support.database import fresh_database, query
 from tests.support.ui_data import seed_line
 from tests.support.ui_process import start_process, start_ui_process
 from tests.support.ui import SCREENSHOTS, browser, log_in_at, require_chromium
@@ -35,13 +34,7 @@ class QualityBrowserTests(TestCase):
     timeout = 300
 
     def sql(self, statement, params=()):
-        connection = psycopg2.connect(self.dsn)
-        try:
-            with connection, connection.cursor() as cursor:
-                cursor.execute(statement, params)
-                return cursor.fetchall() if cursor.description else []
-        finally:
-            connection.close()
+        return query(self.dsn, statement, params)
 
     def setUp(self):
         require_chromium()

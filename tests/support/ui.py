@@ -26,7 +26,6 @@ from pathlib import Path
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import attrs
-import psycopg2
 import treq
 from twisted.internet import reactor, task
 from twisted.trial.unittest import SkipTest
@@ -40,7 +39,7 @@ from ccl.adapters.web.ui.sessions import COOKIE, digest
 from ccl.services.ui import compose_ui
 from ccl.config import load_config
 from ccl.domain.accounts import hash_password
-from tests.support.database import fresh_database
+from tests.support.database import fresh_database, query
 
 
 @functools.lru_cache(maxsize=8)
@@ -69,13 +68,7 @@ class Harness:
     http: treq.client.HTTPClient
 
     def sql(self, statement: str, params: tuple = ()) -> list[tuple]:
-        connection = psycopg2.connect(self.dsn)
-        try:
-            with connection, connection.cursor() as cursor:
-                cursor.execute(statement, params)
-                return cursor.fetchall() if cursor.description else []
-        finally:
-            connection.close()
+        return query(self.dsn, statement, params)
 
     def add_user(self, username: str, role: str, *, session: bool = True, password: str = "correct horse battery",
                  disabled: bool = False) -> Login:
