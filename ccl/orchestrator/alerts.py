@@ -26,7 +26,8 @@ Rules (thresholds in ``[orchestrator]``):
 
 Before the rules, once at the first evaluation and then whenever the UTC date changes, the
 monthly partitions of this month and the next ``[retention] partitions_ahead`` are created
-where missing (ccl/adapters/storage/partitions.py).
+where missing (ccl/adapters/storage/partitions.py). Dropping expired months is the retention
+job's (ccl/orchestrator/retention_job.py).
 """
 
 from __future__ import annotations

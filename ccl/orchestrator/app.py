@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import functools
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from twisted.application import service, strports
@@ -12,9 +13,12 @@ from twisted.web.server import Site
 from zope.interface import implementer
 
 from ccl.adapters.backup.pgbackrest import BackupSettings, PgBackRest
+from ccl.adapters.storage import partitions
 from ccl.adapters.storage.localdb import local_cluster, resolve_dsn
 from ccl.adapters.storage.postgres import Database
+from ccl.adapters.storage.sync_pool import SyncPool
 from ccl.config import Config
+from ccl.domain.retention_settings import RetentionSettings
 from ccl.orchestrator.alerts import AlertRules
 from ccl.orchestrator.api import ControlAPI
 from ccl.orchestrator.auth import load_or_create_token
@@ -22,6 +26,7 @@ from ccl.orchestrator.backup_watch import BackupWatch
 from ccl.orchestrator.host import HostSampler
 from ccl.orchestrator.logfiles import RotatingLog
 from ccl.orchestrator.monitor import Orchestrator
+from ccl.orchestrator.retention_job import RetentionJob
 from ccl.orchestrator.services import ChildSpec, children
 from ccl.orchestrator.settings import Settings
 
@@ -53,10 +58,12 @@ class OrchestratorService(service.Service):
 
     def __init__(self, reactor, *, db: Database, monitor: Orchestrator, rules: AlertRules, api: ControlAPI,
                  web: service.Service, host: HostSampler, settings: Settings, observer: RotatingLogObserver | None,
-                 backups: BackupWatch | None = None):
+                 backups: BackupWatch | None = None, retention: RetentionJob | None = None,
+                 retention_pool: SyncPool | None = None):
         self._reactor = reactor
         self.db, self.monitor, self.rules, self.api, self.web, self.host = db, monitor, rules, api, web, host
         self.backups = backups
+        self.retention, self._retention_pool = retention, retention_pool
         self.settings = settings
         self._observer = observer
         self._loop = task.LoopingCall(self._evaluate)
@@ -76,12 +83,18 @@ class OrchestratorService(service.Service):
         if self.backups is not None:
             self.backups.start()
         self._loop.start(self.settings.alert_interval, now=False)
+        if self.retention is not None:
+            self._retention_pool.start()
+            self.retention.start()
         self.web.startService()
 
     @defer.inlineCallbacks
     def _before_database_stop(self):
         yield self.api.drain()
         yield self.rules.idle()
+        if self.retention is not None:
+            yield self.retention.stop()
+            self._retention_pool.stop()
         self.db.close()
 
     @defer.inlineCallbacks
@@ -136,6 +149,20 @@ def backup_watch(config: Config, reactor) -> BackupWatch:
     return BackupWatch(reactor, read, backup.check_interval, timedelta(hours=backup.max_age_hours))
 
 
+def retention_job(config: Config, reactor, dsn: str, clock=None) -> tuple[RetentionJob | None, SyncPool | None]:
+    """The daily retention run (``[retention] automatic``) on a one-thread psycopg2 pool of its own;
+    ``clock`` (default the reactor) says when a day has passed."""
+    settings = RetentionSettings.from_config(config)
+    if not settings.automatic:
+        return None, None
+    pool = SyncPool(reactor, dsn, size=1, name="db-retention")
+
+    def run(today: date, now: datetime):
+        work = functools.partial(partitions.run_retention, actor="orchestrator", now=now)
+        return pool.run(work, today, settings.keep_months)
+    return RetentionJob(clock or reactor, run), pool
+
+
 def make_service(config: Config, reactor=None, specs: list[ChildSpec] | None = None,
                  log_file: RotatingLog | None = None, attach_log: bool = True) -> OrchestratorService:
     """The whole orchestrator as one service; ``specs`` replaces the service table (tests).
@@ -157,6 +184,7 @@ def make_service(config: Config, reactor=None, specs: list[ChildSpec] | None = N
     host = HostSampler(reactor, host_volumes(config, settings), settings.host_interval)
     backups = backup_watch(config, reactor)
     rules = AlertRules(reactor, monitor, db, settings, watched, disks=host.disks, backups=backups)
+    retention, retention_pool = retention_job(config, reactor, dsn)
 
     def on_event(event, child):
         if event == "fatal":  # raise the alert now, not at the next evaluation
@@ -170,5 +198,6 @@ def make_service(config: Config, reactor=None, specs: list[ChildSpec] | None = N
     log.info("orchestrator: {count} services, control API on {listen}",
              count=len(specs), listen=settings.listen)
     return OrchestratorService(reactor, db=db, monitor=monitor, rules=rules, api=api, web=web, host=host,
-                               settings=settings, backups=backups,
+                               settings=settings, backups=backups, retention=retention,
+                               retention_pool=retention_pool,
                                observer=RotatingLogObserver(log_file) if attach_log else None)
