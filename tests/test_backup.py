@@ -23,7 +23,7 @@ from twisted.trial.unittest import TestCase
 
 from ccl.adapters.backup.image_copy import CatalogedImage, ImageCopy
 from ccl.adapters.backup.pgbackrest import PgBackRest
-from ccl.adapters.storage.image_records import cataloged_images
+from ccl.adapters.storage.image_records import cataloged_images, images_elsewhere
 from ccl.adapters.storage.localdb import free_port, local_cluster, setup_local_database
 from ccl.adapters.storage.migrations import migrate
 from ccl.adapters.storage.postgres import Database
@@ -238,10 +238,10 @@ class BackupStaleAlertTests(TestCase):
         self.assertEqual(len(system.sql("SELECT 1 FROM alerts WHERE rule = 'backup.stale'")), 2)
 
 
-def _image_row(sql, kind: str, filename: str, data: bytes) -> None:
-    sql("INSERT INTO images (coil_number, kind, filename, path, bytes, width, height, format, sha256, captured_at)"
-        " VALUES ('C1', %s, %s, %s, %s, 1, 1, 'png', %s, '2026-12-01T00:00:00Z')",
-        (kind, filename, f"{kind}/{filename}", len(data), hashlib.sha256(data).hexdigest()))
+def _image_row(sql, kind: str, filename: str, data: bytes, stored_on: str | None = None) -> None:
+    sql("INSERT INTO images (coil_number, kind, filename, path, bytes, width, height, format, sha256, captured_at,"
+        " stored_on) VALUES ('C1', %s, %s, %s, %s, 1, 1, 'png', %s, '2026-12-01T00:00:00Z', %s)",
+        (kind, filename, f"{kind}/{filename}", len(data), hashlib.sha256(data).hexdigest(), stored_on))
 
 
 class ImageCopyTests(DatabaseTestCase, TestCase):
@@ -258,12 +258,32 @@ class ImageCopyTests(DatabaseTestCase, TestCase):
         (self.source / kind / filename).write_bytes(data)
         _image_row(self.sql, kind, filename, data)
 
-    def catalog(self) -> list[CatalogedImage]:
+    def catalog(self, host: str = "ccl1") -> list[CatalogedImage]:
         connection = psycopg2.connect(self.dsn)
         try:
-            return [CatalogedImage(*row) for row in cataloged_images(connection)]
+            return [CatalogedImage(*row) for row in cataloged_images(connection, host)]
         finally:
             connection.close()
+
+    def test_only_this_hosts_images_are_copied_with_two_stores(self):
+        """Two plant servers: the copy takes the rows stored on this host (and the older rows without
+        a host), and does not report the other host's images as missing from this store."""
+        self.store("original", "here.png", b"uploaded to ccl1")
+        (self.source / "original" / "old.png").write_bytes(b"from before stored_on")
+        _image_row(self.sql, "original", "old.png", b"from before stored_on", stored_on=None)
+        self.sql("UPDATE images SET stored_on = 'ccl1' WHERE filename = 'here.png'")
+        _image_row(self.sql, "labeled", "there.png", b"uploaded to ccl2, only in its store", stored_on="ccl2")
+        report = ImageCopy(self.source, self.target).run(self.catalog("ccl1"))
+        self.assertEqual((report.copied, report.missing, report.ok), (2, [], True))
+        self.assertEqual(sorted(p.name for p in (self.target / "original").iterdir()),
+                         ["here.png", "old.png"])
+        connection = psycopg2.connect(self.dsn)
+        try:
+            self.assertEqual(images_elsewhere(connection, "ccl1"), {"ccl2": 1})
+        finally:
+            connection.close()
+        # On ccl2 the same table names ccl2's image and the old row (which ccl2's store lacks).
+        self.assertEqual(sorted(i.filename for i in self.catalog("ccl2")), ["old.png", "there.png"])
 
     def test_only_new_files_are_copied_each_verified(self):
         for n in range(3):

@@ -32,6 +32,8 @@ class PairIngestion:
     thumbnails: IThumbnails
     links: LinkTracker
     now: object = lambda: datetime.now(timezone.utc)
+    #: This machine's name ([images] host_name), written into each row: where the files are.
+    stored_on: str | None = None
 
     @inlineCallbacks
     def ingest(self, texts: dict[str, str], received: list[ReceivedFile], *, address: str | None = None):
@@ -52,7 +54,8 @@ class PairIngestion:
             records.append(ImageRecord(
                 coil_number=fields.coil_number, kind=item.kind, filename=item.filename, path=str(item.path),
                 bytes=got.size, width=info.width, height=info.height, format=info.format, sha256=got.sha256,
-                captured_at=fields.captured_at, received_at=received_at, camera_id=fields.camera_id))
+                captured_at=fields.captured_at, received_at=received_at, camera_id=fields.camera_id,
+                stored_on=self.stored_on))
         try:
             ids, defects = yield self.records.store_pair(records, fields.defects)
         except BaseException:

@@ -25,8 +25,9 @@ import psycopg2
 
 from ccl.adapters.backup.image_copy import CatalogedImage, ImageCopy
 from ccl.adapters.backup.pgbackrest import IMAGES_DIR, BackupSettings, PgBackRest
+from ccl.adapters.peer_images import host_name
 from ccl.adapters.storage.audit_log import append_now
-from ccl.adapters.storage.image_records import cataloged_images
+from ccl.adapters.storage.image_records import cataloged_images, images_elsewhere
 from ccl.adapters.storage.localdb import LocalDatabaseError, local_cluster, local_server_dsn, resolve_dsn
 from ccl.config import load_config
 from ccl.domain.backup import (
@@ -192,9 +193,11 @@ class _Backup:
         self.require_setup()
         target = self.backrest.backup_path() / IMAGES_DIR
         source = self.config.get_path("images", "root")
+        host = host_name(self.config)
         connection = psycopg2.connect(resolve_dsn(self.config))
         try:
-            rows = cataloged_images(connection)
+            rows = cataloged_images(connection, host)
+            elsewhere = images_elsewhere(connection, host)
         finally:
             connection.close()
         started = time.monotonic()
@@ -208,6 +211,8 @@ class _Backup:
         for mismatch in report.mismatched:
             print(f"MISMATCH: {mismatch.path}: sha256 {mismatch.actual}, the database says {mismatch.expected};"
                   " not copied")
+        for other, count in elsewhere.items():
+            print(f"{count} images held by {other} left to its own `ccl backup images` (this is {host})")
         if report.stopped_early:
             print(f"stopped after {max_files} files (--max-files): run it again to continue")
         return 0 if report.ok else 4

@@ -108,4 +108,4 @@ from ccl.ports.refusals import (  # noqa: E402,F401
     IDeadLetters, IRejectedTelegrams, OutboxRecord, RejectedTelegram, Requeued)
 from ccl.ports.ui_reads import (  # noqa: E402,F401
     STATISTICS_MAX_DAYS, ICoilHistory, ICoilReads, IDashboardReads, IDatabaseProbe, IEventFeed, IModelRegistry,
-    IStatistics, ModelExists, NoSuchModel)
+    ImageNotOnPeer, IPeerImages, IStatistics, ModelExists, NoSuchModel, PeerUnavailable)

@@ -59,6 +59,8 @@ class ImageRecord:
     captured_at: object  # datetime
     received_at: object  # datetime
     camera_id: str
+    #: The plant server whose image store holds the file ([images] host_name of its ccl-images).
+    stored_on: str | None = None
 
 
 class IImageFolder(Interface):

@@ -7,7 +7,7 @@ handed on to templates and JSON endpoints as they are; see the storage adapter
 
 from __future__ import annotations
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 #: The longest date range of the 통계 page, in days.
 STATISTICS_MAX_DAYS = 366
@@ -19,6 +19,37 @@ class NoSuchModel(LookupError):
 
 class ModelExists(Exception):
     """A model of this name and version is registered already (its id: ``args[0]``)."""
+
+
+class ImageNotOnPeer(LookupError):
+    """The image's holding host cannot give it: ``reason`` says why (no peer configured for
+    that host, or the peer has no such file). The UI answers 404."""
+
+    def __init__(self, host: str, reason: str):
+        super().__init__(f"{host}: {reason}")
+        self.host = host
+        self.reason = reason
+
+
+class PeerUnavailable(Exception):
+    """The holding host's image service did not answer usably (down, timed out, refused our
+    credential or certificate, sent too much): the UI answers 502; asking again may work."""
+
+    def __init__(self, host: str, reason: str):
+        super().__init__(f"{host}: {reason}")
+        self.host = host
+        self.reason = reason
+
+
+class IPeerImages(Interface):
+    """The image files held in another plant server's image store (docs/operations.md, "Two
+    plant servers"), fetched from that machine's ccl-images by the database row's file name."""
+
+    host_name = Attribute("this machine's name as written into images.stored_on ([images] host_name)")
+
+    def fetch(host: str, kind: str, filename: str):
+        """Deferred[bytes]: the file's bytes (bounded by [images] max_file_mb); fails with
+        ImageNotOnPeer or PeerUnavailable."""
 
 
 class IDatabaseProbe(Interface):

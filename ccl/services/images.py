@@ -44,7 +44,7 @@ def build(config: Config, settings: ImagesSettings) -> ingest.Built:
     thumbnailer = Thumbnailer(store, db)
     links = LinkTracker(JetsonLinkRecords(db), reactor, save_interval=settings.ingest.link_save_interval,
                         silent_after=settings.ingest.link_silent_after)
-    ingestion = PairIngestion(ThreadedImageFiles(store), records, thumbnailer, links)
+    ingestion = PairIngestion(ThreadedImageFiles(store), records, thumbnailer, links, stored_on=settings.host_name)
 
     def health():
         status = "ok" if checks.database == "ok" and checks.storage == "ok" else "degraded"
@@ -96,6 +96,6 @@ def makeService(options: Options) -> service.MultiService:  # noqa: N802 (twistd
     # The reactor's pool runs every file step of an upload (ThreadedImageFiles, read_form).
     reactor.suggestThreadPoolSize(settings.worker_threads)
     top = ingest.serve(build(options.config, settings), settings.listen)
-    log.info("ccl-images listening on {listen}, image root {root}, {threads} worker threads",
-             listen=settings.listen, root=settings.root, threads=settings.worker_threads)
+    log.info("ccl-images {host} listening on {listen}, image root {root}, {threads} worker threads",
+             host=settings.host_name, listen=settings.listen, root=settings.root, threads=settings.worker_threads)
     return top

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import attrs
 
+from ccl.adapters.peer_images import host_name
 from ccl.config import Config
 from ccl.domain.ingest.retention import Policy
 
@@ -54,6 +55,8 @@ class ImagesSettings:
     retention_interval: float
     worker_threads: int
     ingest: IngestSettings
+    #: ``[images] host_name``: written into every image row (images.stored_on).
+    host_name: str = "localhost"
 
     @classmethod
     def from_config(cls, config: Config, *, listen: str | None = None) -> "ImagesSettings":
@@ -72,6 +75,7 @@ class ImagesSettings:
             retention_interval=config.get_float(i, "retention_interval", 1),
             worker_threads=worker_threads(config.get_int(i, "worker_threads", 0, 256)),
             ingest=IngestSettings.from_config(config),
+            host_name=host_name(config),
         )
 
 

@@ -14,6 +14,7 @@ from twisted.internet import defer, task, threads
 from twisted.logger import Logger
 from twisted.python import usage
 
+from ccl.adapters.peer_images import PeerImages
 from ccl.adapters.storage.accounts import AccountStore, SessionStore
 from ccl.adapters.storage.alert_store import AlertStore
 from ccl.adapters.reports.pdf import PdfRenderer
@@ -163,6 +164,7 @@ def compose_ui(reactor, settings: UISettings, db: Database, clock=None, read_db:
         reports=CoilReports(CoilReportReads(db), PdfRenderer(settings.report, settings.image_root), clock or reactor),
         accuracy=ReviewAccuracy(reviews, settings.report.accuracy_min_reviews),
         training=TrainingExport(reviews, TrainingArchive(settings.image_root), audit, settings.report.export_max_images),
+        peer_images=PeerImages(reactor, settings.image_hosts, settings.tls_ca_file),
     )
     return UI(reactor, settings, uses, clock)
 

@@ -29,18 +29,18 @@ def store_pair(connection, records: Sequence[ImageRecord], defects: Sequence[Def
         cursor.execute("SELECT nextval('images_id_seq') FROM generate_series(1, %s)", (len(records),))
         ids = {record.kind: row[0] for record, row in zip(records, cursor.fetchall())}
         pair_id = ids.get("original", next(iter(ids.values())))
-        rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(records))
+        rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(records))
         params: list = []
         events = []
         for record in records:
             params += [ids[record.kind], record.coil_number, record.kind, record.filename, record.path, record.bytes,
                        record.width, record.height, record.format, record.sha256, record.captured_at,
-                       record.received_at, record.camera_id, pair_id]
+                       record.received_at, record.camera_id, pair_id, record.stored_on]
             events.append(json.dumps({"table": "images", "id": ids[record.kind], "coil_number": record.coil_number,
                                       "kind": record.kind, "filename": record.filename, "camera_id": record.camera_id}))
         cursor.execute(
             "INSERT INTO images (id, coil_number, kind, filename, path, bytes, width, height, format, sha256,"
-            f" captured_at, received_at, camera_id, pair_id) VALUES {rows};"
+            f" captured_at, received_at, camera_id, pair_id, stored_on) VALUES {rows};"
             f" SELECT count(pg_notify('{EVENTS}', e)) FROM unnest(%s::text[]) AS e", (*params, events))
     result = store_many(connection, defects, image_ids=ids) if defects else BatchResult(0, [], [])
     return ids, result
@@ -161,8 +161,19 @@ class IngestRecords:
 
 # Backup (blocking: the ccl backup command) ------------------------------------------------
 
-def cataloged_images(connection) -> list[tuple[str, str, str]]:
-    """(kind, filename, sha256) of every kept image, oldest first: what the image backup copies."""
+def cataloged_images(connection, host_name: str) -> list[tuple[str, str, str]]:
+    """(kind, filename, sha256) of every kept image this machine's store holds (``stored_on`` is
+    ``host_name``, or NULL: stored before the column existed), oldest first: what the image
+    backup copies. Another host's images are that host's backup's."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT kind, filename, sha256 FROM images WHERE purged_at IS NULL ORDER BY id")
+        cursor.execute("SELECT kind, filename, sha256 FROM images WHERE purged_at IS NULL"
+                       " AND (stored_on IS NULL OR stored_on = %s) ORDER BY id", (host_name,))
         return cursor.fetchall()
+
+
+def images_elsewhere(connection, host_name: str) -> dict[str, int]:
+    """Kept images held by other hosts, counted by host (the backup says what it left to them)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT stored_on, count(*) FROM images WHERE purged_at IS NULL AND stored_on <> %s"
+                       " GROUP BY stored_on ORDER BY stored_on", (host_name,))
+        return dict(cursor.fetchall())

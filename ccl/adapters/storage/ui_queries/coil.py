@@ -100,7 +100,7 @@ def coil_detail(db, coil_number: str, now: datetime.datetime) -> defer.Deferred:
 def image_record(db, image_id: int) -> defer.Deferred:
     """One image row (for serving its file by database id), or None."""
     return rows(db, """SELECT id, coil_number, kind, filename, path, thumbnail_path, format, width, height,
-                              captured_at, purged_at, pair_id
+                              captured_at, purged_at, pair_id, stored_on
                        FROM images WHERE id = %s""", (image_id,)).addCallback(lambda found: found[0] if found else None)
 
 

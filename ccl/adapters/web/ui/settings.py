@@ -8,6 +8,7 @@ from pathlib import Path
 
 import attrs
 
+from ccl.adapters.peer_images import ImageHostSettings
 from ccl.adapters.tls import ca_file
 from ccl.adapters.reports.settings import ReportSettings
 from ccl.application.accounts import SessionPolicy
@@ -43,6 +44,8 @@ class UISettings:
     quality: QualitySettings = QualitySettings()
     #: The coil report, accuracy figures and training export (``[report]``).
     report: ReportSettings = attrs.field(factory=ReportSettings)
+    #: Which host this is and where the other hosts' images are fetched from (``[images]``).
+    image_hosts: ImageHostSettings = ImageHostSettings(host_name="localhost")
 
     @classmethod
     def from_config(cls, config: Config) -> UISettings:
@@ -77,6 +80,7 @@ class UISettings:
             weld_zone_m=config.get_float("tracking", "weld_zone_m", 0, 10_000),
             quality=QualitySettings.from_config(config),
             report=ReportSettings.from_config(config),
+            image_hosts=ImageHostSettings.from_config(config),
         )
 
 

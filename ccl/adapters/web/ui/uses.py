@@ -18,7 +18,7 @@ from ccl.application.refusals import DeadLetters, RejectedTelegrams
 from ccl.ports.tracking import ITrackingReads
 from ccl.application.reports import CoilReports, ReviewAccuracy, TrainingExport
 from ccl.ports import (ICoilHistory, ICoilReads, IDashboardReads, IDatabaseProbe, IEventFeed, IModelRegistry,
-                       IStatistics, IAuditLog)
+                       IPeerImages, IStatistics, IAuditLog)
 
 
 @attrs.frozen
@@ -45,3 +45,5 @@ class UseCases:
     reports: CoilReports
     accuracy: ReviewAccuracy
     training: TrainingExport
+    #: The other plant server's image files (docs/operations.md, "Two plant servers: images").
+    peer_images: IPeerImages

@@ -4,6 +4,11 @@
 thumbnail, or one made here in a thread and kept in a small in-memory cache), and
 ``/api/images/<id>`` the image's record with the defects drawn over it in the viewer. A path
 from the database that does not resolve to a file below ``[images] root`` is refused.
+
+With two plant servers an image whose file this machine's store lacks and whose row names
+another host (``stored_on``) is fetched from that host's ccl-images (``ctx.uses.peer_images``,
+by the row's file name): 404 when no peer is configured for the host or it has no such file,
+502 when it does not answer usably; every other image is served as before.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from twisted.web.static import File
 from ccl.adapters.image_files import inside
 from ccl.adapters.web.errors import HTTPError
 from ccl.adapters.web.ui.routing import route
+from ccl.ports import ImageNotOnPeer, PeerUnavailable
 
 log = Logger()
 
@@ -27,11 +33,12 @@ _CACHE_ENTRIES = 512
 _TYPES = {"jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png", "bmp": "image/bmp"}
 
 
-def make_thumbnail(path: Path) -> bytes:
-    """A JPEG of at most THUMB_SIZE (runs in a thread: Pillow decodes for a while)."""
+def make_thumbnail(source: Path | bytes) -> bytes:
+    """A JPEG of at most THUMB_SIZE from a file or a file's bytes (runs in a thread: Pillow
+    decodes for a while)."""
     from PIL import Image
 
-    with Image.open(path) as image:
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
         image.draft("RGB", THUMB_SIZE)
         image.thumbnail(THUMB_SIZE)
         out = io.BytesIO()
@@ -67,13 +74,31 @@ async def _record(ctx, image_id: int) -> dict:
     return record
 
 
+async def _from_holder(ctx, image_id: int, record: dict) -> bytes:
+    """The file's bytes from the host that holds it, when that is another one; else 404."""
+    host = record.get("stored_on")
+    peers = ctx.uses.peer_images
+    details = {"id": image_id, "purged": bool(record["purged_at"]), "stored_on": host}
+    if record["purged_at"] or not host or host == peers.host_name:
+        log.warn("image {id}: file {path} missing or outside the image root", id=image_id, path=record["path"])
+        raise HTTPError(404, "image file not available", details)
+    try:
+        return await peers.fetch(host, record["kind"], record["filename"])
+    except ImageNotOnPeer as error:
+        raise HTTPError(404, "image file not available", {**details, "reason": error.reason}) from None
+    except PeerUnavailable as error:
+        raise HTTPError(502, "image host unavailable", {**details, "reason": error.reason}) from None
+
+
 @route("image_file", "/images/<int:image_id>")
 async def image_file(ctx, image_id):
     record = await _record(ctx, image_id)
     path = inside(ctx.settings.image_root, record["path"])
     if path is None:
-        log.warn("image {id}: file {path} missing or outside the image root", id=image_id, path=record["path"])
-        raise HTTPError(404, "image file not available", {"id": image_id, "purged": bool(record["purged_at"])})
+        data = await _from_holder(ctx, image_id, record)
+        ctx.request.setHeader(b"content-type", _TYPES.get(str(record["format"]).lower(), "application/octet-stream").encode())
+        ctx.request.setHeader(b"cache-control", b"private, max-age=86400")
+        return data
     ctx.request.setHeader(b"cache-control", b"private, max-age=86400")
     # File streams the file with a producer (no whole image in memory) and answers Range requests.
     resource = File(str(path), defaultType="application/octet-stream")
@@ -92,11 +117,9 @@ async def image_thumb(ctx, image_id):
         if stored is not None:
             data = await threads.deferToThread(stored.read_bytes)
         else:
-            path = inside(root, record["path"])
-            if path is None:
-                raise HTTPError(404, "image file not available", {"id": image_id})
+            source = inside(root, record["path"]) or await _from_holder(ctx, image_id, record)
             try:
-                data = await threads.deferToThread(make_thumbnail, path)
+                data = await threads.deferToThread(make_thumbnail, source)
             except Exception as error:  # a broken file: say so, keep serving the others
                 log.warn("thumbnail of image {id} failed: {error}", id=image_id, error=error)
                 raise HTTPError(415, "image cannot be decoded", {"id": image_id}) from None
