@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import io
 import itertools
+import random
 from pathlib import Path
 
 import psycopg2
 from PIL import Image
-from twisted.internet import reactor
+from twisted.internet import defer, protocol, reactor
 from twisted.trial.unittest import TestCase
 
 from ccl.adapters.storage.ingest_tokens import create_token
@@ -178,3 +179,39 @@ class ImageHostTests(TestCase):
         ui, viewer = await self.ui_as_ccl2(env={"CCL_IMAGES_PEER_TOKEN_FILE": str(token_file)})
         response, body = await ui.get(f"/images/{remote}", viewer)
         self.assertEqual((response.code, body), (200, ORIGINAL))
+
+    async def test_silent_peer_times_out_while_other_images_are_served(self):
+        """A peer that accepts the connection and never answers: the fetch ends after
+        [images] peer_timeout_seconds with a 502; meanwhile the UI serves a local image (the
+        reactor is not held)."""
+        await self.two_hosts()
+        silent = reactor.listenTCP(0, protocol.Factory.forProtocol(protocol.Protocol), interface="127.0.0.1")
+        self.addCleanup(silent.stopListening)
+        ui, viewer = await self.ui_as_ccl2(peers=f"ccl1=http://127.0.0.1:{silent.getHost().port}",
+                                           env={"CCL_IMAGES_PEER_TIMEOUT_SECONDS": "1"})
+        remote, local = self.ids[("C100-01", "original")], self.ids[("C200-02", "original")]
+        pending = defer.ensureDeferred(ui.get(f"/images/{remote}", viewer))
+        response, _ = await ui.get(f"/images/{local}", viewer)
+        self.assertEqual(response.code, 200)
+        self.assertFalse(pending.called)  # still waiting for the silent peer
+        response, body = await pending
+        self.assertEqual(response.code, 502)
+        self.assertEqual(json_of(body)["details"]["reason"], "no answer within 1 s")
+
+    async def test_file_larger_than_the_upload_limit_is_not_taken_from_a_peer(self):
+        """The fetch reads at most [images] max_file_mb: a bigger file from the peer is a 502, not a
+        buffer without bound."""
+        await self.two_hosts()
+        noisy = Image.frombytes("RGB", (800, 600), random.Random(7).randbytes(800 * 600 * 3))
+        out = io.BytesIO()
+        noisy.save(out, "PNG")
+        self.assertGreater(len(out.getvalue()), 1024 * 1024)
+        code, _ = await post_parts(self.ccl1.url, pair_parts(coil="C300-03", labeled=out.getvalue()))
+        self.assertEqual(code, 201)
+        (big,) = query(self.dsn, "SELECT id FROM images WHERE coil_number = 'C300-03' AND kind = 'labeled'")[0]
+        ui, viewer = await self.ui_as_ccl2(env={"CCL_IMAGES_MAX_FILE_MB": "1"})
+        response, body = await ui.get(f"/images/{big}", viewer)
+        self.assertEqual(response.code, 502)
+        self.assertEqual(json_of(body)["details"]["reason"], f"the file is larger than {1024 * 1024} bytes")
+        response, _ = await ui.get(f"/images/{self.ids[('C100-01', 'original')]}", viewer)
+        self.assertEqual(response.code, 200)

@@ -109,16 +109,28 @@ class PeerImages:
             return defer.fail(ImageNotOnPeer(host, "the row's file name is not one ccl-images makes"))
         url = f"{base}/image/{quote(kind)}/{quote(filename)}"
 
+        timed_out = []
+
         def one():
             d = defer.ensureDeferred(self._get(host, url))
-            # The whole exchange (connect, headers, body), not only the connect.
-            return d.addTimeout(self._settings.timeout, self._reactor)
+            # The whole exchange (connect, headers, body), not only the connect; treq reports
+            # the cancellation wrapped (ResponseNeverReceived...), hence the flag.
+            call = self._reactor.callLater(self._settings.timeout, lambda: (timed_out.append(True), d.cancel()))
+
+            def done(result):
+                if call.active():
+                    call.cancel()
+                return result
+
+            return d.addBoth(done)
 
         def failed(failure):
-            if failure.check(ImageNotOnPeer, PeerUnavailable):
+            if timed_out:
+                reason = "no answer within {:g} s".format(self._settings.timeout)
+            elif failure.check(ImageNotOnPeer, PeerUnavailable):
                 return failure
-            reason = ("no answer within {:g} s".format(self._settings.timeout)
-                      if failure.check(defer.TimeoutError, defer.CancelledError) else _describe(failure.value))
+            else:
+                reason = _describe(failure.value)
             log.warn("image {filename} from {host} ({url}): {reason}", filename=filename, host=host, url=url,
                      reason=reason)
             raise PeerUnavailable(host, reason)
