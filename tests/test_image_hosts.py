@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import random
 from pathlib import Path
 
@@ -23,9 +24,11 @@ from tests.support.database import fresh_database, query
 from tests.support.ingest import image_bytes, pair_parts, post_parts, start_service
 from tests.support.tls import make_foreign_ca, make_site, server_options
 from tests.support.ui import json_of, start_ui
+from tests.test_coil_report import poppler, saved
 
 _VIEWERS = itertools.count(1)
 ORIGINAL = image_bytes("JPEG", size=(640, 480), color=(20, 120, 200))
+DEFECTS = json.dumps([{"defect_type": "scratch", "confidence_score": 0.97, "defect_position_meter": 12.5}])
 
 
 class ImageHostTests(TestCase):
@@ -43,7 +46,8 @@ class ImageHostTests(TestCase):
                                         env={"CCL_IMAGES_HOST_NAME": "ccl1"})
         self.ccl2 = await start_service(self, "images", dsn=self.dsn, env={"CCL_IMAGES_HOST_NAME": "ccl2"})
         if ccl1_allow:
-            code, _ = await post_parts(self.ccl1.url, pair_parts(coil="C100-01", original=ORIGINAL))
+            code, _ = await post_parts(self.ccl1.url, pair_parts(coil="C100-01", original=ORIGINAL,
+                                                                 defect_data=DEFECTS))
             self.assertEqual(code, 201)
         else:  # nobody by address: the box sends a token
             token = self.token("jetson-top")
@@ -215,3 +219,14 @@ class ImageHostTests(TestCase):
         self.assertEqual(json_of(body)["details"]["reason"], f"the file is larger than {1024 * 1024} bytes")
         response, _ = await ui.get(f"/images/{self.ids[('C100-01', 'original')]}", viewer)
         self.assertEqual(response.code, 200)
+
+    async def test_coil_report_draws_the_image_held_by_the_other_host(self):
+        """The coil report PDF made on ccl2 shows the worst defect's image that only ccl1's store
+        holds (fetched from ccl1); with ccl1 down the report is still made, with "no image"."""
+        await self.two_hosts()
+        for peers, drawn in ((None, 1), (f"ccl1=http://127.0.0.1:{free_port()}", 0)):
+            ui, viewer = await self.ui_as_ccl2(peers=peers)
+            response, body = await ui.get("/coils/C100-01/report.pdf", viewer)
+            self.assertEqual(response.code, 200)
+            images = poppler("pdfimages", "-list", "-f", "3", "-l", "3", str(saved(self, body)))
+            self.assertEqual(len(images.strip().splitlines()) - 2, drawn, peers)

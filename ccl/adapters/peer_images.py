@@ -178,3 +178,24 @@ def _describe(error: BaseException) -> str:
     if reasons:
         text = "; ".join(str(r.value) or type(r.value).__name__ for r in reasons)
     return f"{type(error).__name__}: {text}"[:300]
+
+
+async def fetch_from_holders(peers: IPeerImages, wanted: Mapping[int, tuple[tuple[str, str, str], ...]]
+                             ) -> dict[int, bytes]:
+    """For each key, the bytes of the first of its (host, kind, file name) that its host (another
+    one than this) gives; keys none of whose hosts can are left out (logged). All keys at once,
+    as many at a time as ``peers`` allows."""
+
+    async def first(key: int, candidates) -> tuple[int, bytes | None]:
+        for host, kind, filename in candidates:
+            if host == peers.host_name:
+                continue
+            try:
+                return key, await peers.fetch(host, kind, filename)
+            except (ImageNotOnPeer, PeerUnavailable) as error:
+                log.info("image {filename} of {key} not fetched from {host}: {reason}", filename=filename, key=key,
+                         host=host, reason=error.reason)
+        return key, None
+
+    results = await defer.gatherResults([defer.ensureDeferred(first(k, c)) for k, c in wanted.items()])
+    return {key: data for key, data in results if data is not None}

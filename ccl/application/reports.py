@@ -29,7 +29,9 @@ def _defect(row: dict[str, Any]) -> ReportDefect:
         uncertainty_m=row.get("uncertainty_m") if tracked else None, across=row.get("across"),
         width_px=row.get("defect_size_width"), height_px=row.get("defect_size_height"),
         review_status=row.get("review_status") or "new", original_type=row.get("original_defect_type"),
-        model=row.get("model"), image_paths=paths, periodic_series=row.get("periodic_series_id"))
+        model=row.get("model"), image_paths=paths, periodic_series=row.get("periodic_series_id"),
+        held_by=tuple((row[f"{kind}_host"], kind, row[f"{kind}_filename"]) for kind in ("labeled", "original")
+                      if row.get(f"{kind}_host") and row.get(f"{kind}_filename")))
 
 
 class CoilReports:

@@ -51,6 +51,9 @@ class ReportDefect:
     original_type: str | None = None
     model: str | None = None
     image_paths: tuple[str, ...] = ()  # stored paths to try for a thumbnail, best first
+    #: (host, kind, file name) of the images as their holders serve them (images.stored_on), best
+    #: first: for an image the local store lacks (two plant servers).
+    held_by: tuple[tuple[str, str, str], ...] = ()
     periodic_series: int | None = None
 
     @property

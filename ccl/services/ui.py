@@ -141,6 +141,7 @@ def compose_ui(reactor, settings: UISettings, db: Database, clock=None, read_db:
     models = ModelRegistry(db)
     layouts = load_layouts(settings.layout_path)
     reviews = ReviewReads(db)
+    peer_images = PeerImages(reactor, settings.image_hosts, settings.tls_ca_file)
     uses = UseCases(
         accounts=Accounts(AccountStore(db), SessionStore(db), audit, settings.policy, threads.deferToThread),
         alerts=Alerts(AlertStore(db), audit),
@@ -161,10 +162,11 @@ def compose_ui(reactor, settings: UISettings, db: Database, clock=None, read_db:
         tracking=TrackingReads(db),
         grading=grading,
         quality=QualityAdmin(QualityAdminRecords(db), audit),
-        reports=CoilReports(CoilReportReads(db), PdfRenderer(settings.report, settings.image_root), clock or reactor),
+        reports=CoilReports(CoilReportReads(db), PdfRenderer(settings.report, settings.image_root, peer_images),
+                            clock or reactor),
         accuracy=ReviewAccuracy(reviews, settings.report.accuracy_min_reviews),
         training=TrainingExport(reviews, TrainingArchive(settings.image_root), audit, settings.report.export_max_images),
-        peer_images=PeerImages(reactor, settings.image_hosts, settings.tls_ca_file),
+        peer_images=peer_images,
     )
     return UI(reactor, settings, uses, clock)
 

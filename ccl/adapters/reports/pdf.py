@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from twisted.internet import threads
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from ccl.adapters.image_files import inside
+from ccl.adapters.peer_images import fetch_from_holders
 from ccl.adapters.reports.settings import ReportSettings
 from ccl.domain.plant_time import plant_text
 from ccl.domain.coil_report import (COMPLETENESS_KO, DISPOSITION_KO, REVIEW_KO, SEVERITY_KO, SEVERITY_RANK,
                                     SURFACE_KO, TABLE_ROWS_PER_PAGE, CoilReport, ReportDefect, grade_reasons,
                                     severity_counts, table_by_type_and_metre, worst_defects)
+from ccl.ports import IPeerImages
 from ccl.ports.reports import IReportRenderer
 
 log = Logger()
@@ -362,15 +364,16 @@ def _table(doc: _Document, headers: Sequence[str], rows: Sequence[Sequence[str]]
             x += width
 
 
-def _thumbnail(defect: ReportDefect, image_root: Path | None):
-    """A reportlab ImageReader of the defect's best image (labeled thumbnail first), or None."""
+def _thumbnail(defect: ReportDefect, image_root: Path | None, fetched: Mapping[int, bytes]):
+    """A reportlab ImageReader of the defect's best image (labeled thumbnail first, from the
+    local store, else as fetched from the host holding it), or None."""
     from PIL import Image
     from reportlab.lib.utils import ImageReader
 
-    if image_root is None:
-        return None
-    for stored in defect.image_paths:
-        path = inside(image_root, stored)
+    sources: list = [inside(image_root, stored) for stored in defect.image_paths] if image_root else []
+    if defect.id in fetched:
+        sources.append(io.BytesIO(fetched[defect.id]))
+    for path in sources:
         if path is None:
             continue
         try:
@@ -379,12 +382,12 @@ def _thumbnail(defect: ReportDefect, image_root: Path | None):
                 image.thumbnail((500, 340))
                 return ImageReader(image.convert("RGB"))
         except Exception as error:  # a broken file: the next one, or "no image"
-            log.warn("report: image {path} of defect {id} unreadable: {error}", path=str(path), id=defect.id,
-                     error=error)
+            where = str(path) if isinstance(path, Path) else "fetched from its host"
+            log.warn("report: image {path} of defect {id} unreadable: {error}", path=where, id=defect.id, error=error)
     return None
 
 
-def _images_page(doc: _Document, image_root: Path | None, count: int) -> None:
+def _images_page(doc: _Document, image_root: Path | None, count: int, fetched: Mapping[int, bytes]) -> None:
     r = doc.report
     worst = worst_defects(r.defects, count)
     doc.heading(f"주요 결함 이미지 (심각도·신뢰도 순 상위 {count})")
@@ -395,7 +398,7 @@ def _images_page(doc: _Document, image_root: Path | None, count: int) -> None:
         column, row = i % 2, i // 2
         x = doc.MARGIN + column * cell_w
         top = doc.y - row * cell_h
-        image = _thumbnail(defect, image_root)
+        image = _thumbnail(defect, image_root, fetched)
         box_w, box_h = cell_w - 12, cell_h - 40
         if image is None:
             doc.colour("#999999")
@@ -433,14 +436,16 @@ def _defect_pages(doc: _Document) -> None:
             doc.next_page()
 
 
-def render_pdf(report: CoilReport, settings: ReportSettings, image_root: Path | None) -> bytes:
-    """The whole PDF (blocking: call it in a thread)."""
+def render_pdf(report: CoilReport, settings: ReportSettings, image_root: Path | None,
+               fetched: Mapping[int, bytes] | None = None) -> bytes:
+    """The whole PDF (blocking: call it in a thread). ``fetched``: defect id -> the bytes of its
+    image from the host holding it, for the worst defects whose image the local store lacks."""
     register_fonts(settings)
     out = io.BytesIO()
     doc = _Document(report, out)
     _summary_page(doc)
     _map_page(doc)
-    _images_page(doc, image_root, settings.worst_images)
+    _images_page(doc, image_root, settings.worst_images, fetched or {})
     _defect_pages(doc)
     doc.finish()
     if doc.page != report.pages:  # the plan and the drawing must agree (a footer says "n / pages")
@@ -452,9 +457,20 @@ def render_pdf(report: CoilReport, settings: ReportSettings, image_root: Path | 
 class PdfRenderer:
     """Draws reports in the reactor's thread pool."""
 
-    def __init__(self, settings: ReportSettings, image_root: Path | None):
+    def __init__(self, settings: ReportSettings, image_root: Path | None, peers: IPeerImages | None = None):
         self._settings = settings
         self._image_root = image_root
+        self._peers = peers
 
     def render(self, report: CoilReport):
-        return threads.deferToThread(render_pdf, report, self._settings, self._image_root)
+        return defer.ensureDeferred(self._render(report))
+
+    async def _render(self, report: CoilReport) -> bytes:
+        fetched: dict[int, bytes] = {}
+        if self._peers is not None and self._image_root is not None:
+            # Two plant servers: the worst defects' images this store lacks, from their holders.
+            worst = worst_defects(report.defects, self._settings.worst_images)
+            missing = await threads.deferToThread(
+                lambda: [d for d in worst if d.held_by and not any(inside(self._image_root, p) for p in d.image_paths)])
+            fetched = await fetch_from_holders(self._peers, {d.id: d.held_by for d in missing})
+        return await threads.deferToThread(render_pdf, report, self._settings, self._image_root, fetched)

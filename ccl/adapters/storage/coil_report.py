@@ -33,6 +33,8 @@ _DEFECTS = """
            END AS across,
            li.thumbnail_path AS labeled_thumb, li.path AS labeled_path,
            oi.thumbnail_path AS original_thumb, oi.path AS original_path,
+           li.stored_on AS labeled_host, li.filename AS labeled_filename,
+           oi.stored_on AS original_host, oi.filename AS original_filename,
            m.name || ' ' || m.version AS model, pm.series_id AS periodic_series_id
     FROM ids JOIN defect_detections d ON d.id = ids.id CROSS JOIN tc
          LEFT JOIN tracking_defects t ON t.defect_id = d.id
