@@ -78,6 +78,25 @@ class RetentionTests(TestCase):
         self.assertEqual(result.deleted, 0)
 
 
+    @defer.inlineCallbacks
+    def test_each_host_purges_only_the_images_its_store_holds(self):
+        """Two plant servers on one database: ccl1's retention job (its own, from [images]) purges
+        ccl1's old images and the old rows without a host, never ccl2's, whose file it cannot delete."""
+        ccl1 = yield start_service(self, "images", env={"CCL_IMAGES_HOST_NAME": "ccl1"})
+        ccl2 = yield start_service(self, "images", dsn=ccl1.dsn, env={"CCL_IMAGES_HOST_NAME": "ccl2"})
+        yield self.upload(ccl1, 1)
+        code, _ = yield post_parts(ccl2.url, pair_parts(coil="D0"))
+        self.assertEqual(code, 201)
+        query(ccl1.dsn, "UPDATE images SET received_at = now() - interval '100 days'")
+        query(ccl1.dsn, "UPDATE images SET stored_on = NULL WHERE coil_number = 'C0' AND kind = 'labeled'")
+        yield ccl1.jobs[1][1]()
+        self.assertEqual(query(ccl1.dsn, "SELECT coil_number, kind, stored_on, purged_at IS NOT NULL FROM images"
+                                         " ORDER BY id"),
+                         [("C0", "original", "ccl1", True), ("C0", "labeled", None, True),
+                          ("D0", "original", "ccl2", False), ("D0", "labeled", "ccl2", False)])
+        self.assertEqual((ccl1.files("original", "labeled"), len(ccl2.files("original", "labeled"))), ([], 2))
+
+
 class OrphanSweepTests(DatabaseTestCase, TestCase):
     def setUp(self):
         return self.start_database()

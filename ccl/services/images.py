@@ -78,7 +78,7 @@ def build(config: Config, settings: ImagesSettings) -> ingest.Built:
         return deferToThread(store.probe).addCallbacks(storage_ok, storage_bad)
 
     purged = registry.counter("ingest_images_purged_total", "Images deleted by the retention job")
-    housekeeping = ImageHousekeeping(ImageRetention(pool, store), settings.policy, purged)
+    housekeeping = ImageHousekeeping(ImageRetention(pool, store, settings.host_name), settings.policy, purged)
     # The orphan sweep's cut-off, by the file system's clock (file times compare with it).
     try:
         started = store.file_time()

@@ -103,9 +103,15 @@ def stats(db):
 
 # Retention (blocking: run on the SyncPool) -------------------------------------------------
 
-def store_bytes(connection) -> int:
+#: The rows of one machine's store (two plant servers): its own, and those stored before
+#: images.stored_on existed (NULL, schema 122). None: every row (one server, or a test).
+_HELD_HERE = " AND (%(host)s::text IS NULL OR stored_on IS NULL OR stored_on = %(host)s)"
+
+
+def store_bytes(connection, host_name: str | None = None) -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT coalesce(sum(bytes), 0) FROM images WHERE purged_at IS NULL")
+        cursor.execute("SELECT coalesce(sum(bytes), 0) FROM images WHERE purged_at IS NULL" + _HELD_HERE,
+                       {"host": host_name})
         return int(cursor.fetchone()[0])
 
 
@@ -119,11 +125,12 @@ class StoredImage:
     thumbnail_path: str | None
 
 
-def oldest(connection, after_id: int, limit: int) -> list[StoredImage]:
-    """Unpurged images, oldest first."""
+def oldest(connection, after_id: int, limit: int, host_name: str | None = None) -> list[StoredImage]:
+    """Unpurged images of this machine's store (``host_name``; None: all), oldest first."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT id, bytes, received_at, kind, path, thumbnail_path FROM images"
-                       " WHERE purged_at IS NULL AND id > %s ORDER BY id LIMIT %s", (after_id, limit))
+                       " WHERE purged_at IS NULL AND id > %(after)s" + _HELD_HERE + " ORDER BY id LIMIT %(limit)s",
+                       {"after": after_id, "limit": limit, "host": host_name})
         return [StoredImage(Candidate(image_id, size, received_at), kind, path, thumbnail)
                 for image_id, size, received_at, kind, path, thumbnail in cursor.fetchall()]
 

@@ -7,6 +7,7 @@ run), never an unaccounted file. Every deletion is logged; each run with deletio
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from datetime import datetime, timezone
@@ -23,17 +24,19 @@ log = Logger()
 
 
 def run_retention(connection, store: ImageStore, policy: Policy, now: datetime | None = None,
-                  batch: int = 500) -> RetentionRun:
-    """One pass (blocking; run on the SyncPool, which commits after it)."""
+                  batch: int = 500, host_name: str | None = None) -> RetentionRun:
+    """One pass (blocking; run on the SyncPool, which commits after it). ``host_name``: only the
+    rows this machine's store holds (two plant servers: the other machine's images are its own
+    retention's, and deleting them here would free nothing on this disk)."""
     now = now or datetime.now(timezone.utc)
     disk = store.disk_usage()
     used = disk.used
-    stored = image_records.store_bytes(connection)
+    stored = image_records.store_bytes(connection, host_name)
     deleted = freed = 0
     reasons: dict[str, int] = {}
     after = 0
     while True:
-        rows = image_records.oldest(connection, after, batch)
+        rows = image_records.oldest(connection, after, batch, host_name)
         if not rows:
             break
         after = rows[-1].candidate.id
@@ -105,12 +108,13 @@ class ImageRetention:
     """IImageRetention: each pass one transaction on the SyncPool (files deleted before their
     rows are marked, see above)."""
 
-    def __init__(self, pool, store: ImageStore):
+    def __init__(self, pool, store: ImageStore, host_name: str | None = None):
         self._pool = pool
         self._store = store
+        self._host_name = host_name
 
     def purge(self, policy: Policy):
-        return self._pool.run(run_retention, self._store, policy)
+        return self._pool.run(functools.partial(run_retention, host_name=self._host_name), self._store, policy)
 
     def sweep_orphans(self, before: float):
         return self._pool.run(sweep_orphans, self._store, before)
