@@ -21,7 +21,7 @@ from ccl.adapters.storage.localdb import free_port
 from ccl.adapters.web.ui.pages import images as image_pages
 from ccl.domain.ingest.tokens import new_token, token_digest
 from tests.support.database import fresh_database, query
-from tests.support.ingest import image_bytes, pair_parts, post_parts, start_service
+from tests.support.ingest import get, image_bytes, pair_parts, post_parts, start_service
 from tests.support.tls import make_foreign_ca, make_site, server_options
 from tests.support.ui import json_of, start_ui
 from tests.test_coil_report import poppler, saved
@@ -107,6 +107,9 @@ class ImageHostTests(TestCase):
         self.assertEqual(response.code, 200)
         response, info = await ui.get(f"/api/images/{remote}", viewer)
         self.assertEqual(json_of(info)["stored_on"], "ccl1")
+        code, listed, _, _ = await get(self.ccl2.url, "/list/original")
+        self.assertEqual({row["coil_number"]: row["stored_on"] for row in listed["data"]["images"]},
+                         {"C100-01": "ccl1", "C200-02": "ccl2"})
 
     async def test_peer_down_is_a_clear_502_and_local_images_still_served(self):
         """ccl1's image service unreachable: its images answer 502 naming the host, the thumbnail

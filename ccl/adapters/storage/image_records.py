@@ -17,7 +17,7 @@ from ccl.ports import BatchResult, IImageRecords, IIngestRecords, ImageRecord
 
 
 _PUBLIC = ("id, coil_number, kind, filename, path, bytes AS size, width, height, format, sha256, captured_at,"
-           " received_at AS upload_time, camera_id, pair_id, purged_at")
+           " received_at AS upload_time, camera_id, pair_id, purged_at, stored_on")
 
 
 def store_pair(connection, records: Sequence[ImageRecord], defects: Sequence[Defect]) -> tuple[dict[str, int], BatchResult]:

@@ -96,7 +96,8 @@ async def image_file(ctx, image_id):
     path = inside(ctx.settings.image_root, record["path"])
     if path is None:
         data = await _from_holder(ctx, image_id, record)
-        ctx.request.setHeader(b"content-type", _TYPES.get(str(record["format"]).lower(), "application/octet-stream").encode())
+        kind = _TYPES.get(str(record["format"]).lower(), "application/octet-stream")
+        ctx.request.setHeader(b"content-type", kind.encode())
         ctx.request.setHeader(b"cache-control", b"private, max-age=86400")
         return data
     ctx.request.setHeader(b"cache-control", b"private, max-age=86400")
