@@ -60,6 +60,16 @@ class DetectSeriesTests(SynchronousTestCase):
         edge = [PlacedDefect(n, "scratch", rng.uniform(0, 2000.0), rng.uniform(5.0, 25.0)) for n in range(600)]
         self.assertEqual(detect_series(edge, SETTINGS), [])
 
+    def test_a_flood_of_defects_anchors_nothing_and_the_series_beside_it_is_found(self):
+        """3,000 scratches within 60 m at one width (a faulty box) raise no series, and a roll mark
+        every 1.5 m from 100 m on is still found whole. Without the flood guard the detector tries
+        every pair of the flood at every pitch (hours of CPU), so this test also holds the guard."""
+        flood = [PlacedDefect(10_000 + n, "scratch", n * 0.02, 300.0) for n in range(3000)]
+        series = marks(1, 100.0, 1.5, 12, 300.0)
+        found = detect_series(flood + series, PeriodicSettings())
+        self.assertEqual([(s.member_ids, round(s.pitch_m, 3)) for s in found],
+                         [(tuple(d.defect_id for d in series), 1.5)])
+
     def test_a_missed_second_mark_does_not_double_the_pitch(self):
         """When the mark one pitch after the first is missing, the series is still at 1.2 m, not 2.4 m."""
         series_marks = marks(1, 50.0, 1.2, 30, 700.0, missing={1, 12, 13})

@@ -18,7 +18,10 @@ the width) of one coil and one surface, per defect type:
    enough share of its expected places is filled, and so full a series is unlikely to arise by
    chance among the other defects of that type and width (``chance_of_series``);
 4. an accepted series claims its members, so they anchor nothing else: defects between the members
-   of one series (stray defects, another series at a close pitch) stay free for the others.
+   of one series (stray defects, another series at a close pitch) stay free for the others;
+5. an anchor with more than ``max_window_defects`` defects of its type within one maximum pitch
+   either side of it sits in a flood, where no series could be told from chance: it is not tried (this
+   keeps the work per anchor bounded however dense a stretch gets).
 
 The detector is deterministic: the same defects give the same series, whatever their order of
 arrival. ``PeriodicWatch`` runs it live over a coil's defects as they arrive.
@@ -47,6 +50,10 @@ class PeriodicSettings:
     min_fill_ratio: float = 0.5
     roll_tolerance: float = 0.02  # relative: a pitch within 2 % of a roll's circumference names it
     max_chance: float = 1e-9  # a series as full as this must be that unlikely among the clutter around it
+    #: more defects of one type and surface than this within one maximum pitch either side of an
+    #: anchor is a flood (a faulty box, a scrap stretch), not a roll mark: that anchor is not
+    #: tried. It bounds the work per anchor, which otherwise grows with the square of the flood.
+    max_window_defects: int = 80
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.min_pitch_m < self.max_pitch_m:
@@ -63,6 +70,8 @@ class PeriodicSettings:
             raise ValueError("periodic: min_fill_ratio must be in (0, 1]")
         if not 0 < self.max_chance < 1:
             raise ValueError("periodic: max_chance must be in (0, 1)")
+        if self.max_window_defects < self.min_members:
+            raise ValueError("periodic: max_window_defects must be at least min_members")
 
 
 @attrs.frozen
@@ -262,6 +271,11 @@ class _Group:
         first = self.defects[anchor]
         low = bisect.bisect_left(self.positions, first.position_m + s.min_pitch_m - s.pitch_tolerance_m)
         high = bisect.bisect_right(self.positions, first.position_m + s.max_pitch_m + s.pitch_tolerance_m)
+        reach = s.max_pitch_m + s.pitch_tolerance_m
+        around = (bisect.bisect_right(self.positions, first.position_m + reach)
+                  - bisect.bisect_left(self.positions, first.position_m - reach))
+        if around > s.max_window_defects:
+            return None
         best: tuple[list[int], float] | None = None
         tried: list[float] = []
         for second in range(low, high):

@@ -30,6 +30,7 @@ def periodic_from_config(config: Any) -> PeriodicSettings:
             min_fill_ratio=config.get_float(s, "min_fill_ratio", 0.01, 1),
             roll_tolerance=config.get_float(s, "roll_tolerance", 0.0001, 1),
             max_chance=config.get_float(s, "max_chance", 1e-300, 0.999),
+            max_window_defects=config.get_int(s, "max_window_defects", 3, 1_000_000),
         )
     except ValueError as error:
         if isinstance(error, ConfigError):
