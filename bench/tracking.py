@@ -39,6 +39,7 @@ import psycopg2
 
 from _service import ROOT, Bench, LeanConnection, cluster_cpu_seconds
 
+from ccl.adapters.storage import partitions
 from ccl.adapters.storage.localdb import LocalCluster, free_port
 from ccl.adapters.storage.migrations import migrate
 
@@ -161,6 +162,8 @@ def load_day(dsn: str, telegrams: dict, defects: list, rng: random.Random) -> li
             "tc_4001_cut": [(at, (n, m, w)) for at, n, m, w in telegrams["cuts"]],
             "tc_4000_schedule": [(at, (n, length)) for at, n, length in telegrams["schedules"]]}
     with connection, connection.cursor() as cursor:
+        # The day's month has its partitions, as on a running plant (else its rows sit in DEFAULT).
+        partitions.ensure_partitions(connection, datetime.fromtimestamp(DAY, timezone.utc).date(), 0)
         for table, columns in tables.items():
             text = io.StringIO()
             for at, values in rows[table]:

@@ -14,6 +14,8 @@ import time
 
 import psycopg2
 
+from ccl.adapters.storage import partitions
+
 TYPES = ["scratch", "dent", "stain", "pinhole", "coating_defect", "edge_crack", "roll_mark", "other"]
 TYPE_WEIGHTS = [30, 12, 20, 8, 15, 5, 7, 3]
 CUSTOMERS = ["현대자동차", "삼성전자", "LG전자", "포스코", "동국제강", "한화", "대우건설", "KCC", "기아", "SK"]
@@ -55,6 +57,10 @@ def seed(dsn: str, coils: int = 50_000, defects: int = 1_000_000, seed_value: in
     began = time.monotonic()
     with connection, connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit = off")
+        # Every seeded month has its partitions, as on a plant whose history was migrated
+        # (schema 117, 123): else those rows would all sit in the DEFAULT partitions.
+        partitions.ensure_partitions(connection, (start - datetime.timedelta(days=1)).date(),
+                                     (now.year - start.year) * 12 + now.month - start.month + 2)
         coil_rows = []
         for n in range(coils):
             entered = start + datetime.timedelta(minutes=COIL_MINUTES * n)

@@ -92,6 +92,20 @@ class SingleTests(Base):
         self.assertEqual(self.count(), 1)
 
     @defer.inlineCallbacks
+    def test_a_resend_timed_in_another_month_is_still_a_repeat(self):
+        """A resend of an event whose time now falls in the next month is still answered with the
+        stored row and stores nothing (defect_detections is partitioned, schema/123: the unique
+        event ids live in defect_event_ids)."""
+        code, first = yield post_json(self.svc.url, "/defect/single",
+                                      defect(event_id=EVENT, detection_time="2025-01-31T23:59:59Z"))
+        self.assertEqual(code, 201, first)
+        code, again = yield post_json(self.svc.url, "/defect/single",
+                                      defect(event_id=EVENT, detection_time="2025-02-01T00:00:01Z"))
+        self.assertEqual((code, again["duplicate"], again["data"]), (200, True, first["data"]))
+        self.assertEqual(query(self.svc.dsn, "SELECT count(*), min(detection_time) = '2025-01-31T23:59:59Z'"
+                                             " FROM defect_detections"), [(1, True)])
+
+    @defer.inlineCallbacks
     def test_concurrent_posts_each_answered_and_stored_once(self):
         """Posts arriving together are each answered, stored once, and a bad one fails alone."""
         # Posts that arrive together are committed together; each still gets its own answer.
@@ -214,6 +228,21 @@ class BatchTests(Base):
         code, body = yield post_json(self.svc.url, "/defect/batch", {"coil_number": "C88", "defects": items})
         self.assertEqual((code, body["data"]["stored"], body["data"]["duplicate_event_ids"]), (201, 1, [EVENT]))
         self.assertEqual(self.count(), 2)
+
+    @defer.inlineCallbacks
+    def test_a_batch_sent_again_with_other_times_stores_nothing_more(self):
+        """A batch sent again (small: one INSERT; large: COPY) whose defects now carry times of
+        another month stores none of them again and names every one as a duplicate."""
+        for size in (5, 60):
+            events = [str(uuid.uuid4()) for _ in range(size)]
+            for detected in ("2025-03-31T23:00:00Z", "2025-04-01T01:00:00Z"):
+                items = [{"defect_type": "dent", "confidence_score": 0.9, "event_id": event,
+                          "detection_time": detected} for event in events]
+                code, body = yield post_json(self.svc.url, "/defect/batch", {"coil_number": "C88", "defects": items})
+                self.assertEqual(code, 201, body)
+            self.assertEqual((body["data"]["stored"], sorted(body["data"]["duplicate_event_ids"])), (0, sorted(events)))
+        self.assertEqual(query(self.svc.dsn, "SELECT count(*), max(detection_time) = '2025-03-31T23:00:00Z'"
+                                             " FROM defect_detections"), [(65, True)])
 
     @defer.inlineCallbacks
     def test_events_for_every_defect_of_a_batch(self):

@@ -243,6 +243,87 @@ class RetentionTests(DatabaseTestCase, TestCase):
         self.assertEqual(self.counts(), before)
 
 
+class DefectRetentionTests(DatabaseTestCase, TestCase):
+    """[retention] defect_months: defect_detections is partitioned by month of receipt
+    (schema/123); an expired month goes whole, with the rows of other tables that belong to its
+    defects, after its coils are summarised."""
+
+    def setUp(self):
+        return self.start_database()
+
+    def defect(self, coil: str, when: str, severity: str = "high") -> int:
+        [(defect_id,)] = self.sql(
+            "INSERT INTO defect_detections (event_id, coil_number, defect_type, confidence_score, severity,"
+            " detection_time, received_at) VALUES (gen_random_uuid(), %s, 'scratch', 0.9, %s, %s, %s) RETURNING id",
+            (coil, severity, when, when))
+        self.sql("INSERT INTO defect_event_ids (event_id, defect_id) SELECT event_id, id FROM defect_detections"
+                 " WHERE id = %s", (defect_id,))
+        self.sql("INSERT INTO tracking_defects (defect_id, camera_id, detected_at, time_source, status, box_coil,"
+                 " model_version, computed_at) VALUES (%s, 'top', %s, 'box', 'no_coil', %s, 1, %s)",
+                 (defect_id, when, coil, when))
+        self.sql("INSERT INTO defect_reviews (defect_id, action, previous_status, from_type, to_type, reviewed_by)"
+                 " VALUES (%s, 'confirm', 'new', 'scratch', 'scratch', 'kim')", (defect_id,))
+        return defect_id
+
+    def arrange(self) -> tuple[list[int], list[int]]:
+        partitions.ensure_partitions(self.connection, date(2023, 12, 1), 27)  # 2023-12 .. 2026-03
+        old = [self.defect("OLD9", "2024-01-15T11:30:00Z"), self.defect("OLD9", "2024-01-31T23:59:59Z", "low")]
+        new = [self.defect("NEW9", "2024-04-01T00:00:00Z"), self.defect("NEW9", "2026-03-01T10:00:00Z")]
+        [(series,)] = self.sql("INSERT INTO periodic_series (tracked_coil, coil_number, surface, defect_type, pitch_m,"
+                               " cross_mm, start_m, end_m, members, expected) VALUES ('OLD9', 'OLD9', 'top', 'scratch',"
+                               " 1.5, 10, 0, 3, 2, 2) RETURNING id")
+        for defect_id in old[:1] + new[:1]:
+            self.sql("INSERT INTO periodic_members (defect_id, series_id) VALUES (%s, %s)", (defect_id, series))
+        return old, new
+
+    def belonging(self) -> dict[str, list[int]]:
+        return {table: [row[0] for row in self.sql(f"SELECT defect_id FROM {table} ORDER BY 1")]
+                for table, _column in partitions.DEPENDENTS["defect_detections"]}
+
+    def test_an_expired_month_of_defects_goes_with_what_belongs_to_it(self):
+        """Keeping 24 months of defects on 2026-03-10 drops defect_detections 2023-12 .. 2024-03; the
+        tracking rows, reviews, periodic members and event ids of its two defects go with them and
+        nobody else's; the coil OLD9, known only by its defects, keeps its counts in coil_summaries;
+        the process tables (kept for ever here) lose nothing; the run is audited."""
+        old, new = self.arrange()
+        self.sql("INSERT INTO tc_4003_speed (line_code, sequence_no, sent_at, received_at, line_speed, raw)"
+                 " VALUES ('CCL1', 1, '2024-01-15T10:00:00Z', '2024-01-15T10:00:00Z', 100, 'x')")
+        now = at("2026-03-10T03:00:00")
+        report = partitions.run_retention(self.connection, date(2026, 3, 10), {"process": 0, "defects": 24},
+                                          actor="test", now=now)
+        self.assertEqual(report.dropped, ("defect_detections_p202312", "defect_detections_p202401",
+                                          "defect_detections_p202402", "defect_detections_p202403"))
+        self.assertEqual(self.sql("SELECT id FROM defect_detections ORDER BY id"), [(i,) for i in new])
+        belonging = self.belonging()
+        self.assertEqual(belonging, {"tracking_defects": new, "periodic_members": new[:1],
+                                     "defect_reviews": new, "defect_event_ids": new})
+        self.assertEqual(self.sql("SELECT count(*) FROM tc_4003_speed")[0][0], 1)
+        self.assertEqual(self.sql("SELECT coil_number, defects, defects_by_type, defects_by_severity FROM coil_summaries"),
+                         [("OLD9", 2, {"scratch": 2}, {"high": 1, "low": 1})])
+        self.assertEqual(self.sql("SELECT details->'dropped' FROM audit_logs WHERE action = 'retention.run'"),
+                         [(list(report.dropped),)])
+
+    def test_a_failed_drop_keeps_the_month_and_what_belongs_to_it(self):
+        """When a drop fails midway (here: another session holds a lock on the partition and the
+        run's lock_timeout ends its wait), the transaction rolls back whole: every defect and every
+        row belonging to one is still there."""
+        old, new = self.arrange()
+        before = self.belonging()
+        blocker = psycopg2.connect(self.dsn)
+        self.addCleanup(blocker.close)
+        blocker.cursor().execute("LOCK TABLE defect_detections_p202401 IN ACCESS SHARE MODE")
+        retention = psycopg2.connect(self.dsn)  # one transaction, as the CLI and the orchestrator run it
+        self.addCleanup(retention.close)
+        with self.assertRaises(psycopg2.errors.LockNotAvailable), retention:
+            with retention.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '200ms'")
+            partitions.run_retention(retention, date(2026, 3, 10), {"process": 0, "defects": 24}, actor="test")
+        blocker.rollback()
+        self.assertEqual(self.sql("SELECT id FROM defect_detections ORDER BY id"), [(i,) for i in sorted(old + new)])
+        self.assertEqual(self.belonging(), before)
+        self.assertIn("defect_detections_p202401", partitions.partitions_of(self.connection, "defect_detections"))
+
+
 class ConcurrentCreationTests(SynchronousTestCase):
     def test_two_sessions_make_the_same_partition(self):
         """A second session asking for a partition the first is making (uncommitted) waits for it
@@ -365,3 +446,65 @@ class MigrationTests(SynchronousTestCase):
             self.assertRaises(psycopg2.IntegrityError, cursor.execute,
                               "INSERT INTO tc_4003_speed (line_code, sequence_no, sent_at, received_at, raw)"
                               " VALUES ('CCL1', 1, %s, now(), 'new')", (sent[0],))
+
+    def test_defects_are_converted_with_their_event_ids_and_what_refers_to_them(self):
+        """The schema before 123 with defects received over several months, event ids, tracking
+        rows and reviews, migrated: every defect is still there in its month's partition, every
+        event id is in defect_event_ids (a stored one is refused again), the rows that referred to
+        a defect still name it and carry its received_at, ids go on from the old sequence, and the
+        statistics triggers still mark."""
+        dsn = self.empty_database()
+        before = Path(self.mktemp())
+        before.mkdir()
+        for migration in discover():
+            if migration.version < 123:
+                shutil.copy(migration.path, before / migration.path.name)
+        migrate(dsn, before)
+        self.assertEqual(query(dsn, "SELECT relkind FROM pg_class WHERE relname = 'defect_detections'"), [("r",)])
+        detected = ["2025-11-30T23:59:59Z", "2025-12-01T00:00:00Z", "2026-01-15T08:00:00Z"]
+        with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+            for n in range(90):
+                cursor.execute("INSERT INTO defect_detections (event_id, coil_number, defect_type, confidence_score,"
+                               " severity, detection_time, received_at) VALUES (CASE WHEN %s THEN gen_random_uuid()"
+                               " END, 'C1', 'scratch', 0.5, 'low', %s, %s) RETURNING id",
+                               (n % 2 == 0, detected[n % 3], detected[n % 3]))
+                defect_id = cursor.fetchone()[0]
+                cursor.execute("INSERT INTO defect_reviews (defect_id, action, previous_status, from_type, to_type,"
+                               " reviewed_by) VALUES (%s, 'confirm', 'new', 'scratch', 'scratch', 'kim')", (defect_id,))
+                cursor.execute("INSERT INTO tracking_defects (defect_id, camera_id, detected_at, time_source, status,"
+                               " box_coil, model_version, computed_at) VALUES (%s, 'top', %s, 'box', 'no_coil', 'C1',"
+                               " 1, now())", (defect_id, detected[n % 3]))
+        defects = query(dsn, "SELECT to_jsonb(x) FROM defect_detections x ORDER BY id")
+        refs = query(dsn, "SELECT defect_id FROM defect_reviews UNION ALL SELECT defect_id FROM tracking_defects"
+                          " ORDER BY 1")
+        applied = migrate(dsn)
+        self.assertEqual([m.version for m in applied][:1], [123])
+        self.assertEqual(query(dsn, "SELECT relkind FROM pg_class WHERE relname = 'defect_detections'"), [("p",)])
+        self.assertEqual(query(dsn, "SELECT to_jsonb(x) FROM defect_detections x ORDER BY id"), defects)
+        self.assertEqual(query(dsn, "SELECT tableoid::regclass::text, count(*) FROM defect_detections GROUP BY 1"
+                                    " ORDER BY 1"),
+                         [("defect_detections_p202511", 30), ("defect_detections_p202512", 30),
+                          ("defect_detections_p202601", 30)])
+        self.assertEqual(query(dsn, "SELECT count(*), count(*) FILTER (WHERE d.event_id = e.event_id)"
+                                    " FROM defect_event_ids e JOIN defect_detections d ON d.id = e.defect_id"), [(45, 45)])
+        self.assertEqual(query(dsn, "SELECT defect_id FROM defect_reviews UNION ALL SELECT defect_id FROM"
+                                    " tracking_defects ORDER BY 1"), refs)
+        for table in ("defect_reviews", "tracking_defects"):
+            self.assertEqual(query(dsn, f"SELECT count(*) FROM {table} x JOIN defect_detections d"
+                                        " ON d.id = x.defect_id AND d.received_at = x.defect_received_at"), [(90,)])
+        with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+            cursor.execute("INSERT INTO defect_detections (coil_number, defect_type, confidence_score, severity,"
+                           " detection_time) VALUES ('C1', 'dent', 0.5, 'low', '2025-12-02T00:00:00Z') RETURNING id")
+            self.assertGreater(cursor.fetchone()[0], defects[-1][0]["id"])
+            cursor.execute("SELECT count(*) FROM ui_stats_dirty WHERE day = '2025-12-02'")
+            self.assertEqual(cursor.fetchone()[0], 1)
+            self.assertRaises(psycopg2.IntegrityError, cursor.execute,
+                              "INSERT INTO defect_event_ids (event_id, defect_id)"
+                              " SELECT event_id, 0 FROM defect_detections WHERE event_id IS NOT NULL LIMIT 1")
+        with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+            # A review naming no stored defect is refused (the trigger finds no received_at).
+            self.assertRaises(psycopg2.errors.NotNullViolation, cursor.execute,
+                              "INSERT INTO defect_reviews (defect_id, action, previous_status, from_type, to_type,"
+                              " reviewed_by) VALUES (-1, 'confirm', 'new', 'scratch', 'scratch', 'kim')")
+        # JIT is off for the database: every new session starts without it.
+        self.assertEqual(query(dsn, "SHOW jit"), [("off",)])

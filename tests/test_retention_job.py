@@ -93,9 +93,10 @@ class RetentionJobTests(DatabaseTestCase, TestCase):
 
     @defer.inlineCallbacks
     def test_process_months_zero_keeps_everything(self):
-        """[retention] process_months = 0 (keep for ever): the daily run drops nothing."""
+        """[retention] process_months = 0 and defect_months = 0 (keep for ever): the daily run
+        drops nothing."""
         self.arrange()
-        job = self.job(clock_at("2030-01-01T12:00:00"), process_months="0")
+        job = self.job(clock_at("2030-01-01T12:00:00"), process_months="0", defect_months="0")
         yield job.tick()
         self.assertEqual(self.speed_rows(), [(1,), (2,), (3,), (4,)])
         self.assertEqual(self.retention_audits(), [])

@@ -17,6 +17,7 @@ class RetentionSettings:
 
     @classmethod
     def from_config(cls, config) -> "RetentionSettings":
-        return cls(keep_months={"process": config.get_int("retention", "process_months", 0, 1200)},
+        return cls(keep_months={"process": config.get_int("retention", "process_months", 0, 1200),
+                                "defects": config.get_int("retention", "defect_months", 0, 1200)},
                    months_ahead=config.get_int("retention", "partitions_ahead", 1, 24),
                    automatic=config.get_bool("retention", "automatic"))

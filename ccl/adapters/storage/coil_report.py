@@ -6,6 +6,7 @@ from __future__ import annotations
 from twisted.internet import defer
 from zope.interface import implementer
 
+from ccl.adapters.storage.defect_keys import DEFECT_BY_KEY
 from ccl.adapters.storage.postgres import Database, port_errors
 from ccl.adapters.storage.tracking_store import TrackingReads
 from ccl.adapters.storage.ui_queries._sql import rows
@@ -15,12 +16,13 @@ from ccl.ports.reports import ICoilReportReads, IReviewReads, ReviewFilter
 #: A coil report lists at most this many defects (the PDF's table runs to ~1,250 pages then).
 MAX_REPORT_DEFECTS = 50_000
 
-_DEFECTS = """
+_DEFECTS = f"""
     WITH tc AS (SELECT %(tc)s::text AS tracked_coil),
     ids AS (
-        SELECT t.defect_id AS id FROM tracking_defects t, tc WHERE t.tracked_coil = tc.tracked_coil
+        SELECT t.defect_id AS id, t.defect_received_at AS received_at FROM tracking_defects t, tc
+        WHERE t.tracked_coil = tc.tracked_coil
         UNION
-        SELECT d.id FROM defect_detections d
+        SELECT d.id, d.received_at FROM defect_detections d
         WHERE d.coil_number = %(c)s AND NOT EXISTS (
             SELECT 1 FROM tracking_defects t, tc WHERE t.defect_id = d.id AND t.status = 'placed'
               AND t.tracked_coil IS DISTINCT FROM tc.tracked_coil))
@@ -36,7 +38,7 @@ _DEFECTS = """
            li.stored_on AS labeled_host, li.filename AS labeled_filename,
            oi.stored_on AS original_host, oi.filename AS original_filename,
            m.name || ' ' || m.version AS model, pm.series_id AS periodic_series_id
-    FROM ids JOIN defect_detections d ON d.id = ids.id CROSS JOIN tc
+    FROM ids {DEFECT_BY_KEY.format(id="ids.id", received_at="ids.received_at")} CROSS JOIN tc
          LEFT JOIN tracking_defects t ON t.defect_id = d.id
          LEFT JOIN images oi ON oi.id = d.original_image_id AND oi.purged_at IS NULL
          LEFT JOIN images li ON li.id = d.labeled_image_id AND li.purged_at IS NULL

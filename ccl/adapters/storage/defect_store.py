@@ -83,13 +83,20 @@ _GROUP_COLUMNS = tuple(name for name, _type in _GROUP_COLUMN_TYPES)
 _GROUP_TYPES = tuple(kind for _name, kind in _GROUP_COLUMN_TYPES)
 assert [c for c in _GROUP_COLUMNS if c not in ("oname", "lname")] == list(DefectRow._fields)
 
-#: One statement for any number of defects: ids, rows, image links and events. The rows come
-#: as ONE parameter, a JSON array made by orjson: psycopg2 adapting ~20 parameters per row was
-#: a seventh of the service's CPU at 1,000 posts a second. Returns (ord, row as JSON).
+#: One statement for any number of defects: ids, event ids, rows, image links and events. The
+#: rows come as ONE parameter, a JSON array made by orjson: psycopg2 adapting ~20 parameters per
+#: row was a seventh of the service's CPU at 1,000 posts a second. A defect whose event_id is
+#: already in defect_event_ids (schema/123: the partitioned table cannot hold a unique event_id)
+#: is not stored. Returns (ord, row as JSON).
 _GROUP_SQL = f"""
 WITH n AS MATERIALIZED (
     SELECT nextval('defect_detections_id_seq') AS id, v.*
     FROM json_to_recordset(%s::json) AS v (ord int, {", ".join(f"{c} {t}" for c, t in zip(_GROUP_COLUMNS, _GROUP_TYPES))})),
+fresh AS (
+    INSERT INTO defect_event_ids (event_id, defect_id)
+    SELECT n.event_id, n.id FROM n WHERE n.event_id IS NOT NULL
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING defect_id),
 ins AS (
     INSERT INTO defect_detections (id, {", ".join(_SINGLE_COLUMNS)})
     SELECT n.id, n.event_id, n.coil_number, n.defect_type, n.confidence_score, n.severity,
@@ -99,8 +106,7 @@ ins AS (
            (SELECT i.id FROM images i WHERE i.kind = 'original' AND i.filename = n.oname),
            (SELECT i.id FROM images i WHERE i.kind = 'labeled' AND i.filename = n.lname),
            n.model_id, n.camera_id, NULL::jsonb, n.detection_time_source
-    FROM n ORDER BY n.ord
-    ON CONFLICT (event_id) DO NOTHING
+    FROM n WHERE n.event_id IS NULL OR n.id IN (SELECT defect_id FROM fresh) ORDER BY n.ord
     RETURNING *)
 SELECT n.ord, row_to_json(ins)::text, pg_notify('{EVENTS}', {_EVENT_SQL})
 FROM ins JOIN n ON n.id = ins.id"""
@@ -120,6 +126,11 @@ def _group_json(group) -> str:
     """The rows of a group as the JSON array _GROUP_SQL reads (validated values: finite
     numbers, ints in range, aware datetimes, which orjson writes as RFC 3339)."""
     return orjson.dumps([dict(zip(_GROUP_KEYS, (index, *_params(d)))) for index, (d, _w) in enumerate(group)]).decode()
+
+
+#: The stored row of an event id (a repeat is answered with it).
+STORED_EVENT_SQL = ("SELECT row_to_json(d)::text FROM defect_detections d"
+                    " WHERE d.id = (SELECT defect_id FROM defect_event_ids WHERE event_id = %s)")
 
 
 class SingleWriter:
@@ -203,8 +214,7 @@ class SingleWriter:
             if index in stored:
                 waiting.callback((stored[index], True))
             else:  # a repeated event_id: answer with the row stored before
-                self._db.runQuery("SELECT row_to_json(d)::text FROM defect_detections d WHERE event_id = %s",
-                                  (d.event_id,)).addCallback(lambda found: (RawRow(found[0][0]), False)
+                self._db.runQuery(STORED_EVENT_SQL, (d.event_id,)).addCallback(lambda found: (RawRow(found[0][0]), False)
                                                              ).chainDeferred(waiting)
 
 
@@ -237,7 +247,7 @@ def store_rows(connection, rows: Sequence[DefectRow], *, batch_info: Any = None,
         events = [r.event_id for r in rows if r.event_id is not None]
         stored_events: set[str] = set()
         if events and check_events:
-            cursor.execute("SELECT event_id::text FROM defect_detections WHERE event_id = ANY(%s::uuid[])", (events,))
+            cursor.execute("SELECT event_id::text FROM defect_event_ids WHERE event_id = ANY(%s::uuid[])", (events,))
             stored_events = {row[0] for row in cursor.fetchall()}
         fresh = [r for r in rows if r.event_id is None or r.event_id not in stored_events] if stored_events else rows
 
@@ -268,7 +278,9 @@ def store_rows(connection, rows: Sequence[DefectRow], *, batch_info: Any = None,
                       for r in fresh]
             cursor.execute(
                 f"WITH ins AS (INSERT INTO defect_detections ({', '.join(_COLUMNS[1:])}) VALUES"
-                f" {', '.join(cursor.mogrify(template, row).decode() for row in values)} RETURNING *)"
+                f" {', '.join(cursor.mogrify(template, row).decode() for row in values)} RETURNING *),"
+                f" registered AS (INSERT INTO defect_event_ids (event_id, defect_id)"
+                f" SELECT ins.event_id, ins.id FROM ins WHERE ins.event_id IS NOT NULL)"
                 f" SELECT ins.id, pg_notify('{EVENTS}', {_EVENT_SQL}) FROM ins ORDER BY ins.id")
             ids = [row[0] for row in cursor.fetchall()]
             return BatchResult(len(fresh), sorted(stored_events), ids)
@@ -286,7 +298,17 @@ def store_rows(connection, rows: Sequence[DefectRow], *, batch_info: Any = None,
         # escaped (no raw line break can occur in them).
         cursor.execute(f"SELECT count(pg_notify('{EVENTS}', p)) FROM unnest(string_to_array(%s, E'\\n')) AS p",
                        ("\n".join(payloads),))
+        register_events(cursor, [(r.event_id, row_id) for r, row_id in zip(fresh, ids) if r.event_id is not None])
         return BatchResult(len(fresh), sorted(stored_events), ids)
+
+
+def register_events(cursor, pairs: list[tuple[str, int]]) -> None:
+    """Record the event ids of defects just stored; a repeated one raises UniqueViolation and
+    with it the caller's transaction fails whole, as the unique column did before schema/123."""
+    if pairs:
+        cursor.execute("INSERT INTO defect_event_ids (event_id, defect_id)"
+                       " SELECT * FROM unnest(%s::uuid[], %s::bigint[])",
+                       ([e for e, _ in pairs], [i for _, i in pairs]))
 
 
 #: The columns of a DefectRow stored as they are, in _COLUMNS order (up to labeled_image_path);

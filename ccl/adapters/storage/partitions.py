@@ -21,6 +21,14 @@ log = Logger()
 #: The partitioned tables, by retention group ([retention] <group>_months).
 GROUPS: dict[str, tuple[str, ...]] = {
     "process": ("tc_4001_cut", "tc_4002_wpd", "tc_4003_speed", "rejected_telegrams"),
+    "defects": ("defect_detections",),
+}
+#: Rows of other tables that belong to a partition's rows (table, its column naming them by id):
+#: deleted before the partition is dropped (dropping a partition does not cascade; the foreign
+#: keys of schema/123 would refuse to let it go otherwise).
+DEPENDENTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "defect_detections": (("tracking_defects", "defect_id"), ("periodic_members", "defect_id"),
+                          ("defect_reviews", "defect_id"), ("defect_event_ids", "defect_id")),
 }
 TABLES: tuple[str, ...] = tuple(table for tables in GROUPS.values() for table in tables)
 
@@ -62,8 +70,8 @@ def _bounds(month: date) -> tuple[datetime, datetime]:
     return start, datetime.combine(add_months(month, 1), time(), timezone.utc)
 
 
-# Coils named in a month of process data: its cuts (TC 4001), its schedules (TC 4000, kept) and
-# the tracked coils whose head weld passed in it. Defects marked false positive do not count.
+# Coils named in a month of data: its cuts (TC 4001), its schedules (TC 4000, kept), the tracked
+# coils whose head weld passed in it and its defects. Defects marked false positive do not count.
 # grade, disposition: from coil_grades (schema 100), an override over the computed grade; of
 # several passes of a coil number (tracked coils "#2" ...) the last graded one.
 SUMMARY_SQL = """
@@ -71,6 +79,7 @@ WITH coils AS (
     SELECT coil_number FROM tc_4001_cut WHERE sent_at >= %(since)s AND sent_at < %(until)s
     UNION SELECT coil_number FROM tc_4000_schedule WHERE sent_at >= %(since)s AND sent_at < %(until)s
     UNION SELECT coil_number FROM tracking_coils WHERE head_wpd_at >= %(since)s AND head_wpd_at < %(until)s
+    UNION SELECT coil_number FROM defect_detections WHERE received_at >= %(since)s AND received_at < %(until)s
 ), schedule AS (
     SELECT DISTINCT ON (coil_number) coil_number, length_value FROM tc_4000_schedule
     WHERE coil_number IN (SELECT coil_number FROM coils) ORDER BY coil_number, received_at DESC, id DESC
@@ -177,6 +186,11 @@ def run_retention(connection, today: date, keep_months: dict[str, int], *, actor
             log.info("retention: {count} coil summaries written for {month}", count=count,
                      month=month.strftime("%Y-%m"))
         for victim in victims:
+            for table, column in DEPENDENTS.get(victim.table, ()):
+                cursor.execute(f'DELETE FROM "{table}" WHERE "{column}" IN (SELECT id FROM "{victim.partition}")')
+                if cursor.rowcount:
+                    log.info("retention: deleted {count} rows of {table} for {partition}", count=cursor.rowcount,
+                             table=table, partition=victim.partition)
             cursor.execute(f'ALTER TABLE "{victim.table}" DETACH PARTITION "{victim.partition}"')
             cursor.execute(f'DROP TABLE "{victim.partition}"')
             dropped.append(victim.partition)

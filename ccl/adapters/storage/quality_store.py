@@ -8,16 +8,18 @@ import json
 from twisted.internet import defer
 from zope.interface import implementer
 
+from ccl.adapters.storage.defect_keys import DEFECT_BY_KEY
 from ccl.adapters.storage.postgres import Database, notify_sql, port_errors
 from ccl.domain.events import EVENTS_CHANNEL
 from ccl.ports import StoreRefused
 from ccl.ports.quality import (
     CoilRecord, IGradingStore, IQualityAdmin, IQualityStore, LineState, QualityDefect, RuleBookVersion, StoredRoll)
 
-_DEFECTS = """SELECT t.defect_id, t.tracked_coil, c.coil_number, t.camera_id, coalesce(t.surface, t.camera_id), t.metre,
+#: Each tracked defect's row found by id in the month of its receipt (DEFECT_BY_KEY).
+_DEFECTS = f"""SELECT t.defect_id, t.tracked_coil, c.coil_number, t.camera_id, coalesce(t.surface, t.camera_id), t.metre,
     t.in_weld_zone, d.defect_type, d.severity, d.defect_position_x, d.defect_size_width, d.defect_size_height,
     d.review_status
-    FROM tracking_defects t JOIN defect_detections d ON d.id = t.defect_id
+    FROM tracking_defects t {DEFECT_BY_KEY.format(id="t.defect_id", received_at="t.defect_received_at")}
     JOIN tracking_coils c ON c.tracked_coil = t.tracked_coil
     WHERE t.status = 'placed' AND t.metre IS NOT NULL AND """
 

@@ -64,6 +64,15 @@ _TARGET = {"defect": ("tracking_defects", "defect_id", "defect_detections"),
            "image": ("tracking_images", "image_id", "images")}
 
 
+#: A defect is found by its id and the month of its receipt (the partition key of
+#: defect_detections, schema/123): a LATERAL look-up that PostgreSQL cannot turn into a join over
+#: every month (OFFSET 0), each within a millisecond of the placement's received_at (an epoch
+#: float is exact to a microsecond). Images are one plain table.
+_DEFECT_ROW = ("CROSS JOIN LATERAL (SELECT s.received_at FROM defect_detections s WHERE s.id = r.id"
+               " AND s.received_at BETWEEN to_timestamp(r.received_at) - interval '1 ms'"
+               " AND to_timestamp(r.received_at) + interval '1 ms' OFFSET 0) s")
+
+
 def _save_sql(kind: str) -> str:
     table, key, source = _TARGET[kind]
     columns = [key if f == "id" else f for f in _PLACEMENT_FIELDS]
@@ -71,6 +80,11 @@ def _save_sql(kind: str) -> str:
     values = ", ".join("to_timestamp(r.detected_at)" if f == "detected_at" else f"r.{f}" for f in _PLACEMENT_FIELDS)
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:] + ["model_version", "computed_at"])
     # Joined with the source rows: a defect deleted meanwhile is skipped, not a failed statement.
+    if kind == "defect":
+        return (f"INSERT INTO {table} ({', '.join(columns)}, defect_received_at, model_version, computed_at)"
+                f" SELECT {values}, s.received_at, {MODEL_VERSION}, now()"
+                f" FROM json_to_recordset(%s::json) AS r ({record}, received_at float8) {_DEFECT_ROW}"
+                f" ON CONFLICT ({key}) DO UPDATE SET {updates}")
     return (f"INSERT INTO {table} ({', '.join(columns)}, model_version, computed_at)"
             f" SELECT {values}, {MODEL_VERSION}, now() FROM json_to_recordset(%s::json) AS r ({record})"
             f" JOIN {source} s ON s.id = r.id"
@@ -80,15 +94,17 @@ def _save_sql(kind: str) -> str:
 _SAVE = {kind: _save_sql(kind) for kind in _TARGET}
 
 
-def _placement_rows(kind: str, placements) -> list[tuple]:
-    return [tuple(getattr(p, f) for f in _PLACEMENT_FIELDS) for p in placements if p.kind == kind]
+def _placement_rows(kind: str, placements) -> list[dict]:
+    fields = (*_PLACEMENT_FIELDS, "received_at") if kind == "defect" else _PLACEMENT_FIELDS
+    return [{f: getattr(p, f) for f in fields} for p in placements if p.kind == kind]
 
 
 def _read_placement_sql(kind: str) -> str:
     table, key, _source = _TARGET[kind]
     columns = [f"{_EPOCH.format('detected_at')}" if f == "detected_at" else (key if f == "id" else f)
                for f in _PLACEMENT_FIELDS]
-    return f"SELECT {', '.join(columns)} FROM {table} WHERE {key} = ANY(%s)"
+    received = _EPOCH.format("defect_received_at") if kind == "defect" else "NULL::float8"
+    return f"SELECT {', '.join(columns)}, {received} FROM {table} WHERE {key} = ANY(%s)"
 
 
 _READ_PLACEMENTS = {kind: _read_placement_sql(kind) for kind in _TARGET}
@@ -233,7 +249,7 @@ class TrackingRecords:
                 continue
             rows = yield self._query(_READ_PLACEMENTS[kind], (ids,))
             for row in rows:
-                values = dict(zip(_PLACEMENT_FIELDS, row))
+                values = dict(zip((*_PLACEMENT_FIELDS, "received_at"), row))
                 found[(kind, values["id"])] = Placement(kind=kind, **values)
         return found
 
@@ -245,8 +261,8 @@ class TrackingRecords:
                 # One event per statement for the UI (which coils changed), not one per row.
                 coils = sorted({p.tracked_coil for p in placements if p.kind == kind and p.tracked_coil})[:50]
                 event = json.dumps({"table": _TARGET[kind][0], "count": len(rows), "tracked_coils": coils})
-                yield self._db.runOperation(f"{_SAVE[kind]}; {notify_sql(EVENTS)}", (orjson.dumps(
-                    [dict(zip(_PLACEMENT_FIELDS, r)) for r in rows]).decode(), event)).addErrback(as_store_unavailable)
+                yield self._db.runOperation(f"{_SAVE[kind]}; {notify_sql(EVENTS)}", (orjson.dumps(rows).decode(), event)
+                                            ).addErrback(as_store_unavailable)
 
     def save_progress(self, tracked_coil: str, inspected_m: dict):
         event = json.dumps({"table": "tracking_coils", "tracked_coil": tracked_coil, "inspected_m": inspected_m})

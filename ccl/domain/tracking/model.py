@@ -102,7 +102,7 @@ class LineModel:
         else:
             detected_at, source, dt_detection = d.received_at, "received", s.received_time_uncertainty_s
         common = dict(kind=d.kind, id=d.id, camera_id=d.camera_id, detected_at=detected_at,
-                      time_source=source, box_coil=d.box_coil)
+                      time_source=source, box_coil=d.box_coil, received_at=d.received_at)
         if camera is None:
             return Placement(surface=None, status="unknown_camera", **common)
         if not len(self.profile):

@@ -76,6 +76,9 @@ class Placement:
     exit_scrap: bool = False
     #: the position was extrapolated past the newest speed sample: placed again when it comes
     provisional: bool = False
+    #: when the server received the detection: where storage finds its row (defects are kept by
+    #: month of receipt); not part of where it is, so not compared
+    received_at: float | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen

@@ -6,6 +6,7 @@ import datetime
 
 from twisted.internet import defer
 
+from ccl.adapters.storage.defect_keys import DEFECT_BY_KEY
 from ccl.adapters.storage.ui_queries._sql import PLANT_TZ, gather, one, rows
 
 # The schedule columns a page shows for a coil: the latest TC 4000 row of that coil.
@@ -102,18 +103,20 @@ def coil_defects(db, coil_number: str, limit: int = 5000) -> defer.Deferred:
     defect's original image is known)."""
     return rows(db, f"""
         WITH tracked AS (SELECT tracked_coil FROM tracking_coils WHERE coil_number = %(c)s
-                         ORDER BY head_wpd_at DESC LIMIT 1)
+                         ORDER BY head_wpd_at DESC LIMIT 1),
+        keys AS (SELECT id, received_at FROM defect_detections WHERE coil_number = %(c)s
+                 UNION
+                 SELECT defect_id, defect_received_at FROM tracking_defects
+                 WHERE tracked_coil = (SELECT tracked_coil FROM tracked))
         SELECT {DEFECT_COLUMNS}, {TRACKING_COLUMNS},
                coalesce(t.tracked_coil = (SELECT tracked_coil FROM tracked), false) AS on_coil,
                CASE WHEN i.width > 0 AND d.defect_position_x IS NOT NULL
                     THEN least(1.0, (d.defect_position_x + coalesce(d.defect_size_width, 0) / 2.0) / i.width)
                END AS across, pm.series_id AS periodic_series_id
-        FROM defect_detections d LEFT JOIN images i ON i.id = d.original_image_id
+        FROM keys {DEFECT_BY_KEY.format(id="keys.id", received_at="keys.received_at")}
+             LEFT JOIN images i ON i.id = d.original_image_id
              LEFT JOIN tracking_defects t ON t.defect_id = d.id
              LEFT JOIN periodic_members pm ON pm.defect_id = d.id
-        WHERE d.id IN (SELECT id FROM defect_detections WHERE coil_number = %(c)s
-                       UNION ALL
-                       SELECT defect_id FROM tracking_defects WHERE tracked_coil = (SELECT tracked_coil FROM tracked))
         ORDER BY d.detection_time, d.id LIMIT %(limit)s""", {"c": coil_number, "limit": limit})
 
 
