@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from ccl.adapters.storage import coil_report, quality_store  # noqa: E402
 from ccl.adapters.storage.localdb import LocalCluster, free_port  # noqa: E402
-from ccl.adapters.storage.migrations import discover, migrate  # noqa: E402
+from ccl.adapters.storage.migrations import migrate  # noqa: E402
 from ccl.adapters.storage.ui_queries import dashboard  # noqa: E402
 
 MONTHS = 41
@@ -137,13 +137,8 @@ def main() -> None:
         for name in ("plain", "monthly"):
             admin.cursor().execute(f"CREATE DATABASE {name}")
         admin.close()
-        before = work / "schema-before-123"
-        before.mkdir()
-        for migration in discover():
-            if migration.version < 123:
-                shutil.copy(migration.path, before / migration.path.name)
         plain, monthly = cluster.superuser_dsn("plain"), cluster.superuser_dsn("monthly")
-        migrate(plain, before)
+        migrate(plain, below=123)
         migrate(monthly)
         for dsn in (plain, monthly):
             fill(dsn, args.defects)

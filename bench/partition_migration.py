@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ccl.adapters.storage.localdb import LocalCluster, free_port  # noqa: E402
-from ccl.adapters.storage.migrations import discover, migrate  # noqa: E402
+from ccl.adapters.storage.migrations import migrate  # noqa: E402
 
 TABLES = ("tc_4001_cut", "tc_4002_wpd", "tc_4003_speed", "rejected_telegrams", "defect_detections",
           "tracking_defects")
@@ -55,15 +55,7 @@ def main() -> None:
     cluster.start()
     try:
         dsn = cluster.superuser_dsn("postgres")
-        before, before_defects = work / "schema-before-117", work / "schema-before-123"
-        before.mkdir()
-        before_defects.mkdir()
-        for migration in discover():
-            if migration.version < 117:
-                shutil.copy(migration.path, before / migration.path.name)
-            if migration.version < 123:
-                shutil.copy(migration.path, before_defects / migration.path.name)
-        migrate(dsn, before)
+        migrate(dsn, below=117)
         started = time.monotonic()
         with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
             cursor.execute(
@@ -107,7 +99,7 @@ def main() -> None:
         print(f"filled in {time.monotonic() - started:.1f} s: {filled}; tc_4003_speed {speed_size / 2**20:.0f} MiB,"
               f" defect_detections {defect_size / 2**20:.0f} MiB")
         started = time.monotonic()
-        applied = migrate(dsn, before_defects)
+        applied = migrate(dsn, below=123)
         took = time.monotonic() - started
         print(f"migrations {[m.version for m in applied]} applied in {took:.1f} s"
               f" ({filled['tc_4003_speed'] / took / 1e6:.2f} million speed rows/s)")

@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import datetime
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
 from datetime import date
-from pathlib import Path
 
 import psycopg2
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ccl.adapters.storage import partitions
-from ccl.adapters.storage.migrations import discover, migrate
+from ccl.adapters.storage.migrations import migrate
 from ccl.adapters.storage.process_store import PostgresProcessStore
 from ccl.application.store_telegrams import row_for
 from ccl.domain.journal_record import TELEGRAM, JournalRecord
@@ -403,12 +401,7 @@ class MigrationTests(SynchronousTestCase):
         row is still there, in its month's partition, ids go on from the old sequence, and the
         retransmission key still refuses a second copy."""
         dsn = self.empty_database()
-        before = Path(self.mktemp())
-        before.mkdir()
-        for migration in discover():
-            if migration.version < 117:
-                shutil.copy(migration.path, before / migration.path.name)
-        migrate(dsn, before)
+        migrate(dsn, below=117)
         self.assertEqual(query(dsn, "SELECT relkind FROM pg_class WHERE relname = 'tc_4003_speed'"), [("r",)])
         sent = ["2025-11-30T23:59:59Z", "2025-12-01T00:00:00Z", "2026-01-15T08:00:00Z"]
         with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
@@ -454,12 +447,7 @@ class MigrationTests(SynchronousTestCase):
         a defect still name it and carry its received_at, ids go on from the old sequence, and the
         statistics triggers still mark."""
         dsn = self.empty_database()
-        before = Path(self.mktemp())
-        before.mkdir()
-        for migration in discover():
-            if migration.version < 123:
-                shutil.copy(migration.path, before / migration.path.name)
-        migrate(dsn, before)
+        migrate(dsn, below=123)
         self.assertEqual(query(dsn, "SELECT relkind FROM pg_class WHERE relname = 'defect_detections'"), [("r",)])
         detected = ["2025-11-30T23:59:59Z", "2025-12-01T00:00:00Z", "2026-01-15T08:00:00Z"]
         with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:

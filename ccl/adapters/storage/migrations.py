@@ -49,9 +49,10 @@ def discover(directory: Path | None = None) -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
-def migrate(dsn: str, directory: Path | None = None) -> list[Migration]:
-    """Apply every migration not yet recorded; return the ones applied now."""
-    migrations = discover(directory)
+def migrate(dsn: str, directory: Path | None = None, *, below: int | None = None) -> list[Migration]:
+    """Apply every migration not yet recorded (``below``: only those numbered lower, to build
+    the schema an upgrade starts from); return the ones applied now."""
+    migrations = [m for m in discover(directory) if below is None or m.version < below]
     applied_now = []
     connection = psycopg2.connect(dsn)
     try:
