@@ -12,17 +12,14 @@ import datetime
 import functools
 import hashlib
 import secrets
-from collections.abc import Callable
 from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
 
 from ccl.domain.accounts import check_role, check_username, generate_password, hash_password, verify_password
-from ccl.ports import Account, Actor, IAccountStore, IAuditLog, ISessionStore, Session, User
+from ccl.ports import Account, Actor, IAccountStore, IAuditLog, InThread, ISessionStore, Session, User
 
-#: ``in_thread(function, *args)``: run blocking work off the reactor, a Deferred of its result.
-InThread = Callable[..., Deferred]
 
 
 class UnknownUser(LookupError):

@@ -8,7 +8,8 @@ The same placements feed the ``AlarmWatch`` (critical clusters, densities). When
 coil is done (its tail past the shear), its series are settled over the whole coil and it is
 graded. Every ``alarm_check_s`` the cameras are checked for silence while the line runs and the
 acknowledged event alarms are cleared. One piece of work at a time (a lock), off the tracker's
-own: a fault here never stalls tracking.
+own: a fault here never stalls tracking. The detector's CPU work runs in a thread
+(``in_thread``), never on the reactor.
 
 ``Grading`` grades a coil by the active rule book (on completion, again on a review), overrides a
 grade (audited), edits the rule book (every save a new version, audited) and previews a draft
@@ -32,7 +33,7 @@ from ccl.domain.quality.alarms import AlarmRule, AlarmWatch, PlacedEvent, parse_
 from ccl.domain.quality.facts import coil_facts, decision_document, facts_document
 from ccl.domain.quality.periodic import PeriodicSettings, PeriodicWatch, PlacedDefect, Roll, detect_series, likely_roll
 from ccl.domain.quality.settings import QualitySettings
-from ccl.ports import Actor, IAuditLog, StoreRefused
+from ccl.ports import Actor, IAuditLog, InThread, StoreRefused
 from ccl.ports.quality import IGradingStore, IQualityAdmin, IQualityStore
 from ccl.ports.tracking import IPlacementConsumer
 
@@ -53,8 +54,11 @@ def _placed(d, settings: QualitySettings) -> PlacedDefect:
 @implementer(IPlacementConsumer)
 class QualityWatch:
     def __init__(self, store: IQualityStore, grader: "Grading", periodic: PeriodicSettings,
-                 settings: QualitySettings, cameras: list[str], clock):
+                 settings: QualitySettings, cameras: list[str], clock, in_thread: InThread):
         self.store = store
+        #: the roll-mark detector runs here, off the reactor (a coil's run is milliseconds to
+        #: tens of them; the lock keeps one at a time, so a watch is never touched twice at once)
+        self._in_thread = in_thread
         self.grader = grader
         self.periodic = periodic
         self.settings = settings
@@ -182,7 +186,7 @@ class QualityWatch:
                 new = [d for d in found if d.defect_id not in known]
                 for d in new:
                     known[d.defect_id] = d.metre
-                events = watch.add([_placed(d, self.settings) for d in new])
+                events = yield self._in_thread(watch.add, [_placed(d, self.settings) for d in new])
                 keys = {(e.series.surface, e.series.defect_type) for e in events}
             if keys:
                 yield self._store_series(tracked_coil, found[0].coil_number, keys, watch.series, final=False)
@@ -196,7 +200,7 @@ class QualityWatch:
         """The coil's watch from every defect placed on it so far."""
         everything = yield self.store.coil_defects(tracked_coil)
         watch = PeriodicWatch(self.periodic)
-        watch.add([_placed(d, self.settings) for d in everything])
+        yield self._in_thread(watch.add, [_placed(d, self.settings) for d in everything])
         self._watches[tracked_coil] = (watch, {d.defect_id: d.metre for d in everything})
         while len(self._watches) > WATCHED_COILS:
             self._watches.popitem(last=False)
@@ -229,7 +233,7 @@ class QualityWatch:
         if tracked_coil in already:
             return
         everything = yield self.store.coil_defects(tracked_coil)
-        series = detect_series([_placed(d, self.settings) for d in everything], self.periodic)
+        series = yield self._in_thread(detect_series, [_placed(d, self.settings) for d in everything], self.periodic)
         keys = {(d.surface, d.defect_type) for d in everything}
         if keys:
             yield self._store_series(tracked_coil, coil_number, keys, series, final=True)

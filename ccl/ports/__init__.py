@@ -5,6 +5,9 @@ Every method returns a Deferred: the adapters do blocking work in threads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import attrs
 from zope.interface import Interface
 
@@ -99,6 +102,10 @@ class IOutboxStore(Interface):
 
 
 # The UI's ports (accounts, audit, alerts, inspection rules and reviews, read models).
+#: ``in_thread(function, *args)``: run CPU or blocking work off the reactor, a Deferred of its
+#: result (the composition roots give ``twisted.internet.threads.deferToThread``).
+InThread = Callable[..., Any]
+
 from ccl.ports.accounts import Account, Credentials, IAccountStore, ISessionStore, Session, User  # noqa: E402,F401
 from ccl.ports.alerts import ALERT_STATES, Acknowledged, Alert, IAlertStore  # noqa: E402,F401
 from ccl.ports.audit import Actor, AuditEntry, AuditQuery, IAuditLog  # noqa: E402,F401

@@ -12,6 +12,7 @@ with it, or alone with ``[quality] live = false``); ``ccl tracking rebuild`` wor
 from __future__ import annotations
 
 from twisted.application import service
+from twisted.internet import threads
 
 from ccl.domain.events import EVENTS_CHANNEL as EVENTS
 from ccl.adapters.storage.quality_store import GradingRecords, QualityRecords
@@ -56,7 +57,7 @@ def quality_watch(config: Config, db, clock, settings: TrackingSettings) -> Qual
     if not quality.live:
         return None
     return QualityWatch(QualityRecords(db), Grading(GradingRecords(db), quality), periodic_from_config(config),
-                        quality, [c.camera_id for c in settings.cameras], clock)
+                        quality, [c.camera_id for c in settings.cameras], clock, threads.deferToThread)
 
 
 def live_tracking(config: Config, db, clock) -> TrackingComponent | None:
