@@ -14,3 +14,10 @@ from __future__ import annotations
 #: named by the outer query; ``.format(id=..., received_at=...)`` before use.
 DEFECT_BY_KEY = ("CROSS JOIN LATERAL (SELECT * FROM defect_detections d0 WHERE d0.id = {id}"
                  " AND d0.received_at = {received_at} OFFSET 0) d")
+
+#: ``CROSS JOIN LATERAL (...) s``: the defect ``{id}`` received within a millisecond of ``{epoch}``
+#: (seconds since the epoch, as tracking carries it: a float is exact to a microsecond there),
+#: giving ``s.received_at``, the defect's exact key. The tracking save's look-up.
+DEFECT_NEAR_RECEIPT = ("CROSS JOIN LATERAL (SELECT s0.received_at FROM defect_detections s0 WHERE s0.id = {id}"
+                       " AND s0.received_at BETWEEN to_timestamp({epoch}) - interval '1 ms'"
+                       " AND to_timestamp({epoch}) + interval '1 ms' OFFSET 0) s")

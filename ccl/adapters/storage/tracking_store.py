@@ -14,6 +14,7 @@ from twisted.internet import defer
 from zope.interface import implementer
 
 from ccl.domain.events import EVENTS_CHANNEL as EVENTS
+from ccl.adapters.storage.defect_keys import DEFECT_NEAR_RECEIPT
 from ccl.adapters.storage.postgres import as_store_unavailable, notify_sql
 from ccl.domain.tracking.model import MODEL_VERSION
 from ccl.domain.tracking.records import Detection, Heartbeat, LineData, Placement, Telegram
@@ -64,15 +65,6 @@ _TARGET = {"defect": ("tracking_defects", "defect_id", "defect_detections"),
            "image": ("tracking_images", "image_id", "images")}
 
 
-#: A defect is found by its id and the month of its receipt (the partition key of
-#: defect_detections, schema/123): a LATERAL look-up that PostgreSQL cannot turn into a join over
-#: every month (OFFSET 0), each within a millisecond of the placement's received_at (an epoch
-#: float is exact to a microsecond). Images are one plain table.
-_DEFECT_ROW = ("CROSS JOIN LATERAL (SELECT s.received_at FROM defect_detections s WHERE s.id = r.id"
-               " AND s.received_at BETWEEN to_timestamp(r.received_at) - interval '1 ms'"
-               " AND to_timestamp(r.received_at) + interval '1 ms' OFFSET 0) s")
-
-
 def _save_sql(kind: str) -> str:
     table, key, source = _TARGET[kind]
     columns = [key if f == "id" else f for f in _PLACEMENT_FIELDS]
@@ -83,7 +75,8 @@ def _save_sql(kind: str) -> str:
     if kind == "defect":
         return (f"INSERT INTO {table} ({', '.join(columns)}, defect_received_at, model_version, computed_at)"
                 f" SELECT {values}, s.received_at, {MODEL_VERSION}, now()"
-                f" FROM json_to_recordset(%s::json) AS r ({record}, received_at float8) {_DEFECT_ROW}"
+                f" FROM json_to_recordset(%s::json) AS r ({record}, received_at float8)"
+                f" {DEFECT_NEAR_RECEIPT.format(id='r.id', epoch='r.received_at')}"
                 f" ON CONFLICT ({key}) DO UPDATE SET {updates}")
     return (f"INSERT INTO {table} ({', '.join(columns)}, model_version, computed_at)"
             f" SELECT {values}, {MODEL_VERSION}, now() FROM json_to_recordset(%s::json) AS r ({record})"
